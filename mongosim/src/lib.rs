@@ -1,0 +1,1 @@
+//! mongosim: placeholder, replaced by the simulator implementation.

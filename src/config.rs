@@ -1,0 +1,1 @@
+//! Typed configuration: the TOML mapping file plus runtime settings.

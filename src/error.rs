@@ -1,0 +1,1 @@
+//! Error types per layer and the one place that classifies errors as transient or fatal.

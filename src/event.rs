@@ -1,0 +1,130 @@
+//! The normalized change event every stage agrees on, and stream positions.
+//!
+//! A `ChangeEvent` comes from a change stream or from a snapshot read (operation `Snapshot`, no
+//! resume token), so the mapping stage has exactly one input type. Nothing here performs I/O.
+
+use bson::{Bson, Document, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// A MongoDB cluster time packed into one ordered integer: `seconds << 32 | increment`.
+///
+/// Stored in Postgres as `bigint` (version columns, checkpoints); the packing keeps ordering, so SQL
+/// can compare versions with `<`/`>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ClusterTime(pub u64);
+
+impl ClusterTime {
+    pub fn new(seconds: u32, increment: u32) -> Self {
+        ClusterTime(((seconds as u64) << 32) | increment as u64)
+    }
+    pub fn seconds(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    pub fn increment(self) -> u32 {
+        (self.0 & 0xffff_ffff) as u32
+    }
+    /// Value for a Postgres `bigint` column. Cluster-time seconds fit in 31 bits until 2038+68
+    /// years, so the cast never goes negative in practice; it is checked anyway.
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+    pub fn from_i64(v: i64) -> Self {
+        ClusterTime(v.max(0) as u64)
+    }
+    pub fn to_timestamp(self) -> Timestamp {
+        Timestamp { time: self.seconds(), increment: self.increment() }
+    }
+    /// Wall-clock instant of this cluster time (second precision).
+    pub fn to_datetime(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp(self.seconds() as i64, 0).unwrap_or_default()
+    }
+}
+
+impl From<Timestamp> for ClusterTime {
+    fn from(ts: Timestamp) -> Self {
+        ClusterTime::new(ts.time, ts.increment)
+    }
+}
+
+/// Where a stream stands: the resume token to hand back to MongoDB and the cluster time it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    /// The opaque resume token (`{_data: "..."}`), exactly as the server sent it.
+    pub token: Document,
+    pub cluster_time: ClusterTime,
+}
+
+/// The kind of change. `Snapshot` marks a document read by the initial copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    Insert,
+    Update,
+    Replace,
+    Delete,
+    Snapshot,
+    Drop,
+    Rename,
+    DropDatabase,
+    Invalidate,
+    /// Any operation type this version does not know (e.g. DDL events with showExpandedEvents).
+    Other(String),
+}
+
+impl Operation {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "insert" => Operation::Insert,
+            "update" => Operation::Update,
+            "replace" => Operation::Replace,
+            "delete" => Operation::Delete,
+            "drop" => Operation::Drop,
+            "rename" => Operation::Rename,
+            "dropDatabase" => Operation::DropDatabase,
+            "invalidate" => Operation::Invalidate,
+            other => Operation::Other(other.to_string()),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Replace => "replace",
+            Operation::Delete => "delete",
+            Operation::Snapshot => "snapshot",
+            Operation::Drop => "drop",
+            Operation::Rename => "rename",
+            Operation::DropDatabase => "dropDatabase",
+            Operation::Invalidate => "invalidate",
+            Operation::Other(s) => s,
+        }
+    }
+}
+
+/// The transaction an event belongs to, when it came from a multi-document transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnId {
+    pub lsid: Document,
+    pub txn_number: i64,
+}
+
+/// One change, normalized. `raw` keeps the complete event as received so a gap can store it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub operation: Operation,
+    /// Collection name (Mongoose name, e.g. `purchaserequests`).
+    pub collection: String,
+    /// The document's `_id` (usually an ObjectId), from `documentKey._id`.
+    pub document_key: Option<Bson>,
+    /// Post-image: the inserted/replaced document, or the looked-up one for updates (None when the
+    /// document was deleted before the lookup, or for deletes).
+    pub full_document: Option<Document>,
+    /// Pre-image when the collection has pre-images enabled and the stream asked for them.
+    pub full_document_before_change: Option<Document>,
+    pub cluster_time: ClusterTime,
+    /// The event's `_id`; None for snapshot reads.
+    pub resume_token: Option<Document>,
+    pub txn: Option<TxnId>,
+    /// The whole event (or the snapshot document) as received.
+    pub raw: Document,
+}

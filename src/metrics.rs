@@ -1,0 +1,1 @@
+//! Every metric name, registered once, and the HTTP endpoints /metrics /healthz /readyz.

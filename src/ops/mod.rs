@@ -1,0 +1,1 @@
+//! Operator commands: tokens, gaps, snapshot, verify.

@@ -1,0 +1,1 @@
+//! Per-collection task: source -> mapping -> batch -> sink, with backpressure.

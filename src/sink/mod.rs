@@ -1,0 +1,1 @@
+//! Postgres side: batch apply, id_map, checkpoints, gaps, migrations.

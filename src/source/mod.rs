@@ -1,0 +1,1 @@
+//! MongoDB side: change stream reader and snapshot reader, through the official driver.

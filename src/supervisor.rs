@@ -1,0 +1,1 @@
+//! Starts one pipeline per mapped collection and restarts it on transient errors.
