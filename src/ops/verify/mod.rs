@@ -1,0 +1,533 @@
+//! `mongo2pg verify`: compares MongoDB and Postgres collection by collection and says, with a
+//! structured report and one boolean, whether Postgres holds exactly what the mapping makes of
+//! MongoDB.
+//!
+//! Per collection it maps every MongoDB document through the pure mapping (as a snapshot read),
+//! reads the table back from Postgres (references translated back to legacy ids through id_map)
+//! and compares: row counts, missing and extra rows, per-column checksums, exact sums of every
+//! `numeric` column grouped by a configured column (e.g. `status` or `currency`, summed by Postgres
+//! itself), child-row counts, and a row-by-row diff naming the differing columns. Documents the
+//! mapping rejects are counted (they are gaps, not rows) and left out of the comparison.
+//!
+//! Both sides are held in memory per collection; verify is an operator and test tool, not part of
+//! the bounded-memory pipeline.
+
+pub mod compare;
+
+use std::collections::BTreeMap;
+
+use bson::Document;
+use futures::TryStreamExt;
+use serde::Serialize;
+
+use self::compare::{
+    canon_actual, canon_expected, checksums, compared_columns, diff_row, money_columns, money_sums,
+    CanonRow, ColumnChecksum, ColumnDiff, ColumnKind, SumError,
+};
+use crate::mapping::rules::{CollectionRules, DeleteRule};
+use crate::mapping::{legacy_id_text, map_event, Mapped, RowOp};
+use crate::source::snapshot::snapshot_event;
+
+/// Default number of differing rows listed per collection.
+pub const DEFAULT_MAX_LISTED: usize = 20;
+
+/// What verify compares beyond the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyOptions {
+    /// Per collection, the column money sums are grouped by (e.g. `payments` → `status`).
+    pub group_by: BTreeMap<String, String>,
+    /// At most this many missing, extra and differing rows are listed per collection (all are
+    /// counted).
+    pub max_listed: usize,
+    /// The id_map table, optionally schema-qualified.
+    pub id_map_table: String,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            group_by: BTreeMap::new(),
+            max_listed: DEFAULT_MAX_LISTED,
+            id_map_table: "id_map".into(),
+        }
+    }
+}
+
+/// Why verify could not run (a mismatch is a report, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("reading {collection} from mongodb failed: {source}")]
+    Mongo {
+        collection: String,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error("reading {table} from postgres failed: {source}")]
+    Postgres {
+        table: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("summing {column} of {collection} exactly failed: {source}")]
+    Sum {
+        collection: String,
+        column: String,
+        #[source]
+        source: SumError,
+    },
+    #[error("invalid table name {0:?}")]
+    InvalidName(String),
+}
+
+/// A per-column checksum on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChecksumReport {
+    pub column: String,
+    pub mongo: ColumnChecksum,
+    pub postgres: ColumnChecksum,
+    pub matches: bool,
+}
+
+/// The exact sum of a money column for one group on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MoneySumReport {
+    pub column: String,
+    pub group_by: Option<String>,
+    pub group: Option<String>,
+    pub mongo: Option<String>,
+    pub postgres: Option<String>,
+    pub matches: bool,
+}
+
+/// Child-row totals of one child table on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildCountReport {
+    pub table: String,
+    pub mongo: u64,
+    pub postgres: u64,
+    pub matches: bool,
+}
+
+/// One row that exists on both sides with differing columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowDiff {
+    pub legacy_id: String,
+    pub columns: Vec<ColumnDiff>,
+}
+
+/// The comparison of one collection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CollectionReport {
+    pub collection: String,
+    pub table: String,
+    pub mongo_documents: u64,
+    /// Documents the mapping rejects (recorded as gaps, not expected in Postgres).
+    pub unmappable_documents: u64,
+    pub postgres_rows: u64,
+    pub missing_count: u64,
+    /// Legacy ids present in MongoDB but not in Postgres (first `max_listed`).
+    pub missing: Vec<String>,
+    pub extra_count: u64,
+    /// Legacy ids present in Postgres but not in MongoDB (first `max_listed`).
+    pub extra: Vec<String>,
+    pub differing_count: u64,
+    pub differing: Vec<RowDiff>,
+    pub checksums: Vec<ChecksumReport>,
+    pub money_sums: Vec<MoneySumReport>,
+    pub child_counts: Vec<ChildCountReport>,
+    pub clean: bool,
+}
+
+/// The comparison of several collections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub collections: Vec<CollectionReport>,
+    pub clean: bool,
+}
+
+/// Double-quotes a possibly schema-qualified name (`schema.table`).
+pub fn quote_qualified(name: &str) -> Result<String, VerifyError> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty() || p.contains('"'))
+    {
+        return Err(VerifyError::InvalidName(name.to_string()));
+    }
+    Ok(parts
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// What the mapping makes of the MongoDB collection.
+struct MongoSide {
+    documents: u64,
+    unmappable: BTreeMap<String, ()>,
+    rows: BTreeMap<String, CanonRow>,
+    children: BTreeMap<String, u64>,
+}
+
+async fn read_mongo(
+    db: &mongodb::Database,
+    rules: &CollectionRules,
+) -> Result<MongoSide, VerifyError> {
+    let columns = compared_columns(rules);
+    let err = |source| VerifyError::Mongo {
+        collection: rules.collection.clone(),
+        source,
+    };
+    let mut cursor = db
+        .collection::<Document>(&rules.collection)
+        .find(Document::new())
+        .sort(bson::doc! {"_id": 1})
+        .await
+        .map_err(err)?;
+    let mut side = MongoSide {
+        documents: 0,
+        unmappable: BTreeMap::new(),
+        rows: BTreeMap::new(),
+        children: rules
+            .children
+            .iter()
+            .map(|c| (c.table.clone(), 0))
+            .collect(),
+    };
+    while let Some(doc) = cursor.try_next().await.map_err(err)? {
+        side.documents += 1;
+        let legacy = doc
+            .get("_id")
+            .map(|id| legacy_id_text(id).unwrap_or_else(|_| format!("{id}")));
+        let event = snapshot_event(&rules.collection, doc, Default::default());
+        let upsert = match map_event(rules, &event) {
+            Ok(Mapped::Ops(ops)) => ops.into_iter().find_map(|op| match op {
+                RowOp::Upsert {
+                    table,
+                    key,
+                    columns,
+                    children,
+                    ..
+                } if table == rules.table => Some((key, columns, children)),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let Some((key, values, children)) = upsert else {
+            side.unmappable.insert(legacy.unwrap_or_default(), ());
+            continue;
+        };
+        let row: CanonRow = columns
+            .iter()
+            .map(|(c, _)| {
+                let v = values
+                    .iter()
+                    .find(|cv| &cv.column == c)
+                    .and_then(|cv| canon_expected(&cv.value));
+                (c.clone(), v)
+            })
+            .collect();
+        for child in children {
+            *side.children.entry(child.table).or_default() += child.rows.len() as u64;
+        }
+        side.rows.insert(key.legacy_id, row);
+    }
+    Ok(side)
+}
+
+fn select_expr(column: &str, kind: &ColumnKind, id_map: &str, params: &mut Vec<String>) -> String {
+    let c = format!("t.{}", quote(column));
+    match kind {
+        ColumnKind::Text | ColumnKind::Decimal => format!("{c}::text"),
+        ColumnKind::Time => format!("(extract(epoch from {c}) * 1000000)::bigint::text"),
+        ColumnKind::Json => format!("to_jsonb({c})::text"),
+        ColumnKind::Ref { collection } => {
+            params.push(collection.clone());
+            format!(
+                "coalesce((select m.legacy_object_id from {id_map} m where m.collection = ${} and m.new_id = {c}), \
+                 'unmapped:' || {c}::text)",
+                params.len()
+            )
+        }
+    }
+}
+
+async fn read_postgres(
+    pg: &tokio_postgres::Client,
+    rules: &CollectionRules,
+    id_map: &str,
+) -> Result<BTreeMap<String, CanonRow>, VerifyError> {
+    let columns = compared_columns(rules);
+    let table = quote_qualified(&rules.table)?;
+    let mut params = Vec::new();
+    let exprs: Vec<String> = columns
+        .iter()
+        .map(|(c, k)| select_expr(c, k, id_map, &mut params))
+        .collect();
+    let mut sql = format!("select t.{}::text", quote(&rules.legacy_column));
+    for e in &exprs {
+        sql.push_str(", ");
+        sql.push_str(e);
+    }
+    sql.push_str(&format!(" from {table} t"));
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let rows = pg
+        .query(&sql, &refs)
+        .await
+        .map_err(|source| VerifyError::Postgres {
+            table: rules.table.clone(),
+            source,
+        })?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let legacy: Option<String> = r.get(0);
+        let mut row = CanonRow::new();
+        for (i, (c, k)) in columns.iter().enumerate() {
+            let text: Option<String> = r.get(i + 1);
+            row.insert(c.clone(), canon_actual(k, text.as_deref()));
+        }
+        out.insert(legacy.unwrap_or_default(), row);
+    }
+    Ok(out)
+}
+
+async fn postgres_money_sums(
+    pg: &tokio_postgres::Client,
+    rules: &CollectionRules,
+    money: &str,
+    group: Option<(&str, &ColumnKind)>,
+    id_map: &str,
+) -> Result<BTreeMap<Option<String>, String>, VerifyError> {
+    let table = quote_qualified(&rules.table)?;
+    let mut params = Vec::new();
+    let group_expr = match group {
+        Some((g, kind)) => select_expr(g, kind, id_map, &mut params),
+        None => "null::text".to_string(),
+    };
+    let sql = format!(
+        "select {group_expr}, sum(t.{m})::text from {table} t where t.{m} is not null group by 1",
+        m = quote(money)
+    );
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let rows = pg
+        .query(&sql, &refs)
+        .await
+        .map_err(|source| VerifyError::Postgres {
+            table: rules.table.clone(),
+            source,
+        })?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let g: Option<String> = r.get(0);
+            let s: Option<String> = r.get(1);
+            let g = group.and_then(|(_, k)| canon_actual(k, g.as_deref()));
+            (
+                g,
+                canon_actual(&ColumnKind::Decimal, s.as_deref()).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+async fn postgres_child_count(
+    pg: &tokio_postgres::Client,
+    rules: &CollectionRules,
+    child_table: &str,
+    parent_column: &str,
+) -> Result<u64, VerifyError> {
+    let sql = format!(
+        "select count(*) from {} c join {} p on c.{} = p.{}",
+        quote_qualified(child_table)?,
+        quote_qualified(&rules.table)?,
+        quote(parent_column),
+        quote(&rules.id_column)
+    );
+    let row = pg
+        .query_one(&sql, &[])
+        .await
+        .map_err(|source| VerifyError::Postgres {
+            table: child_table.to_string(),
+            source,
+        })?;
+    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+}
+
+fn is_soft_deleted(rules: &CollectionRules, row: &CanonRow) -> bool {
+    match &rules.delete {
+        DeleteRule::Soft { column, value } => {
+            row.get(column).cloned().flatten() == canon_expected(value)
+        }
+        _ => false,
+    }
+}
+
+/// Compares one collection.
+pub async fn verify_collection(
+    mongo: &mongodb::Database,
+    pg: &tokio_postgres::Client,
+    rules: &CollectionRules,
+    options: &VerifyOptions,
+) -> Result<CollectionReport, VerifyError> {
+    let id_map = quote_qualified(&options.id_map_table)?;
+    let mongo_side = read_mongo(mongo, rules).await?;
+    let pg_rows = read_postgres(pg, rules, &id_map).await?;
+    let listed = options.max_listed;
+
+    let mut report = CollectionReport {
+        collection: rules.collection.clone(),
+        table: rules.table.clone(),
+        mongo_documents: mongo_side.documents,
+        unmappable_documents: mongo_side.unmappable.len() as u64,
+        postgres_rows: pg_rows.len() as u64,
+        missing_count: 0,
+        missing: Vec::new(),
+        extra_count: 0,
+        extra: Vec::new(),
+        differing_count: 0,
+        differing: Vec::new(),
+        checksums: Vec::new(),
+        money_sums: Vec::new(),
+        child_counts: Vec::new(),
+        clean: false,
+    };
+    for (id, expected) in &mongo_side.rows {
+        match pg_rows.get(id) {
+            None => {
+                report.missing_count += 1;
+                if report.missing.len() < listed {
+                    report.missing.push(id.clone());
+                }
+            }
+            Some(actual) => {
+                let columns = diff_row(expected, actual);
+                if !columns.is_empty() {
+                    report.differing_count += 1;
+                    if report.differing.len() < listed {
+                        report.differing.push(RowDiff {
+                            legacy_id: id.clone(),
+                            columns,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    // Rows Postgres should hold: everything except soft-deleted rows and rejected documents.
+    let compared_pg: BTreeMap<String, CanonRow> = pg_rows
+        .into_iter()
+        .filter(|(id, row)| {
+            let expected = mongo_side.rows.contains_key(id);
+            if !expected && !mongo_side.unmappable.contains_key(id) && !is_soft_deleted(rules, row)
+            {
+                report.extra_count += 1;
+                if report.extra.len() < listed {
+                    report.extra.push(id.clone());
+                }
+            }
+            expected
+        })
+        .collect();
+
+    let columns = compared_columns(rules);
+    let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+    let mongo_sums = checksums(&mongo_side.rows, &names);
+    let pg_sums = checksums(&compared_pg, &names);
+    for c in &names {
+        let (m, p) = (
+            mongo_sums.get(c).copied().unwrap_or_default(),
+            pg_sums.get(c).copied().unwrap_or_default(),
+        );
+        report.checksums.push(ChecksumReport {
+            column: c.clone(),
+            mongo: m,
+            postgres: p,
+            matches: m == p,
+        });
+    }
+
+    let group_by = options.group_by.get(&rules.collection).map(String::as_str);
+    let group_kind = group_by.and_then(|g| {
+        columns
+            .iter()
+            .find(|(c, _)| c == g)
+            .map(|(c, k)| (c.as_str(), k))
+    });
+    for money in money_columns(rules) {
+        let sum_err = |source| VerifyError::Sum {
+            collection: rules.collection.clone(),
+            column: money.clone(),
+            source,
+        };
+        let mongo_sums =
+            money_sums(&mongo_side.rows, &money, group_kind.map(|(g, _)| g)).map_err(sum_err)?;
+        let pg_sums = postgres_money_sums(pg, rules, &money, group_kind, &id_map).await?;
+        let groups: std::collections::BTreeSet<Option<String>> =
+            mongo_sums.keys().chain(pg_sums.keys()).cloned().collect();
+        for g in groups {
+            let (m, p) = (mongo_sums.get(&g).cloned(), pg_sums.get(&g).cloned());
+            report.money_sums.push(MoneySumReport {
+                column: money.clone(),
+                group_by: group_kind.map(|(c, _)| c.to_string()),
+                group: g,
+                matches: m == p,
+                mongo: m,
+                postgres: p,
+            });
+        }
+    }
+
+    for child in &rules.children {
+        let mongo_count = mongo_side.children.get(&child.table).copied().unwrap_or(0);
+        let pg_count = postgres_child_count(pg, rules, &child.table, &child.parent_column).await?;
+        report.child_counts.push(ChildCountReport {
+            table: child.table.clone(),
+            mongo: mongo_count,
+            postgres: pg_count,
+            matches: mongo_count == pg_count,
+        });
+    }
+
+    report.clean = report.missing_count == 0
+        && report.extra_count == 0
+        && report.differing_count == 0
+        && report.checksums.iter().all(|c| c.matches)
+        && report.money_sums.iter().all(|m| m.matches)
+        && report.child_counts.iter().all(|c| c.matches);
+    Ok(report)
+}
+
+/// Compares every given collection; `clean` is true only when all of them are.
+pub async fn verify(
+    mongo: &mongodb::Database,
+    pg: &tokio_postgres::Client,
+    collections: &[&CollectionRules],
+    options: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    let mut reports = Vec::with_capacity(collections.len());
+    for rules in collections {
+        let report = verify_collection(mongo, pg, rules, options).await?;
+        tracing::info!(
+            collection = %report.collection,
+            clean = report.clean,
+            missing = report.missing_count,
+            extra = report.extra_count,
+            differing = report.differing_count,
+            "verified collection"
+        );
+        reports.push(report);
+    }
+    let clean = reports.iter().all(|r| r.clean);
+    Ok(VerifyReport {
+        collections: reports,
+        clean,
+    })
+}

@@ -1,0 +1,291 @@
+//! The snapshot reader: records where the change stream stands *before* a copy starts, then reads a
+//! collection in `_id` order, one bounded page at a time, as `Operation::Snapshot` change events.
+//!
+//! It only reads MongoDB through the official driver. It never writes Postgres and never decides
+//! about retries: the snapshot command (`ops::snapshot`) applies each page through the sink and
+//! stores the page's last `_id` so an interrupted copy resumes after it.
+//!
+//! Paging uses `find({_id: {$gt: last}}).sort({_id: 1}).limit(n)`, so a page costs one round trip
+//! and a resume never re-reads what was already copied. MongoDB's `$gt` only matches values of the
+//! same BSON type, so a collection whose `_id`s mix types (ObjectIds and strings) is copied type by
+//! type only as far as the first page's type; such collections are not supported by the resume.
+
+use bson::{doc, Bson, Document};
+use mongodb::options::ReadConcern;
+use mongodb::{Client, ClientSession, Collection};
+
+use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
+
+/// Default number of documents per page (one Postgres transaction each).
+pub const DEFAULT_PAGE_SIZE: u32 = 500;
+
+/// A window on a configured timestamp field, for targeted re-syncs (`[from, to]`, inclusive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeWindow {
+    /// Dot-path of a BSON date field, e.g. `updatedAt`.
+    pub field: String,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+/// Which documents a snapshot copies. The default copies the whole collection.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotFilter {
+    /// Only documents with `_id >= id_from`.
+    pub id_from: Option<Bson>,
+    /// Only documents with `_id <= id_to`.
+    pub id_to: Option<Bson>,
+    /// Only documents whose timestamp field falls in the window.
+    pub time_window: Option<TimeWindow>,
+}
+
+impl SnapshotFilter {
+    /// The filter as a MongoDB query document (empty for a full copy).
+    pub fn to_document(&self) -> Document {
+        let mut clauses: Vec<Bson> = Vec::new();
+        if let Some(from) = &self.id_from {
+            clauses.push(Bson::Document(doc! {"_id": {"$gte": from.clone()}}));
+        }
+        if let Some(to) = &self.id_to {
+            clauses.push(Bson::Document(doc! {"_id": {"$lte": to.clone()}}));
+        }
+        if let Some(w) = &self.time_window {
+            let from = bson::DateTime::from_chrono(w.from);
+            let to = bson::DateTime::from_chrono(w.to);
+            clauses.push(Bson::Document(
+                doc! {w.field.clone(): {"$gte": from, "$lte": to}},
+            ));
+        }
+        match clauses.len() {
+            0 => Document::new(),
+            1 => match clauses.pop() {
+                Some(Bson::Document(d)) => d,
+                _ => Document::new(),
+            },
+            _ => doc! {"$and": clauses},
+        }
+    }
+
+    /// True when the filter selects the whole collection.
+    pub fn is_full(&self) -> bool {
+        self.id_from.is_none() && self.id_to.is_none() && self.time_window.is_none()
+    }
+}
+
+fn missing_token() -> mongodb::error::Error {
+    mongodb::error::Error::custom("change stream returned no post-batch resume token".to_string())
+}
+
+/// Records the stream's current position: opens a change stream on the collection and takes its
+/// post-batch resume token (everything written after it will be delivered by a stream resumed from
+/// it) and the operation time of that command. Call it *before* copying anything.
+pub async fn capture_start_position(
+    client: &Client,
+    database: &str,
+    collection: &str,
+) -> Result<Position, mongodb::error::Error> {
+    let coll = client.database(database).collection::<Document>(collection);
+    let mut session = client.start_session().await?;
+    let stream = coll.watch().session(&mut session).await?;
+    let token = stream.resume_token().ok_or_else(missing_token)?;
+    drop(stream);
+    let token = match bson::to_bson(&token) {
+        Ok(Bson::Document(d)) => d,
+        _ => return Err(missing_token()),
+    };
+    let cluster_time = match session.operation_time() {
+        Some(ts) => ClusterTime::from(ts),
+        None => {
+            return Err(mongodb::error::Error::custom(
+                "server reported no operationTime for the change stream aggregate".to_string(),
+            ))
+        }
+    };
+    Ok(Position {
+        token,
+        cluster_time,
+    })
+}
+
+/// Wraps one snapshot document as a change event. `read_time` is the cluster time the document
+/// was read at (the find's operation time): used as the row version, so any stream event after
+/// the read still applies and any event the document already reflects is a harmless replay.
+pub fn snapshot_event(collection: &str, document: Document, read_time: ClusterTime) -> ChangeEvent {
+    ChangeEvent {
+        operation: Operation::Snapshot,
+        collection: collection.to_string(),
+        document_key: document.get("_id").cloned(),
+        full_document: Some(document.clone()),
+        full_document_before_change: None,
+        cluster_time: read_time,
+        resume_token: None,
+        txn: None,
+        raw: document,
+    }
+}
+
+/// One page of a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub events: Vec<ChangeEvent>,
+    /// `_id` of the last document of the page: the resume point.
+    pub last_id: Bson,
+    /// Cluster time of the read (used as every event's version).
+    pub read_time: ClusterTime,
+}
+
+/// Reads one collection in `_id` order, page by page.
+pub struct SnapshotReader {
+    collection_name: String,
+    coll: Collection<Document>,
+    session: ClientSession,
+    filter: Document,
+    page_size: u32,
+    last_id: Option<Bson>,
+    fallback_time: ClusterTime,
+}
+
+impl SnapshotReader {
+    /// Prepare a reader. `resume_after` is the last `_id` already copied (from the checkpoint's
+    /// snapshot columns); `fallback_time` is the version used if the server reports no operation
+    /// time (the captured start position's cluster time).
+    pub async fn open(
+        client: &Client,
+        database: &str,
+        collection: &str,
+        filter: &SnapshotFilter,
+        resume_after: Option<Bson>,
+        page_size: u32,
+        fallback_time: ClusterTime,
+    ) -> Result<Self, mongodb::error::Error> {
+        let session = client.start_session().await?;
+        Ok(SnapshotReader {
+            collection_name: collection.to_string(),
+            coll: client.database(database).collection::<Document>(collection),
+            session,
+            filter: filter.to_document(),
+            page_size: page_size.max(1),
+            last_id: resume_after,
+            fallback_time,
+        })
+    }
+
+    fn page_filter(&self) -> Document {
+        match &self.last_id {
+            None => self.filter.clone(),
+            Some(last) => {
+                let after = doc! {"_id": {"$gt": last.clone()}};
+                if self.filter.is_empty() {
+                    after
+                } else {
+                    doc! {"$and": [Bson::Document(self.filter.clone()), Bson::Document(after)]}
+                }
+            }
+        }
+    }
+
+    /// How many documents are still to copy (after the resume point, inside the filter).
+    pub async fn count_remaining(&mut self) -> Result<u64, mongodb::error::Error> {
+        let filter = self.page_filter();
+        self.coll
+            .count_documents(filter)
+            .session(&mut self.session)
+            .await
+    }
+
+    /// The next page, or None when the copy is complete.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, mongodb::error::Error> {
+        let filter = self.page_filter();
+        let mut cursor = self
+            .coll
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(i64::from(self.page_size))
+            .batch_size(self.page_size)
+            .read_concern(ReadConcern::local())
+            .session(&mut self.session)
+            .await?;
+        let mut docs = Vec::with_capacity(self.page_size as usize);
+        while let Some(d) = cursor.next(&mut self.session).await {
+            docs.push(d?);
+        }
+        let read_time = self
+            .session
+            .operation_time()
+            .map(ClusterTime::from)
+            .unwrap_or(self.fallback_time);
+        let Some(last_id) = docs.last().and_then(|d| d.get("_id")).cloned() else {
+            return Ok(None);
+        };
+        let events = docs
+            .into_iter()
+            .map(|d| snapshot_event(&self.collection_name, d, read_time))
+            .collect();
+        self.last_id = Some(last_id.clone());
+        Ok(Some(Page {
+            events,
+            last_id,
+            read_time,
+        }))
+    }
+
+    /// The last `_id` returned so far (or the resume point).
+    pub fn last_id(&self) -> Option<&Bson> {
+        self.last_id.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::oid::ObjectId;
+
+    #[test]
+    fn full_filter_is_an_empty_query() {
+        assert_eq!(SnapshotFilter::default().to_document(), Document::new());
+        assert!(SnapshotFilter::default().is_full());
+    }
+
+    #[test]
+    fn id_range_and_time_window_combine_with_and() {
+        let a = ObjectId::parse_str("650000000000000000000001").expect("hex");
+        let from = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        let to = chrono::DateTime::from_timestamp(1_700_000_600, 0).expect("time");
+        let f = SnapshotFilter {
+            id_from: Some(Bson::ObjectId(a)),
+            id_to: None,
+            time_window: Some(TimeWindow {
+                field: "updatedAt".into(),
+                from,
+                to,
+            }),
+        };
+        let expected = doc! {"$and": [
+            {"_id": {"$gte": a}},
+            {"updatedAt": {"$gte": bson::DateTime::from_chrono(from), "$lte": bson::DateTime::from_chrono(to)}},
+        ]};
+        assert_eq!(f.to_document(), expected);
+        assert!(!f.is_full());
+    }
+
+    #[test]
+    fn single_clause_is_not_wrapped() {
+        let f = SnapshotFilter {
+            id_to: Some(Bson::Int32(7)),
+            ..Default::default()
+        };
+        assert_eq!(f.to_document(), doc! {"_id": {"$lte": 7}});
+    }
+
+    #[test]
+    fn snapshot_event_carries_key_document_and_read_time() {
+        let d = doc! {"_id": 5, "name": "x"};
+        let ev = snapshot_event("users", d.clone(), ClusterTime::new(10, 2));
+        assert_eq!(ev.operation, Operation::Snapshot);
+        assert_eq!(ev.document_key, Some(Bson::Int32(5)));
+        assert_eq!(ev.full_document, Some(d.clone()));
+        assert_eq!(ev.raw, d);
+        assert_eq!(ev.cluster_time, ClusterTime::new(10, 2));
+        assert!(ev.resume_token.is_none());
+    }
+}
