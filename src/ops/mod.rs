@@ -3,4 +3,7 @@
 //! Mongo-versus-Postgres comparison (`verify`). The CLI and the supervisor call these; nothing here
 //! parses arguments or decides exit codes.
 
+pub mod gaps;
+pub mod snapshot;
+pub mod tokens;
 pub mod verify;

@@ -1,0 +1,92 @@
+//! The snapshot decisions that need no I/O: whether a collection must be copied before it
+//! streams, and what happens when its change-stream history is lost (re-sync or stop with the
+//! exact operator command).
+
+use crate::config::SnapshotMode;
+
+/// The snapshot state stored with a stream's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// No checkpoint row at all: the stream never ran.
+    NoCheckpoint,
+    /// A copy started and has not finished (it resumes after its last `_id`).
+    InProgress,
+    /// The stream has a position (a copy finished, or it never needed one).
+    Streaming,
+}
+
+/// True when the collection must be (re-)copied before streaming.
+pub fn needs_snapshot(mode: SnapshotMode, state: &SnapshotState) -> bool {
+    match (mode, state) {
+        (SnapshotMode::Never, _) => false,
+        (_, SnapshotState::NoCheckpoint) | (_, SnapshotState::InProgress) => true,
+        (_, SnapshotState::Streaming) => false,
+    }
+}
+
+/// What to do after a stream's history is lost (its `window_lost` gap is already recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryLostAction {
+    /// `when_needed`: re-copy the collection now, then stream from the copy's start.
+    Resync,
+    /// Stop this stream; the operator runs `command` (or the alternative) when ready.
+    Stop {
+        command: String,
+        alternative: String,
+    },
+}
+
+/// The exact command that re-copies a collection after its history was lost.
+pub fn resnapshot_command(collection: &str) -> String {
+    format!(
+        "mongo2pg tokens reset {collection} --resnapshot --reason \"change stream history lost\""
+    )
+}
+
+/// The command that skips the lost window (it stays recorded as a gap) and streams from now.
+pub fn skip_command(collection: &str) -> String {
+    format!("mongo2pg tokens reset {collection} --to-now --reason \"change stream history lost\"")
+}
+
+pub fn history_lost_action(mode: SnapshotMode, collection: &str) -> HistoryLostAction {
+    match mode {
+        SnapshotMode::WhenNeeded => HistoryLostAction::Resync,
+        SnapshotMode::Initial | SnapshotMode::Never => HistoryLostAction::Stop {
+            command: resnapshot_command(collection),
+            alternative: skip_command(collection),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_and_when_needed_copy_only_without_a_finished_position() {
+        for mode in [SnapshotMode::Initial, SnapshotMode::WhenNeeded] {
+            assert!(needs_snapshot(mode, &SnapshotState::NoCheckpoint));
+            assert!(needs_snapshot(mode, &SnapshotState::InProgress));
+            assert!(!needs_snapshot(mode, &SnapshotState::Streaming));
+        }
+        assert!(!needs_snapshot(
+            SnapshotMode::Never,
+            &SnapshotState::NoCheckpoint
+        ));
+    }
+
+    #[test]
+    fn history_loss_resyncs_only_when_needed_mode_allows_it() {
+        assert_eq!(
+            history_lost_action(SnapshotMode::WhenNeeded, "payments"),
+            HistoryLostAction::Resync
+        );
+        assert_eq!(
+            history_lost_action(SnapshotMode::Initial, "payments"),
+            HistoryLostAction::Stop {
+                command: "mongo2pg tokens reset payments --resnapshot --reason \"change stream history lost\"".into(),
+                alternative: "mongo2pg tokens reset payments --to-now --reason \"change stream history lost\"".into(),
+            }
+        );
+    }
+}
