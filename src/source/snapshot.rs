@@ -78,7 +78,7 @@ fn missing_token() -> mongodb::error::Error {
 
 /// Records the stream's current position: opens a change stream on the collection and takes its
 /// post-batch resume token (everything written after it will be delivered by a stream resumed from
-/// it) and the operation time of that command. Call it *before* copying anything.
+/// it) with the cluster time it encodes (or the command's operation time). Call it *before* copying anything.
 pub async fn capture_start_position(
     client: &Client,
     database: &str,
@@ -93,18 +93,31 @@ pub async fn capture_start_position(
         Ok(Bson::Document(d)) => d,
         _ => return Err(missing_token()),
     };
-    let cluster_time = match session.operation_time() {
-        Some(ts) => ClusterTime::from(ts),
-        None => {
-            return Err(mongodb::error::Error::custom(
-                "server reported no operationTime for the change stream aggregate".to_string(),
-            ))
-        }
-    };
+    let cluster_time =
+        match token_cluster_time(&token).or(session.operation_time().map(ClusterTime::from)) {
+            Some(t) => t,
+            None => {
+                return Err(mongodb::error::Error::custom(
+                    "server reported no operationTime for the change stream aggregate".to_string(),
+                ))
+            }
+        };
     Ok(Position {
         token,
         cluster_time,
     })
+}
+
+/// Cluster time encoded at the start of a resume token's `_data` (type byte 0x82, then seconds and
+/// increment as 8 hex digits each), as real servers and mongosim lay it out; None otherwise.
+pub fn token_cluster_time(token: &Document) -> Option<ClusterTime> {
+    let data = token.get_str("_data").ok()?;
+    if !data.get(..2)?.eq_ignore_ascii_case("82") {
+        return None;
+    }
+    let seconds = u32::from_str_radix(data.get(2..10)?, 16).ok()?;
+    let increment = u32::from_str_radix(data.get(10..18)?, 16).ok()?;
+    Some(ClusterTime::new(seconds, increment))
 }
 
 /// Wraps one snapshot document as a change event. `read_time` is the cluster time the document
@@ -239,6 +252,16 @@ impl SnapshotReader {
 mod tests {
     use super::*;
     use bson::oid::ObjectId;
+
+    #[test]
+    fn token_prefix_decodes_to_its_cluster_time() {
+        assert_eq!(
+            token_cluster_time(&doc! {"_data": "8265A1B2C3000000070000"}),
+            Some(ClusterTime::new(0x65A1_B2C3, 7))
+        );
+        assert_eq!(token_cluster_time(&doc! {"_data": "01"}), None);
+        assert_eq!(token_cluster_time(&doc! {"x": 1}), None);
+    }
 
     #[test]
     fn full_filter_is_an_empty_query() {

@@ -127,17 +127,20 @@ pub struct GapView {
     pub attempts: i32,
     /// Cluster time of the event, packed (secs << 32 | inc).
     pub cluster_time: Option<i64>,
-    /// Window bounds for `window_lost` gaps, packed cluster times.
-    pub window_start: Option<i64>,
-    pub window_end: Option<i64>,
+    /// Window bounds of `window_lost` gaps.
+    pub window_start: Option<chrono::DateTime<chrono::Utc>>,
+    pub window_end: Option<chrono::DateTime<chrono::Utc>>,
     pub first_seen: chrono::DateTime<chrono::Utc>,
-    pub last_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last time the gap was recorded again or retried.
+    pub last_seen: chrono::DateTime<chrono::Utc>,
     pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Who or what closed the gap and why (operator reason, `retry`, `resync`, `superseded`).
-    pub resolution: Option<String>,
-    /// The raw event or document as extended JSON (only filled by `show`).
+    /// Who or what closed the gap and why (operator reason, retry, re-sync, superseded).
+    pub note: Option<String>,
+    /// Operation of the event (insert, update, ..., snapshot).
+    pub operation: Option<String>,
+    /// The raw event or document as extended JSON text (only filled by `show`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<serde_json::Value>,
+    pub raw: Option<String>,
 }
 
 #[cfg(test)]

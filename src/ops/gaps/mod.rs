@@ -1,6 +1,97 @@
-//! The gaps lifecycle: list / show / retry / resolve / ignore, and the background retry of open
-//! gaps.
+//! The gaps lifecycle. A gap is `open` until it is `resolved` (its document applied: on a retry,
+//! by a re-sync, or an operator says so), `superseded` (a newer event for the same document
+//! applied after it) or `ignored` (an operator decided, with a reason). Operators drive it with
+//! `gaps list|show|retry|resolve|ignore`; the supervisor runs `retry_open_gaps` periodically so
+//! `fk_missing` gaps resolve themselves once their parent row arrives.
 
 pub mod filter;
 
-pub use filter::{GapFilter, GapListArgs, GapStatus, GapView};
+pub mod store;
+
+pub use filter::{parse_age, FilterError, GapFilter, GapListArgs, GapStatus, GapView};
+
+pub use store::{list, show, ResyncScope};
+
+/// Why a gaps command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GapsError {
+    #[error("postgres error while {context}: {source}")]
+    Postgres {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("mongodb error while re-reading {collection}/{key}: {source}")]
+    Mongo {
+        collection: String,
+        key: String,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error("invalid gaps table name {0:?}")]
+    InvalidName(String),
+    #[error("gap {0} does not exist")]
+    NotFound(i64),
+    #[error("gap {id} is {status}, not open")]
+    NotOpen { id: i64, status: String },
+    #[error("a reason is required to ignore a gap")]
+    MissingReason,
+}
+
+async fn close_checked(
+    pg: &impl tokio_postgres::GenericClient,
+    gaps_table: &str,
+    id: i64,
+    status: GapStatus,
+    note: &str,
+) -> Result<GapView, GapsError> {
+    if !store::close(pg, gaps_table, id, status, note).await? {
+        return match store::show(pg, gaps_table, id).await? {
+            None => Err(GapsError::NotFound(id)),
+            Some(g) => Err(GapsError::NotOpen {
+                id,
+                status: g.status,
+            }),
+        };
+    }
+    store::show(pg, gaps_table, id)
+        .await?
+        .ok_or(GapsError::NotFound(id))
+}
+
+/// `gaps resolve <id>`: an operator states the gap is repaired (e.g. fixed by hand).
+pub async fn resolve(
+    pg: &impl tokio_postgres::GenericClient,
+    gaps_table: &str,
+    id: i64,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<GapView, GapsError> {
+    let note = match note.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => format!("resolved by {actor}: {n}"),
+        None => format!("resolved by {actor}"),
+    };
+    close_checked(pg, gaps_table, id, GapStatus::Resolved, &note).await
+}
+
+/// `gaps ignore <id> --reason`: an operator decides the gap needs no repair.
+pub async fn ignore(
+    pg: &impl tokio_postgres::GenericClient,
+    gaps_table: &str,
+    id: i64,
+    actor: &str,
+    reason: &str,
+) -> Result<GapView, GapsError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(GapsError::MissingReason);
+    }
+    close_checked(
+        pg,
+        gaps_table,
+        id,
+        GapStatus::Ignored,
+        &format!("ignored by {actor}: {reason}"),
+    )
+    .await
+}
