@@ -14,7 +14,9 @@ pub mod target;
 
 use serde::Serialize;
 
-pub use store::{ControlTables, StoredCheckpoint};
+pub use store::StoredCheckpoint;
+
+use crate::sink::ControlNames;
 pub use target::{
     parse_cluster_time, parse_token, ResetArgs, ResetArgsError, ResetRequest, ResetTarget,
 };
@@ -115,7 +117,7 @@ pub async fn mongo_cluster_time(
 /// Every stored stream position. `mongo_now` (from `mongo_cluster_time`) fills the lag.
 pub async fn show(
     pg: &tokio_postgres::Client,
-    tables: &ControlTables,
+    tables: &ControlNames,
     mongo_now: Option<ClusterTime>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<TokenView>, TokensError> {
@@ -168,7 +170,7 @@ pub async fn reset(
     pg: &mut tokio_postgres::Client,
     mongo: &mongodb::Client,
     database: &str,
-    tables: &ControlTables,
+    tables: &ControlNames,
     request: &ResetRequest,
 ) -> Result<ResetOutcome, TokensError> {
     let stream = request.collection.clone();

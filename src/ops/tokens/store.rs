@@ -7,29 +7,10 @@ use tokio_postgres::GenericClient;
 use super::{ResetOutcome, TokensError};
 use crate::event::ClusterTime;
 use crate::ops::verify::quote_qualified;
+use crate::sink::ControlNames;
 
-/// Qualified names of the replicator's control tables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlTables {
-    pub checkpoints: String,
-    pub gaps: String,
-    pub audit: String,
-    pub id_map: String,
-}
-
-impl ControlTables {
-    pub fn from_config(target: &crate::config::TargetConfig) -> Self {
-        ControlTables {
-            checkpoints: target.checkpoints_table(),
-            gaps: target.gaps.clone(),
-            audit: target.audit_table(),
-            id_map: target.id_map.clone(),
-        }
-    }
-
-    fn q(name: &str) -> Result<String, TokensError> {
-        quote_qualified(name).map_err(|_| TokensError::InvalidName(name.to_string()))
-    }
+fn q(name: &str) -> Result<String, TokensError> {
+    quote_qualified(name).map_err(|_| TokensError::InvalidName(name.to_string()))
 }
 
 /// One checkpoint row.
@@ -88,11 +69,11 @@ fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> TokensErro
 
 pub async fn load_all(
     pg_client: &impl GenericClient,
-    tables: &ControlTables,
+    tables: &ControlNames,
 ) -> Result<Vec<StoredCheckpoint>, TokensError> {
     let sql = format!(
         "select {COLUMNS} from {} order by stream",
-        ControlTables::q(&tables.checkpoints)?
+        q(&tables.checkpoints)?
     );
     let rows = pg_client
         .query(&sql, &[])
@@ -104,12 +85,12 @@ pub async fn load_all(
 /// The stream's checkpoint row, locked for the rest of the transaction.
 pub async fn lock_one(
     tx: &impl GenericClient,
-    tables: &ControlTables,
+    tables: &ControlNames,
     stream: &str,
 ) -> Result<Option<StoredCheckpoint>, TokensError> {
     let sql = format!(
         "select {COLUMNS} from {} where stream = $1 for update",
-        ControlTables::q(&tables.checkpoints)?
+        q(&tables.checkpoints)?
     );
     let row = tx
         .query_opt(&sql, &[&stream])
@@ -126,7 +107,7 @@ pub const SNAPSHOT_PENDING: &str = "pending";
 /// pending, so the stream copies the collection again before streaming.
 pub async fn write_reset(
     tx: &impl GenericClient,
-    tables: &ControlTables,
+    tables: &ControlNames,
     stream: &str,
     token: Option<&Document>,
     cluster_time: Option<ClusterTime>,
@@ -142,7 +123,7 @@ pub async fn write_reset(
              cluster_time = excluded.cluster_time, epoch = {t}.epoch + 1, updated_at = now(),
              snapshot_state = excluded.snapshot_state, snapshot_last_id = null,
              snapshot_start_token = null, snapshot_start_time = null",
-        t = ControlTables::q(&tables.checkpoints)?
+        t = q(&tables.checkpoints)?
     );
     tx.execute(&sql, &[&stream, &token, &time, &state])
         .await
@@ -154,7 +135,7 @@ pub async fn write_reset(
 /// the window's end cluster time as the gap's cluster time); returns its id.
 pub async fn insert_window_gap(
     tx: &impl GenericClient,
-    tables: &ControlTables,
+    tables: &ControlNames,
     collection: &str,
     window: (ClusterTime, ClusterTime),
     reason: &str,
@@ -165,7 +146,7 @@ pub async fn insert_window_gap(
          on conflict (collection, (coalesce(document_key, '')), (coalesce(cluster_time, -1)), kind)
          do update set last_seen = now()
          returning id",
-        ControlTables::q(&tables.gaps)?
+        q(&tables.gaps)?
     );
     let row = tx
         .query_one(
@@ -186,13 +167,13 @@ pub async fn insert_window_gap(
 /// Writes the audit row of a reset; returns its id.
 pub async fn insert_audit(
     tx: &impl GenericClient,
-    tables: &ControlTables,
+    tables: &ControlNames,
     o: &ResetOutcome,
 ) -> Result<i64, TokensError> {
     let sql = format!(
         "insert into {} (stream, actor, from_token, from_time, to_token, to_time, reason, mode)
          values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
-        ControlTables::q(&tables.audit)?
+        q(&tables.audit)?
     );
     let text =
         |p: Option<&super::PositionView>| p.and_then(|p| p.token.as_ref()).map(|t| t.to_string());

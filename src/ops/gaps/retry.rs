@@ -1,0 +1,266 @@
+//! Retrying open gaps: re-read the document from MongoDB by its key (its *current* version), map
+//! it and apply it through the sink. The gap is `resolved` when it applies, `superseded` when a
+//! newer event for the document already applied (the row's version is past the gap's cluster
+//! time, or the document is gone and its delete follows through the stream), and stays `open`
+//! with one more attempt otherwise. Gaps that only a re-sync or an operator can repair
+//! (`window_lost`, `stream_invalidated`, `immutable_change`, `malformed_event`) are left alone.
+//!
+//! `retry_open_gaps` is what the supervisor runs periodically: it picks open gaps whose backoff
+//! (exponential in the number of attempts, from the `backon` crate) has elapsed.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bson::{doc, oid::ObjectId, Bson, Document};
+
+use super::filter::{GapStatus, GapView};
+use super::store;
+use super::GapsError;
+use crate::config::CompiledMapping;
+use crate::event::ClusterTime;
+use crate::mapping::{map_event, CollectionRules, GapKind};
+use crate::ops::verify::quote_qualified;
+use crate::sink::{BatchItem, ControlNames, Sink};
+use crate::source::snapshot::snapshot_event;
+
+/// Tuning of the background retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryOptions {
+    /// At most this many gaps per round.
+    pub max_per_round: i64,
+    /// Delay before the second attempt; doubles per attempt up to `max_delay`.
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        RetryOptions { max_per_round: 200, min_delay: Duration::from_secs(5), max_delay: Duration::from_secs(600) }
+    }
+}
+
+impl RetryOptions {
+    /// How long after its last attempt a gap with `attempts` attempts is retried again.
+    pub fn delay_after(&self, attempts: i32) -> Duration {
+        let n = usize::try_from(attempts.max(1) - 1).unwrap_or(0);
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .without_max_times()
+            .build()
+            .nth(n)
+            .unwrap_or(self.max_delay)
+    }
+}
+
+/// What happened to one gap.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOutcome {
+    Resolved,
+    Superseded,
+    /// Still failing; the latest reason.
+    StillOpen(String),
+    /// Not retryable automatically (window gaps, immutable changes, ...) or no longer open.
+    Skipped(String),
+}
+
+/// Totals of one retry round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetryReport {
+    pub attempted: u64,
+    pub resolved: u64,
+    pub superseded: u64,
+    pub still_open: u64,
+    pub skipped: u64,
+}
+
+impl RetryReport {
+    fn count(&mut self, o: &RetryOutcome) {
+        self.attempted += 1;
+        match o {
+            RetryOutcome::Resolved => self.resolved += 1,
+            RetryOutcome::Superseded => self.superseded += 1,
+            RetryOutcome::StillOpen(_) => self.still_open += 1,
+            RetryOutcome::Skipped(_) => self.skipped += 1,
+        }
+    }
+}
+
+/// Everything a retry needs.
+pub struct RetryContext<'a> {
+    pub mongo: &'a mongodb::Client,
+    pub pg: &'a mut tokio_postgres::Client,
+    pub sink: &'a mut Sink,
+    pub names: &'a ControlNames,
+    pub mapping: &'a CompiledMapping,
+}
+
+/// True for the kinds a re-read of the document may repair.
+pub fn is_retryable(kind: &str) -> bool {
+    !matches!(
+        GapKind::parse(kind),
+        Some(GapKind::WindowLost | GapKind::StreamInvalidated | GapKind::ImmutableChange | GapKind::MalformedEvent) | None
+    )
+}
+
+/// The `_id` values a legacy id may stand for: an ObjectId (24 hex digits) or the string itself.
+fn key_candidates(legacy: &str) -> Vec<Bson> {
+    let mut out = Vec::with_capacity(2);
+    if let Ok(oid) = ObjectId::parse_str(legacy) {
+        out.push(Bson::ObjectId(oid));
+    }
+    out.push(Bson::String(legacy.to_string()));
+    out
+}
+
+/// The version stored on the document's row, if the table has a version column and the row exists.
+async fn row_version(
+    pg: &tokio_postgres::Client,
+    rules: &CollectionRules,
+    legacy: &str,
+) -> Result<Option<ClusterTime>, GapsError> {
+    let Some(version) = &rules.version_column else { return Ok(None) };
+    let table = quote_qualified(&rules.table).map_err(|_| GapsError::InvalidName(rules.table.clone()))?;
+    let sql = format!("select \"{version}\" from {table} where \"{}\" = $1", rules.legacy_column);
+    let row = pg
+        .query_opt(&sql, &[&legacy])
+        .await
+        .map_err(|source| GapsError::Postgres { context: "reading the row version", source })?;
+    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(ClusterTime::from_i64))
+}
+
+async fn read_document(
+    mongo: &mongodb::Client,
+    database: &str,
+    collection: &str,
+    legacy: &str,
+) -> Result<Option<(Document, ClusterTime)>, GapsError> {
+    let err = |source| GapsError::Mongo { collection: collection.to_string(), key: legacy.to_string(), source };
+    let mut session = mongo.start_session().await.map_err(err)?;
+    let found = mongo
+        .database(database)
+        .collection::<Document>(collection)
+        .find_one(doc! {"_id": {"$in": key_candidates(legacy)}})
+        .session(&mut session)
+        .await
+        .map_err(err)?;
+    let read_time = session.operation_time().map(ClusterTime::from).unwrap_or_default();
+    Ok(found.map(|d| (d, read_time)))
+}
+
+/// Retries one gap now (no backoff check).
+pub async fn retry_gap(ctx: &mut RetryContext<'_>, gap: &GapView) -> Result<RetryOutcome, GapsError> {
+    if gap.status != GapStatus::Open.as_str() {
+        return Ok(RetryOutcome::Skipped(format!("gap is {}", gap.status)));
+    }
+    if !is_retryable(&gap.kind) {
+        return Ok(RetryOutcome::Skipped(format!("{} gaps are repaired by a re-sync or an operator", gap.kind)));
+    }
+    let (Some(legacy), Some(rules)) = (gap.document_key.as_deref(), ctx.mapping.rules(&gap.collection)) else {
+        return Ok(RetryOutcome::Skipped("no document key or collection not mapped".into()));
+    };
+    let gaps_table = ctx.names.gaps.clone();
+    if let (Some(version), Some(at)) = (row_version(ctx.pg, rules, legacy).await?, gap.cluster_time) {
+        if version > ClusterTime::from_i64(at) {
+            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, "a newer event for the document applied")
+                .await?;
+            return Ok(RetryOutcome::Superseded);
+        }
+    }
+    let database = ctx.mapping.config.source.database.clone();
+    let Some((document, read_time)) = read_document(ctx.mongo, &database, &gap.collection, legacy).await? else {
+        store::close(
+            &*ctx.pg,
+            &gaps_table,
+            gap.id,
+            GapStatus::Superseded,
+            "the document no longer exists in MongoDB; its delete applies through the stream",
+        )
+        .await?;
+        return Ok(RetryOutcome::Superseded);
+    };
+    let event = snapshot_event(&gap.collection, document, read_time);
+    let mapped = map_event(rules, &event);
+    if let Err(e) = &mapped {
+        // Still unmappable: count the attempt on this gap instead of recording another one.
+        store::record_attempt(&*ctx.pg, &gaps_table, gap.id, &e.reason).await?;
+        return Ok(RetryOutcome::StillOpen(e.reason.clone()));
+    }
+    let item = BatchItem { event, mapped };
+    match ctx.sink.apply_retry(ctx.pg, &gap.collection, item).await? {
+        None => {
+            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Resolved, &format!("applied on retry {}", gap.attempts))
+                .await?;
+            Ok(RetryOutcome::Resolved)
+        }
+        Some(reason) => {
+            store::record_attempt(&*ctx.pg, &gaps_table, gap.id, &reason).await?;
+            Ok(RetryOutcome::StillOpen(reason))
+        }
+    }
+}
+
+/// One background round: retries the open, retryable gaps whose backoff has elapsed, oldest
+/// attempt first. The supervisor calls it periodically (e.g. every few seconds).
+pub async fn retry_open_gaps(ctx: &mut RetryContext<'_>, options: &RetryOptions) -> Result<RetryReport, GapsError> {
+    let table = quote_qualified(&ctx.names.gaps).map_err(|_| GapsError::InvalidName(ctx.names.gaps.clone()))?;
+    let sql = format!(
+        "select id, attempts, extract(epoch from now() - last_seen)::float8 from {table}
+         where status = 'open' and kind not in ('window_lost', 'stream_invalidated', 'immutable_change', 'malformed_event')
+         order by last_seen limit $1"
+    );
+    let rows = ctx
+        .pg
+        .query(&sql, &[&options.max_per_round])
+        .await
+        .map_err(|source| GapsError::Postgres { context: "selecting gaps to retry", source })?;
+    let mut report = RetryReport::default();
+    for r in rows {
+        let (id, attempts, idle): (i64, i32, f64) = (r.get(0), r.get(1), r.get(2));
+        if Duration::from_secs_f64(idle.max(0.0)) < options.delay_after(attempts) {
+            continue;
+        }
+        let Some(gap) = store::show(&*ctx.pg, &ctx.names.gaps, id).await? else { continue };
+        let outcome = retry_gap(ctx, &gap).await?;
+        tracing::debug!(gap = id, ?outcome, "gap retried");
+        report.count(&outcome);
+    }
+    if report.resolved + report.superseded > 0 {
+        tracing::info!(resolved = report.resolved, superseded = report.superseded, still_open = report.still_open, "gaps retried");
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_minimum_up_to_the_maximum() {
+        let o = RetryOptions { max_per_round: 1, min_delay: Duration::from_secs(1), max_delay: Duration::from_secs(8) };
+        assert_eq!(o.delay_after(1), Duration::from_secs(1));
+        assert_eq!(o.delay_after(2), Duration::from_secs(2));
+        assert_eq!(o.delay_after(3), Duration::from_secs(4));
+        assert_eq!(o.delay_after(10), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn only_document_gaps_are_retried_automatically() {
+        assert!(is_retryable("fk_missing"));
+        assert!(is_retryable("wrong_type"));
+        assert!(!is_retryable("window_lost"));
+        assert!(!is_retryable("immutable_change"));
+        assert!(!is_retryable("no_such_kind"));
+    }
+
+    #[test]
+    fn legacy_ids_stand_for_object_ids_or_strings() {
+        let hex = "650000000000000000000001";
+        assert_eq!(
+            key_candidates(hex),
+            vec![Bson::ObjectId(ObjectId::parse_str(hex).expect("hex")), Bson::String(hex.into())]
+        );
+        assert_eq!(key_candidates("tpl-1"), vec![Bson::String("tpl-1".into())]);
+    }
+}

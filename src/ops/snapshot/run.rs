@@ -1,0 +1,235 @@
+//! Running a copy: the initial snapshot (records the start position first, copies page by page
+//! with the last `_id` committed in each page's transaction, resumes after it when interrupted,
+//! hands over to streaming at the end) and the targeted re-sync of one collection (optionally an
+//! `_id` range or a timestamp window) that leaves the stream position alone and closes the gaps
+//! it repaired.
+
+use bson::Bson;
+
+use super::progress::SnapshotProgress;
+use super::state::{self, STATE_RUNNING};
+use super::SnapshotError;
+use crate::event::Position;
+use crate::mapping::CollectionRules;
+use crate::ops::gaps::store as gaps_store;
+use crate::ops::gaps::ResyncScope;
+use crate::sink::{BatchItem, ControlNames, Sink};
+use crate::source::snapshot::{capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE};
+
+/// How a copy runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotOptions {
+    /// Documents per page (one Postgres transaction each).
+    pub page_size: u32,
+    /// Which documents to copy; the default copies everything.
+    pub filter: SnapshotFilter,
+    /// Stop after this many pages (None: run to the end). A stopped copy resumes later; used to
+    /// bound one run's work and by tests.
+    pub max_pages: Option<u64>,
+    /// Gaps a targeted re-sync repairs beyond the re-copied documents' own (e.g. the
+    /// `window_lost` gap whose window the re-sync covers).
+    pub resolve_gaps: Vec<i64>,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions { page_size: DEFAULT_PAGE_SIZE, filter: SnapshotFilter::default(), max_pages: None, resolve_gaps: Vec::new() }
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SnapshotReport {
+    pub collection: String,
+    /// Documents read and applied (or recorded as gaps) by this run.
+    pub copied: u64,
+    pub pages: u64,
+    /// Documents of this run that became gaps.
+    pub failed: u64,
+    /// The `_id` (canonical extended JSON) this run resumed after, when it continued a copy.
+    pub resumed_after: Option<String>,
+    /// Packed cluster time of the recorded start position (initial copies).
+    pub start_cluster_time: Option<i64>,
+    /// True when the copy finished and the stream position was handed over.
+    pub handed_over: bool,
+    /// True when the copy ran to the end (false when `max_pages` stopped it).
+    pub complete: bool,
+    pub gaps_resolved: u64,
+}
+
+/// Everything a copy needs.
+pub struct SnapshotContext<'a> {
+    pub mongo: &'a mongodb::Client,
+    pub database: &'a str,
+    pub pg: &'a mut tokio_postgres::Client,
+    pub sink: &'a mut Sink,
+    pub names: &'a ControlNames,
+}
+
+fn items_of(rules: &CollectionRules, page: crate::source::snapshot::Page) -> Vec<BatchItem> {
+    page.events
+        .into_iter()
+        .map(|event| {
+            let mapped = crate::mapping::map_event(rules, &event);
+            BatchItem { event, mapped }
+        })
+        .collect()
+}
+
+/// The initial copy of one collection (also the re-copy after `tokens reset --resnapshot` and
+/// after history loss in `when_needed` mode). Resumes an interrupted copy of the same stream.
+/// The stream name is the collection name.
+pub async fn initial_snapshot(
+    ctx: SnapshotContext<'_>,
+    rules: &CollectionRules,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
+) -> Result<SnapshotReport, SnapshotError> {
+    let collection = rules.collection.as_str();
+    let stream = collection;
+    let mongo_err = |source| SnapshotError::Mongo { collection: collection.to_string(), source };
+    let stored = state::load(&*ctx.pg, ctx.names, stream).await?;
+    let resume = stored.as_ref().filter(|s| s.state.as_deref() == Some(STATE_RUNNING));
+    let (start, resume_after, epoch): (Position, Option<Bson>, i64) = match resume.and_then(|s| s.start.clone()) {
+        Some(start) => {
+            let s = resume.map(|s| (s.last_id.clone(), s.epoch)).unwrap_or((None, 0));
+            (start, s.0, s.1)
+        }
+        None => {
+            // Taken before the first read: everything written from here on reaches the stream.
+            let start = capture_start_position(ctx.mongo, ctx.database, collection).await.map_err(mongo_err)?;
+            let epoch = state::begin(&*ctx.pg, ctx.names, stream, &start).await?;
+            (start, None, epoch)
+        }
+    };
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await.map_err(SnapshotError::Gaps)?;
+    let resumed_after = resume_after.as_ref().map(state::id_to_text);
+    if let Some(after) = &resumed_after {
+        tracing::info!(collection, after = %after, "resuming snapshot");
+    }
+    let mut reader = SnapshotReader::open(
+        ctx.mongo,
+        ctx.database,
+        collection,
+        &options.filter,
+        resume_after,
+        options.page_size,
+        start.cluster_time,
+    )
+    .await
+    .map_err(mongo_err)?;
+    let remaining = reader.count_remaining().await.map_err(mongo_err)?;
+    let mut progress = SnapshotProgress { copied: 0, remaining, pages: 0, done: false };
+    let mut report = SnapshotReport {
+        collection: collection.to_string(),
+        copied: 0,
+        pages: 0,
+        failed: 0,
+        resumed_after,
+        start_cluster_time: Some(start.cluster_time.as_i64()),
+        handed_over: false,
+        complete: false,
+        gaps_resolved: 0,
+    };
+    loop {
+        if options.max_pages.is_some_and(|m| report.pages >= m) {
+            return Ok(report);
+        }
+        let Some(page) = reader.next_page().await.map_err(mongo_err)? else { break };
+        let last_id = page.last_id.clone();
+        let items = items_of(rules, page);
+        let n = items.len() as u64;
+        let outcome = ctx.sink.apply_snapshot_page(ctx.pg, stream, epoch, items, &state::id_to_text(&last_id)).await?;
+        report.failed += outcome.gaps as u64;
+        report.copied += n;
+        report.pages += 1;
+        progress.copied = report.copied;
+        progress.pages = report.pages;
+        on_progress(&progress);
+    }
+    state::hand_over(&*ctx.pg, ctx.names, stream, epoch, &start).await?;
+    report.handed_over = true;
+    report.complete = true;
+    if options.filter.is_full() {
+        let scope = ResyncScope { max_id: max_gap_id, keys: None, extra_ids: &options.resolve_gaps };
+        report.gaps_resolved =
+            gaps_store::resolve_by_resync(&*ctx.pg, &ctx.names.gaps, collection, &scope, "resolved by snapshot")
+                .await
+                .map_err(SnapshotError::Gaps)?;
+    }
+    progress.done = true;
+    on_progress(&progress);
+    tracing::info!(collection, copied = report.copied, gaps_resolved = report.gaps_resolved, "snapshot handed over to the stream");
+    Ok(report)
+}
+
+/// `mongo2pg snapshot <collection> [--from-id --to-id | --field --since --until]`: re-copies one
+/// collection (or the selected documents) while its stream keeps running, and closes the gaps it
+/// repaired: every open gap of the collection for a full re-copy, otherwise the gaps of the
+/// re-copied documents plus `options.resolve_gaps`. The stream position is not touched.
+pub async fn resync(
+    ctx: SnapshotContext<'_>,
+    rules: &CollectionRules,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
+) -> Result<SnapshotReport, SnapshotError> {
+    let collection = rules.collection.as_str();
+    let mongo_err = |source| SnapshotError::Mongo { collection: collection.to_string(), source };
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await.map_err(SnapshotError::Gaps)?;
+    let start = capture_start_position(ctx.mongo, ctx.database, collection).await.map_err(mongo_err)?;
+    let mut reader =
+        SnapshotReader::open(ctx.mongo, ctx.database, collection, &options.filter, None, options.page_size, start.cluster_time)
+            .await
+            .map_err(mongo_err)?;
+    let remaining = reader.count_remaining().await.map_err(mongo_err)?;
+    let mut progress = SnapshotProgress { copied: 0, remaining, pages: 0, done: false };
+    let mut report = SnapshotReport {
+        collection: collection.to_string(),
+        copied: 0,
+        pages: 0,
+        failed: 0,
+        resumed_after: None,
+        start_cluster_time: Some(start.cluster_time.as_i64()),
+        handed_over: false,
+        complete: false,
+        gaps_resolved: 0,
+    };
+    let mut keys: Vec<String> = Vec::new();
+    loop {
+        if options.max_pages.is_some_and(|m| report.pages >= m) {
+            return Ok(report);
+        }
+        let Some(page) = reader.next_page().await.map_err(mongo_err)? else { break };
+        let items = items_of(rules, page);
+        let n = items.len() as u64;
+        if !options.filter.is_full() {
+            keys.extend(
+                items
+                    .iter()
+                    .filter(|i| i.mapped.is_ok())
+                    .filter_map(|i| i.event.document_key.as_ref())
+                    .filter_map(|k| crate::mapping::legacy_id_text(k).ok()),
+            );
+        }
+        let outcome = ctx.sink.apply_resync_page(ctx.pg, collection, items).await?;
+        report.failed += outcome.gaps as u64;
+        report.copied += n;
+        report.pages += 1;
+        progress.copied = report.copied;
+        progress.pages = report.pages;
+        on_progress(&progress);
+    }
+    report.complete = true;
+    let scope = ResyncScope {
+        max_id: max_gap_id,
+        keys: if options.filter.is_full() { None } else { Some(&keys) },
+        extra_ids: &options.resolve_gaps,
+    };
+    report.gaps_resolved = gaps_store::resolve_by_resync(&*ctx.pg, &ctx.names.gaps, collection, &scope, "resolved by re-sync")
+        .await
+        .map_err(SnapshotError::Gaps)?;
+    progress.done = true;
+    on_progress(&progress);
+    tracing::info!(collection, copied = report.copied, gaps_resolved = report.gaps_resolved, "re-sync finished");
+    Ok(report)
+}
