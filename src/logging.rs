@@ -7,7 +7,7 @@
 //! Stdout is left to commands that print machine-readable output (`gaps list --json`).
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use tracing_subscriber::filter::{EnvFilter, FromEnvError, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
@@ -59,16 +59,19 @@ pub fn env_filter() -> Result<EnvFilter, LoggingError> {
 /// Installs the global subscriber writing redacted lines to stderr. Call once, early in `main`.
 pub fn init(format: LogFormat) -> Result<(), LoggingError> {
     let filter = env_filter()?;
-    subscriber(format, filter, std::io::stderr)
+    let colors = format == LogFormat::Text && io::stderr().is_terminal();
+    subscriber(format, filter, std::io::stderr, colors)
         .try_init()
         .map_err(LoggingError::AlreadyInstalled)
 }
 
 /// A subscriber writing redacted lines to `writer`; `init` uses stderr, tests a buffer.
+/// `colors` adds ANSI colors to text lines (only for a terminal).
 pub fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     writer: W,
+    colors: bool,
 ) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -76,6 +79,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Redacting(writer))
+        .with_ansi(colors)
         .with_target(true);
     match format {
         LogFormat::Text => Box::new(builder.finish()),
