@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod ops;

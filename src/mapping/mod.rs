@@ -7,7 +7,19 @@
 //! Output names rows by *legacy* ids (`LegacyRef`); the sink resolves them to UUIDs through
 //! `id_map` inside the batch transaction.
 
-use crate::event::{ChangeEvent, ClusterTime};
+pub mod convert;
+pub mod decimal;
+mod map;
+mod row;
+pub mod rules;
+#[cfg(test)]
+mod tests;
+
+pub use map::{legacy_id_text, map_event};
+pub use row::{KIND_ENTITY, KIND_TEMPLATE};
+pub use rules::CollectionRules;
+
+use crate::event::ClusterTime;
 
 /// A reference to a row by its MongoDB identity: the sink turns it into the row's UUID via
 /// `id_map(collection, legacy_object_id)`, allocating one if none exists yet.
@@ -185,6 +197,3 @@ pub enum Mapped {
     /// Nothing to do (e.g. an update whose looked-up document is gone: its delete follows).
     Skip,
 }
-
-/// Placeholder until the mapping rules land; keeps the contract compiling.
-pub fn _contract_check(_e: &ChangeEvent) {}

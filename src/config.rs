@@ -1,1 +1,0 @@
-//! Typed configuration: the TOML mapping file plus runtime settings.

@@ -1,0 +1,151 @@
+//! `map_event`: one `ChangeEvent` + the compiled rules of its collection → row operations.
+//!
+//! insert / replace / update (with its looked-up document) / snapshot → one `RowOp::Upsert` with
+//! every configured column and the complete child rows; an update whose looked-up document is gone
+//! → `Mapped::Skip` (its delete follows); delete → the collection's delete policy. Append-only
+//! collections turn updates, replaces and deletes into `immutable_change` errors. Drop, rename,
+//! dropDatabase and invalidate are the pipeline's business and come back as `stream_invalidated`.
+
+use bson::Bson;
+
+use super::convert::{bson_type_name, check_text, fail};
+use super::row::{map_children, map_row};
+use super::rules::{CollectionRules, DeleteRule};
+use super::{GapKind, LegacyRef, Mapped, MappingError, RowOp};
+use crate::event::{ChangeEvent, Operation};
+
+/// The legacy-id text of a document `_id`: an ObjectId as 24 lower-case hex digits, a string id as
+/// itself. Any other `_id` type cannot be keyed in `id_map` and is a malformed event.
+pub fn legacy_id_text(id: &Bson) -> Result<String, MappingError> {
+    match id {
+        Bson::ObjectId(oid) => Ok(oid.to_hex()),
+        Bson::String(s) if s.is_empty() => Err(fail(
+            GapKind::MalformedEvent,
+            "_id: empty string id".to_string(),
+        )),
+        Bson::String(s) => {
+            check_text("_id", s)?;
+            Ok(s.clone())
+        }
+        other => Err(fail(
+            GapKind::MalformedEvent,
+            format!(
+                "_id: a {} id is not supported (ObjectId or string only)",
+                bson_type_name(other)
+            ),
+        )),
+    }
+}
+
+fn document_key(rules: &CollectionRules, event: &ChangeEvent) -> Result<LegacyRef, MappingError> {
+    let id = event
+        .document_key
+        .as_ref()
+        .or_else(|| event.full_document.as_ref().and_then(|d| d.get("_id")))
+        .ok_or_else(|| {
+            fail(
+                GapKind::MalformedEvent,
+                "_id: event has no document key".to_string(),
+            )
+        })?;
+    Ok(LegacyRef {
+        collection: rules.collection.clone(),
+        legacy_id: legacy_id_text(id)?,
+    })
+}
+
+/// Maps one event of `rules.collection` to the row operations the sink applies.
+///
+/// Pure: the same rules and event always give the same result. Errors carry the gap kind and a
+/// reason naming the field path.
+pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped, MappingError> {
+    if event.collection != rules.collection {
+        return Err(fail(
+            GapKind::MalformedEvent,
+            format!(
+                "event for collection {} given to the rules of {}",
+                event.collection, rules.collection
+            ),
+        ));
+    }
+    let version = rules
+        .version_column
+        .as_ref()
+        .map(|c| (c.clone(), event.cluster_time));
+    match &event.operation {
+        Operation::Insert | Operation::Replace | Operation::Update | Operation::Snapshot => {
+            if rules.append_only
+                && matches!(event.operation, Operation::Replace | Operation::Update)
+            {
+                return Err(fail(
+                    GapKind::ImmutableChange,
+                    format!(
+                        "{} of a document in append-only table {}",
+                        event.operation.as_str(),
+                        rules.table
+                    ),
+                ));
+            }
+            let Some(doc) = event.full_document.as_ref() else {
+                if event.operation == Operation::Update {
+                    return Ok(Mapped::Skip);
+                }
+                return Err(fail(
+                    GapKind::MalformedEvent,
+                    format!("{} event without fullDocument", event.operation.as_str()),
+                ));
+            };
+            let key = document_key(rules, event)?;
+            let columns = map_row(&rules.row, doc, "")?;
+            let children = map_children(&rules.children, doc)?;
+            Ok(Mapped::Ops(vec![RowOp::Upsert {
+                table: rules.table.clone(),
+                id_column: rules.id_column.clone(),
+                legacy_column: rules.legacy_column.clone(),
+                key,
+                columns,
+                children,
+                version,
+                insert_only: rules.append_only,
+            }]))
+        }
+        Operation::Delete => {
+            if rules.append_only {
+                return Err(fail(
+                    GapKind::ImmutableChange,
+                    format!("delete of a document in append-only table {}", rules.table),
+                ));
+            }
+            let key = document_key(rules, event)?;
+            let op = match &rules.delete {
+                DeleteRule::Delete => RowOp::Delete {
+                    table: rules.table.clone(),
+                    legacy_column: rules.legacy_column.clone(),
+                    key,
+                    version,
+                },
+                DeleteRule::Soft { column, value } => RowOp::SoftDelete {
+                    table: rules.table.clone(),
+                    legacy_column: rules.legacy_column.clone(),
+                    key,
+                    column: column.clone(),
+                    value: value.clone(),
+                    version,
+                },
+                DeleteRule::Ignore => return Ok(Mapped::Skip),
+            };
+            Ok(Mapped::Ops(vec![op]))
+        }
+        Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate => {
+            Err(fail(
+                GapKind::StreamInvalidated,
+                format!(
+                    "{} event ends the stream; the pipeline handles it, not the mapping",
+                    event.operation.as_str()
+                ),
+            ))
+        }
+        // DDL notifications (createIndexes, modify, ...) change no rows.
+        Operation::Other(_) => Ok(Mapped::Skip),
+    }
+}

@@ -1,0 +1,104 @@
+//! The one error type of the Postgres side, and its split into transient errors (retry from the
+//! checkpoint with backoff) and fatal ones (stop the stream and tell the operator). The sink never
+//! retries by itself: it reports, the supervisor decides.
+
+use tokio_postgres::error::SqlState;
+
+/// Everything that can go wrong while talking to Postgres for the replicator.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A statement failed outside any per-event handling (connection, lock, control tables).
+    #[error("postgres error while {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A mapped table does not exist in the live catalogue.
+    #[error("table {table} does not exist in the target database")]
+    TableNotFound { table: String },
+    /// A column type the replicator cannot describe exactly.
+    #[error("column {table}.{column} is not supported: {reason}")]
+    UnsupportedColumn {
+        table: String,
+        column: String,
+        reason: String,
+    },
+    /// A row operation names a table or column the loaded catalogue does not know; the mapping
+    /// configuration and the schema disagree.
+    #[error(
+        "row operation refers to unknown column {table}.{column} (mapping and schema disagree)"
+    )]
+    UnknownColumn { table: String, column: String },
+    /// A configured control-table or schema name is not a plain SQL identifier.
+    #[error("invalid control table name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// The migrations runner failed.
+    #[error("applying control-table migrations failed: {source}")]
+    Migration {
+        #[source]
+        source: refinery::Error,
+    },
+    /// An operator reset moved the stream (its epoch changed) while this batch was in flight; the
+    /// batch was rolled back and the stream must restart from the stored position.
+    #[error(
+        "checkpoint of stream {stream} was reset by an operator (epoch {expected} -> {found}); restart from the stored position"
+    )]
+    CheckpointMoved {
+        stream: String,
+        expected: i64,
+        found: i64,
+    },
+    /// id_map did not return a UUID for a legacy id even after allocation.
+    #[error("id_map has no entry for {collection}/{legacy_id} after allocation")]
+    IdMapIncomplete {
+        collection: String,
+        legacy_id: String,
+    },
+    /// A stored value could not be decoded (e.g. a resume token that is not extended JSON).
+    #[error("stored {what} is invalid: {reason}")]
+    InvalidStored { what: String, reason: String },
+}
+
+impl SinkError {
+    pub(crate) fn pg(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        SinkError::Postgres {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// True when retrying from the checkpoint may succeed: lost connection, Postgres restarting
+    /// or shutting down (class 08, 57P01-57P03), serialization failure or deadlock (40001, 40P01).
+    /// Everything else needs an operator (or a code fix) and is fatal for the stream.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Postgres { source, .. } => pg_error_is_transient(source),
+            SinkError::Migration { .. } => false,
+            // The stream must restart from the new position: that is a retry, not a stop.
+            SinkError::CheckpointMoved { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Classifies a raw Postgres error (see [`SinkError::is_transient`]).
+pub fn pg_error_is_transient(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+        }
+        // No SQLSTATE: transient only when the cause is an I/O failure of the connection.
+        None => std::error::Error::source(err)
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some()),
+    }
+}
