@@ -4,24 +4,21 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::logging::LogFormat;
 
 /// mongo2pg: replicate MongoDB collections into PostgreSQL through change streams.
 #[derive(Debug, Parser)]
 #[command(name = "mongo2pg", version, about, long_about = None)]
 pub struct Cli {
     /// Log output format.
-    #[arg(long, env = "MONGO2PG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "MONGO2PG_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -9,7 +9,10 @@ use mongo2pg::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    mongo2pg::logging::init(cli.log_format);
+    if let Err(e) = mongo2pg::logging::init(cli.log_format) {
+        eprintln!("error: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
