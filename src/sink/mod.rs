@@ -2,5 +2,7 @@
 
 pub mod catalogue;
 pub mod error;
+pub mod migrate;
 
 pub use error::SinkError;
+pub use migrate::{migrate, ControlNames};

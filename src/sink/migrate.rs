@@ -1,0 +1,220 @@
+//! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit) as versioned SQL
+//! migrations from `migrations/`, templated with the configured names and applied through refinery
+//! with its history table in the private schema. Running it again is a no-op. It never touches
+//! the application's tables, and leaves an existing compatible `id_map` as it is.
+
+use refinery::{Migration, Runner};
+use tokio_postgres::Client;
+
+use crate::sink::error::SinkError;
+
+/// Default schema of the replicator-private tables.
+pub const DEFAULT_SCHEMA: &str = "mongo2pg";
+/// Default id_map table (shared with the application's backfill).
+pub const DEFAULT_ID_MAP: &str = "public.id_map";
+/// Default gaps table (the name the dual-write plan uses).
+pub const DEFAULT_GAPS: &str = "public.pg_dualwrite_gaps";
+/// Name of refinery's history table inside the private schema.
+pub const HISTORY_TABLE: &str = "refinery_schema_history";
+
+/// Arbitrary constant for the advisory lock that serialises concurrent `migrate` runs.
+const MIGRATE_LOCK_KEY: i64 = 0x6d32_7067_6d69_6772;
+
+const SOURCES: [(&str, &str); 4] = [
+    (
+        "V1__id_map.sql",
+        include_str!("../../migrations/V1__id_map.sql"),
+    ),
+    (
+        "V2__checkpoints.sql",
+        include_str!("../../migrations/V2__checkpoints.sql"),
+    ),
+    (
+        "V3__gaps.sql",
+        include_str!("../../migrations/V3__gaps.sql"),
+    ),
+    (
+        "V4__token_resets.sql",
+        include_str!("../../migrations/V4__token_resets.sql"),
+    ),
+];
+
+/// Names of the control tables. Each table is `schema.table` or a bare `table` (resolved through
+/// the search path); every part is a plain lower-case SQL identifier, so it is used unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlNames {
+    /// Schema of the replicator-private tables and of the migrations history.
+    pub schema: String,
+    pub id_map: String,
+    pub gaps: String,
+    pub checkpoints: String,
+    /// Audit table of operator token resets.
+    pub audit: String,
+}
+
+impl Default for ControlNames {
+    fn default() -> Self {
+        ControlNames::with_schema(DEFAULT_SCHEMA)
+    }
+}
+
+impl ControlNames {
+    /// Defaults with the private tables (`checkpoints`, `token_resets`) in `schema`.
+    pub fn with_schema(schema: &str) -> Self {
+        ControlNames {
+            schema: schema.to_string(),
+            id_map: DEFAULT_ID_MAP.to_string(),
+            gaps: DEFAULT_GAPS.to_string(),
+            checkpoints: format!("{schema}.checkpoints"),
+            audit: format!("{schema}.token_resets"),
+        }
+    }
+
+    /// Checks every name is a plain identifier (optionally schema-qualified).
+    pub fn validate(&self) -> Result<(), SinkError> {
+        check_identifier(&self.schema, &self.schema)?;
+        for name in [&self.id_map, &self.gaps, &self.checkpoints, &self.audit] {
+            let parts: Vec<&str> = name.split('.').collect();
+            if parts.len() > 2 {
+                return Err(SinkError::InvalidName {
+                    name: name.clone(),
+                    reason: "expected `table` or `schema.table`".to_string(),
+                });
+            }
+            for part in parts {
+                check_identifier(name, part)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Schemas the tables live in (explicitly qualified ones plus the private schema).
+    fn schemas(&self) -> Vec<&str> {
+        let mut out = vec![self.schema.as_str()];
+        for name in [&self.id_map, &self.gaps, &self.checkpoints, &self.audit] {
+            if let Some((schema, _)) = name.split_once('.') {
+                if !out.contains(&schema) {
+                    out.push(schema);
+                }
+            }
+        }
+        out
+    }
+
+    /// The migration SQL with every placeholder replaced.
+    fn render(&self, sql: &str) -> String {
+        sql.replace("{{id_map}}", &self.id_map)
+            .replace("{{gaps_name}}", bare(&self.gaps))
+            .replace("{{gaps}}", &self.gaps)
+            .replace("{{checkpoints}}", &self.checkpoints)
+            .replace("{{audit_name}}", bare(&self.audit))
+            .replace("{{audit}}", &self.audit)
+            .replace("{{schema}}", &self.schema)
+    }
+}
+
+fn bare(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(_, table)| table)
+}
+
+fn check_identifier(whole: &str, part: &str) -> Result<(), SinkError> {
+    let mut chars = part.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !first_ok || !rest_ok || part.len() > 40 {
+        return Err(SinkError::InvalidName {
+            name: whole.to_string(),
+            reason: format!(
+                "{part:?} must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 40 characters)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The control-table migrations for these names, ready for refinery.
+pub fn migrations(names: &ControlNames) -> Result<Vec<Migration>, SinkError> {
+    SOURCES
+        .iter()
+        .map(|(file, sql)| {
+            Migration::unapplied(file, &names.render(sql))
+                .map_err(|source| SinkError::Migration { source })
+        })
+        .collect()
+}
+
+/// Creates or updates the control tables; returns the names of the migrations applied by this
+/// call (empty when everything was already in place). Concurrent callers are serialised.
+pub async fn migrate(client: &mut Client, names: &ControlNames) -> Result<Vec<String>, SinkError> {
+    names.validate()?;
+    let migrations = migrations(names)?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK_KEY])
+        .await
+        .map_err(|e| SinkError::pg("taking the migration lock", e))?;
+    let result = run_locked(client, names, &migrations).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK_KEY])
+        .await
+        .map_err(|e| SinkError::pg("releasing the migration lock", e));
+    let applied = result?;
+    unlock?;
+    Ok(applied)
+}
+
+async fn run_locked(
+    client: &mut Client,
+    names: &ControlNames,
+    migrations: &[Migration],
+) -> Result<Vec<String>, SinkError> {
+    for schema in names.schemas() {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(|e| SinkError::pg(format!("creating schema {schema}"), e))?;
+    }
+    let report = Runner::new(migrations)
+        .set_migration_table_name(format!("{}.{HISTORY_TABLE}", names.schema))
+        .run_async(client)
+        .await
+        .map_err(|source| SinkError::Migration { source })?;
+    check_id_map(client, names).await?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
+}
+
+/// An id_map created by the application may differ in details; it must still have the three
+/// columns with usable types and a unique key on (collection, legacy_object_id).
+async fn check_id_map(client: &Client, names: &ControlNames) -> Result<(), SinkError> {
+    let row = client
+        .query_one(
+            "SELECT
+               (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = to_regclass($1) AND attname = 'new_id' AND NOT attisdropped),
+               EXISTS (SELECT 1 FROM pg_index i
+                 WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indpred IS NULL
+                   AND i.indnkeyatts = 2
+                   AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                         WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey))
+                       = ARRAY['collection', 'legacy_object_id'])",
+            &[&names.id_map],
+        )
+        .await
+        .map_err(|e| SinkError::pg("checking the id_map table", e))?;
+    let new_id_type: Option<String> = row.get(0);
+    let unique: bool = row.get(1);
+    if new_id_type.as_deref() != Some("uuid") || !unique {
+        return Err(SinkError::UnsupportedColumn {
+            table: names.id_map.clone(),
+            column: "new_id".to_string(),
+            reason: "id_map needs new_id uuid and a unique key on (collection, legacy_object_id)"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
