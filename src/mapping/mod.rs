@@ -12,6 +12,8 @@ pub mod decimal;
 mod map;
 mod row;
 pub mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use map::{legacy_id_text, map_event};
 pub use row::{KIND_ENTITY, KIND_TEMPLATE};

@@ -14,6 +14,7 @@ use bson::{doc, Bson, Document};
 use mongodb::options::ReadConcern;
 use mongodb::{Client, ClientSession, Collection};
 
+use super::normalize::token_cluster_time;
 use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 
 /// Default number of documents per page (one Postgres transaction each).
@@ -106,18 +107,6 @@ pub async fn capture_start_position(
         token,
         cluster_time,
     })
-}
-
-/// Cluster time encoded at the start of a resume token's `_data` (type byte 0x82, then seconds and
-/// increment as 8 hex digits each), as real servers and mongosim lay it out; None otherwise.
-pub fn token_cluster_time(token: &Document) -> Option<ClusterTime> {
-    let data = token.get_str("_data").ok()?;
-    if !data.get(..2)?.eq_ignore_ascii_case("82") {
-        return None;
-    }
-    let seconds = u32::from_str_radix(data.get(2..10)?, 16).ok()?;
-    let increment = u32::from_str_radix(data.get(10..18)?, 16).ok()?;
-    Some(ClusterTime::new(seconds, increment))
 }
 
 /// Wraps one snapshot document as a change event. `read_time` is the cluster time the document
@@ -252,16 +241,6 @@ impl SnapshotReader {
 mod tests {
     use super::*;
     use bson::oid::ObjectId;
-
-    #[test]
-    fn token_prefix_decodes_to_its_cluster_time() {
-        assert_eq!(
-            token_cluster_time(&doc! {"_data": "8265A1B2C3000000070000"}),
-            Some(ClusterTime::new(0x65A1_B2C3, 7))
-        );
-        assert_eq!(token_cluster_time(&doc! {"_data": "01"}), None);
-        assert_eq!(token_cluster_time(&doc! {"x": 1}), None);
-    }
 
     #[test]
     fn full_filter_is_an_empty_query() {

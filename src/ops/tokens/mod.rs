@@ -198,7 +198,7 @@ pub async fn reset(
     let (to_token, to_time) = match &request.target {
         ResetTarget::Token(t) => (
             Some(t.clone()),
-            crate::source::snapshot::token_cluster_time(t),
+            crate::source::token_cluster_time(t),
         ),
         ResetTarget::Time(t) => (None, Some(*t)),
         ResetTarget::Now => (

@@ -1,1 +1,0 @@
-//! Every metric name, registered once, and the HTTP endpoints /metrics /healthz /readyz.
