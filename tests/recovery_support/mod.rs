@@ -7,8 +7,13 @@
 use std::time::{Duration, Instant};
 
 use mongo2pg::config::{CompiledMapping, Config};
+use mongo2pg::event::{ClusterTime, Position};
 use mongo2pg::mapping::CollectionRules;
-use mongo2pg::sink::ControlNames;
+use mongo2pg::ops::snapshot::{SnapshotContext, SnapshotOptions, SnapshotReport};
+use mongo2pg::ops::verify::{VerifyOptions, VerifyReport};
+use mongo2pg::sink::catalogue::Catalogue;
+use mongo2pg::sink::{BatchItem, ControlNames, Sink};
+use mongo2pg::source::{ChangeSource, SourceItem, StartAt, StreamOptions};
 use tokio_postgres::{Client, NoTls};
 
 pub const DATABASE: &str = "shop";
@@ -88,7 +93,9 @@ pub fn base_url() -> String {
 }
 
 pub async fn connect_to(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect to test postgres");
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to test postgres");
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -105,7 +112,10 @@ impl TestDb {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("m2p_rec_{}_{}", test, &suffix[..10]);
         let admin = connect_to(&format!("{} dbname=postgres", base_url())).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
         TestDb { name }
     }
 
@@ -118,10 +128,17 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
                 let admin = connect_to(&format!("{} dbname=postgres", base_url())).await;
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
             });
         });
         let _ = handle.join();
@@ -135,6 +152,7 @@ pub struct Env {
     pub sim: mongosim::SimHandle,
     pub mongo: mongodb::Client,
     pub mapping: CompiledMapping,
+    pub catalogue: Catalogue,
     pub names: ControlNames,
 }
 
@@ -143,14 +161,31 @@ impl Env {
         let db = TestDb::create(test).await;
         let mut pg = connect_to(&db.url()).await;
         pg.batch_execute(SCHEMA).await.expect("apply test schema");
-        let config = Config::from_toml_str(MAPPING, std::path::Path::new("recovery_test.toml")).expect("parse mapping");
+        let config = Config::from_toml_str(MAPPING, std::path::Path::new("recovery_test.toml"))
+            .expect("parse mapping");
         let names = mongo2pg::ops::control_names(&config.target);
-        mongo2pg::sink::migrate(&mut pg, &names).await.expect("migrate control tables");
-        let catalogue = mongo2pg::sink::catalogue::load(&pg, &config.mapped_tables()).await.expect("catalogue");
+        mongo2pg::sink::migrate(&mut pg, &names)
+            .await
+            .expect("migrate control tables");
+        let catalogue = mongo2pg::sink::catalogue::load(&pg, &config.mapped_tables())
+            .await
+            .expect("catalogue");
         let mapping = config.compile(&catalogue).expect("compile mapping");
-        let sim = mongosim::start(mongosim::SimConfig::default()).await.expect("start mongosim");
-        let mongo = mongodb::Client::with_uri_str(sim.uri()).await.expect("mongo client");
-        Env { db, pg, sim, mongo, mapping, names }
+        let sim = mongosim::start(mongosim::SimConfig::default())
+            .await
+            .expect("start mongosim");
+        let mongo = mongodb::Client::with_uri_str(sim.uri())
+            .await
+            .expect("mongo client");
+        Env {
+            db,
+            pg,
+            sim,
+            mongo,
+            mapping,
+            catalogue,
+            names,
+        }
     }
 
     pub fn rules(&self, collection: &str) -> &CollectionRules {
@@ -167,7 +202,196 @@ impl Env {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        self.pg.query_one(sql, &[]).await.expect("count query").get(0)
+        self.pg
+            .query_one(sql, &[])
+            .await
+            .expect("count query")
+            .get(0)
+    }
+
+    pub fn sink(&self) -> Sink {
+        Sink::new(self.catalogue.clone(), self.names.clone())
+    }
+
+    /// Runs the initial snapshot of `collection` on fresh connections.
+    pub async fn snapshot(&self, collection: &str, options: &SnapshotOptions) -> SnapshotReport {
+        let mut pg = self.connect().await;
+        let mut sink = self.sink();
+        let ctx = SnapshotContext {
+            mongo: &self.mongo,
+            database: DATABASE,
+            pg: &mut pg,
+            sink: &mut sink,
+            names: &self.names,
+        };
+        mongo2pg::ops::snapshot::initial_snapshot(ctx, self.rules(collection), options, &mut |_| {})
+            .await
+            .expect("snapshot")
+    }
+
+    pub async fn verify(&self, collections: &[&str], group_by: &[(&str, &str)]) -> VerifyReport {
+        let rules: Vec<&CollectionRules> = collections.iter().map(|c| self.rules(c)).collect();
+        let options = VerifyOptions {
+            group_by: group_by
+                .iter()
+                .map(|(c, g)| (c.to_string(), g.to_string()))
+                .collect(),
+            ..VerifyOptions::default()
+        };
+        mongo2pg::ops::verify::verify(&self.mongo.database(DATABASE), &self.pg, &rules, &options)
+            .await
+            .expect("verify")
+    }
+
+    /// Runs one background gap-retry round with no backoff.
+    pub async fn retry_gaps(&self) -> mongo2pg::ops::gaps::RetryReport {
+        let mut pg = self.connect().await;
+        let mut sink = self.sink();
+        let mut ctx = mongo2pg::ops::gaps::retry::RetryContext {
+            mongo: &self.mongo,
+            pg: &mut pg,
+            sink: &mut sink,
+            names: &self.names,
+            mapping: &self.mapping,
+        };
+        let options = mongo2pg::ops::gaps::RetryOptions {
+            min_delay: Duration::ZERO,
+            ..Default::default()
+        };
+        mongo2pg::ops::gaps::retry_open_gaps(&mut ctx, &options)
+            .await
+            .expect("retry gaps")
+    }
+
+    /// Waits until no other session is connected to the test database (an aborted task's
+    /// connection has gone, so whatever it committed is visible and nothing else will commit).
+    pub async fn wait_for_other_sessions_to_end(&self) {
+        let sql = "select count(*) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()";
+        wait_until("other sessions to end", Duration::from_secs(10), || async {
+            self.pg
+                .query_one(sql, &[])
+                .await
+                .map(|r| r.get::<_, i64>(0) == 0)
+                .unwrap_or(false)
+        })
+        .await;
+    }
+
+    /// MongoDB's cluster time now (after every write acknowledged so far).
+    pub async fn mongo_now(&self) -> ClusterTime {
+        mongo2pg::ops::tokens::mongo_cluster_time(&self.mongo)
+            .await
+            .expect("cluster time")
+    }
+
+    /// The stored checkpoint row of a stream.
+    pub async fn checkpoint(
+        &self,
+        stream: &str,
+    ) -> Option<mongo2pg::ops::tokens::StoredCheckpoint> {
+        mongo2pg::ops::tokens::store::load_all(&self.pg, &self.names)
+            .await
+            .expect("checkpoints")
+            .into_iter()
+            .find(|c| c.stream == stream)
+    }
+
+    /// Streams `collection` from its stored position (token, or cluster time after a reset to a
+    /// time) through the sink until the checkpoint has reached `until`.
+    pub async fn catch_up(&self, collection: &str, until: ClusterTime) {
+        let stored = self
+            .checkpoint(collection)
+            .await
+            .expect("a checkpoint to stream from");
+        let start = match (stored.token.as_deref(), stored.cluster_time) {
+            (Some(t), _) => {
+                let json: serde_json::Value = serde_json::from_str(t).expect("stored token json");
+                match bson::Bson::try_from(json).expect("stored token") {
+                    bson::Bson::Document(d) => StartAt::Token(d),
+                    other => panic!("stored token is not a document: {other:?}"),
+                }
+            }
+            (None, Some(t)) => StartAt::Time(t),
+            (None, None) => StartAt::Now,
+        };
+        let options = StreamOptions {
+            max_await: Duration::from_millis(200),
+            ..StreamOptions::default()
+        };
+        let mut source = ChangeSource::open(&self.mongo, DATABASE, collection, &start, &options)
+            .await
+            .expect("open stream");
+        let mut pg = self.connect().await;
+        let mut sink = self.sink();
+        let rules = self.rules(collection).clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut items: Vec<BatchItem> = Vec::new();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "stream of {collection} did not catch up to {until:?}"
+            );
+            let (end, flush): (Option<Position>, bool) =
+                match source.next().await.expect("stream item") {
+                    SourceItem::Event(ev) => {
+                        let end = ev.resume_token.clone().map(|token| Position {
+                            token,
+                            cluster_time: ev.cluster_time,
+                        });
+                        let mapped = mongo2pg::mapping::map_event(&rules, &ev);
+                        items.push(BatchItem { event: *ev, mapped });
+                        (end, items.len() >= 20)
+                    }
+                    SourceItem::Heartbeat(p) => (Some(p), true),
+                    SourceItem::Malformed { raw, .. } => panic!("malformed event {raw}"),
+                };
+            if flush {
+                let reached = end.as_ref().is_some_and(|p| p.cluster_time >= until);
+                sink.apply_batch(
+                    &mut pg,
+                    collection,
+                    stored.epoch,
+                    std::mem::take(&mut items),
+                    end,
+                )
+                .await
+                .expect("apply batch");
+                if reached {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A connection listening on a channel; payloads of its notifications arrive on `rx`.
+pub struct Listener {
+    _client: Client,
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+/// Forwards every NOTIFY on `channel` received by a dedicated connection.
+pub async fn listen(url: &str, channel: &str) -> Listener {
+    use futures::StreamExt;
+    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect listener");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .expect("listen");
+    Listener {
+        _client: client,
+        rx,
     }
 }
 

@@ -5,11 +5,13 @@
 //! `fk_missing` gaps resolve themselves once their parent row arrives.
 
 pub mod filter;
-
+pub mod retry;
 pub mod store;
 
 pub use filter::{parse_age, FilterError, GapFilter, GapListArgs, GapStatus, GapView};
-
+pub use retry::{
+    retry_gap, retry_open_gaps, RetryContext, RetryOptions, RetryOutcome, RetryReport,
+};
 pub use store::{list, show, ResyncScope};
 
 /// Why a gaps command failed.
@@ -26,8 +28,10 @@ pub enum GapsError {
         collection: String,
         key: String,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
     },
+    #[error("applying the re-read document failed: {0}")]
+    Sink(#[from] crate::sink::SinkError),
     #[error("invalid gaps table name {0:?}")]
     InvalidName(String),
     #[error("gap {0} does not exist")]

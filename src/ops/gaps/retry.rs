@@ -11,14 +11,14 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use bson::{doc, oid::ObjectId, Bson, Document};
+use bson::{doc, Bson, Document};
 
 use super::filter::{GapStatus, GapView};
 use super::store;
 use super::GapsError;
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
-use crate::mapping::{map_event, CollectionRules, GapKind};
+use crate::mapping::{legacy_id_text, map_event, CollectionRules, GapKind};
 use crate::ops::verify::quote_qualified;
 use crate::sink::{BatchItem, ControlNames, Sink};
 use crate::source::snapshot::snapshot_event;
@@ -35,7 +35,11 @@ pub struct RetryOptions {
 
 impl Default for RetryOptions {
     fn default() -> Self {
-        RetryOptions { max_per_round: 200, min_delay: Duration::from_secs(5), max_delay: Duration::from_secs(600) }
+        RetryOptions {
+            max_per_round: 200,
+            min_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(600),
+        }
     }
 }
 
@@ -100,18 +104,19 @@ pub struct RetryContext<'a> {
 pub fn is_retryable(kind: &str) -> bool {
     !matches!(
         GapKind::parse(kind),
-        Some(GapKind::WindowLost | GapKind::StreamInvalidated | GapKind::ImmutableChange | GapKind::MalformedEvent) | None
+        Some(
+            GapKind::WindowLost
+                | GapKind::StreamInvalidated
+                | GapKind::ImmutableChange
+                | GapKind::MalformedEvent
+        ) | None
     )
 }
 
-/// The `_id` values a legacy id may stand for: an ObjectId (24 hex digits) or the string itself.
-fn key_candidates(legacy: &str) -> Vec<Bson> {
-    let mut out = Vec::with_capacity(2);
-    if let Ok(oid) = ObjectId::parse_str(legacy) {
-        out.push(Bson::ObjectId(oid));
-    }
-    out.push(Bson::String(legacy.to_string()));
-    out
+/// The document `_id` of a gap (stored as canonical extended JSON).
+pub fn gap_key(document_key: &str) -> Option<Bson> {
+    let json: serde_json::Value = serde_json::from_str(document_key).ok()?;
+    Bson::try_from(json).ok()
 }
 
 /// The version stored on the document's row, if the table has a version column and the row exists.
@@ -120,56 +125,93 @@ async fn row_version(
     rules: &CollectionRules,
     legacy: &str,
 ) -> Result<Option<ClusterTime>, GapsError> {
-    let Some(version) = &rules.version_column else { return Ok(None) };
-    let table = quote_qualified(&rules.table).map_err(|_| GapsError::InvalidName(rules.table.clone()))?;
-    let sql = format!("select \"{version}\" from {table} where \"{}\" = $1", rules.legacy_column);
+    let Some(version) = &rules.version_column else {
+        return Ok(None);
+    };
+    let table =
+        quote_qualified(&rules.table).map_err(|_| GapsError::InvalidName(rules.table.clone()))?;
+    let sql = format!(
+        "select \"{version}\" from {table} where \"{}\" = $1",
+        rules.legacy_column
+    );
     let row = pg
         .query_opt(&sql, &[&legacy])
         .await
-        .map_err(|source| GapsError::Postgres { context: "reading the row version", source })?;
-    Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(ClusterTime::from_i64))
+        .map_err(|source| GapsError::Postgres {
+            context: "reading the row version",
+            source,
+        })?;
+    Ok(row
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .map(ClusterTime::from_i64))
 }
 
 async fn read_document(
     mongo: &mongodb::Client,
     database: &str,
     collection: &str,
-    legacy: &str,
-) -> Result<Option<(Document, ClusterTime)>, GapsError> {
-    let err = |source| GapsError::Mongo { collection: collection.to_string(), key: legacy.to_string(), source };
-    let mut session = mongo.start_session().await.map_err(err)?;
-    let found = mongo
+    key: &Bson,
+) -> Result<Option<Document>, GapsError> {
+    let err = |source| GapsError::Mongo {
+        collection: collection.to_string(),
+        key: key.to_string(),
+        source: Box::new(source),
+    };
+    mongo
         .database(database)
         .collection::<Document>(collection)
-        .find_one(doc! {"_id": {"$in": key_candidates(legacy)}})
-        .session(&mut session)
+        .find_one(doc! {"_id": key.clone()})
         .await
-        .map_err(err)?;
-    let read_time = session.operation_time().map(ClusterTime::from).unwrap_or_default();
-    Ok(found.map(|d| (d, read_time)))
+        .map_err(err)
 }
 
 /// Retries one gap now (no backoff check).
-pub async fn retry_gap(ctx: &mut RetryContext<'_>, gap: &GapView) -> Result<RetryOutcome, GapsError> {
+///
+/// The re-read document is applied as an event at the gap's own cluster time, so a failure
+/// lands on the same gap row (the sink's de-duplication bumps its `attempts` and stores the new
+/// reason) instead of adding one, and an older state can never pass the version guard of a row a
+/// newer event already wrote (that case is `superseded` before anything is applied).
+pub async fn retry_gap(
+    ctx: &mut RetryContext<'_>,
+    gap: &GapView,
+) -> Result<RetryOutcome, GapsError> {
     if gap.status != GapStatus::Open.as_str() {
         return Ok(RetryOutcome::Skipped(format!("gap is {}", gap.status)));
     }
     if !is_retryable(&gap.kind) {
-        return Ok(RetryOutcome::Skipped(format!("{} gaps are repaired by a re-sync or an operator", gap.kind)));
+        return Ok(RetryOutcome::Skipped(format!(
+            "{} gaps are repaired by a re-sync or an operator",
+            gap.kind
+        )));
     }
-    let (Some(legacy), Some(rules)) = (gap.document_key.as_deref(), ctx.mapping.rules(&gap.collection)) else {
-        return Ok(RetryOutcome::Skipped("no document key or collection not mapped".into()));
+    let key = gap.document_key.as_deref().and_then(gap_key);
+    let (Some(key), Some(at), Some(rules)) =
+        (key, gap.cluster_time, ctx.mapping.rules(&gap.collection))
+    else {
+        return Ok(RetryOutcome::Skipped(
+            "no document key or cluster time, or collection not mapped".into(),
+        ));
     };
+    let at = ClusterTime::from_i64(at);
     let gaps_table = ctx.names.gaps.clone();
-    if let (Some(version), Some(at)) = (row_version(ctx.pg, rules, legacy).await?, gap.cluster_time) {
-        if version > ClusterTime::from_i64(at) {
-            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, "a newer event for the document applied")
-                .await?;
+    if let Ok(legacy) = legacy_id_text(&key) {
+        if row_version(ctx.pg, rules, &legacy)
+            .await?
+            .is_some_and(|v| v > at)
+        {
+            store::close(
+                &*ctx.pg,
+                &gaps_table,
+                gap.id,
+                GapStatus::Superseded,
+                "a newer event for the document applied",
+            )
+            .await?;
             return Ok(RetryOutcome::Superseded);
         }
     }
     let database = ctx.mapping.config.source.database.clone();
-    let Some((document, read_time)) = read_document(ctx.mongo, &database, &gap.collection, legacy).await? else {
+    let Some(document) = read_document(ctx.mongo, &database, &gap.collection, &key).await? else {
         store::close(
             &*ctx.pg,
             &gaps_table,
@@ -180,31 +222,58 @@ pub async fn retry_gap(ctx: &mut RetryContext<'_>, gap: &GapView) -> Result<Retr
         .await?;
         return Ok(RetryOutcome::Superseded);
     };
-    let event = snapshot_event(&gap.collection, document, read_time);
+    let event = snapshot_event(&gap.collection, document, at);
     let mapped = map_event(rules, &event);
-    if let Err(e) = &mapped {
-        // Still unmappable: count the attempt on this gap instead of recording another one.
-        store::record_attempt(&*ctx.pg, &gaps_table, gap.id, &e.reason).await?;
-        return Ok(RetryOutcome::StillOpen(e.reason.clone()));
-    }
-    let item = BatchItem { event, mapped };
-    match ctx.sink.apply_retry(ctx.pg, &gap.collection, item).await? {
+    let epoch = ctx
+        .sink
+        .load_checkpoint(&*ctx.pg, &gap.collection)
+        .await?
+        .map_or(0, |c| c.epoch);
+    let outcome = ctx
+        .sink
+        .apply_batch(
+            ctx.pg,
+            &gap.collection,
+            epoch,
+            vec![BatchItem { event, mapped }],
+            None,
+        )
+        .await?;
+    match outcome.gaps.first() {
         None => {
-            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Resolved, &format!("applied on retry {}", gap.attempts))
-                .await?;
+            store::mark_resolved_after_retry(
+                &*ctx.pg,
+                &gaps_table,
+                gap.id,
+                &format!("applied on retry after {} attempts", gap.attempts),
+            )
+            .await?;
             Ok(RetryOutcome::Resolved)
         }
-        Some(reason) => {
-            store::record_attempt(&*ctx.pg, &gaps_table, gap.id, &reason).await?;
-            Ok(RetryOutcome::StillOpen(reason))
+        Some(new_gap) if new_gap.kind.as_str() == gap.kind => {
+            Ok(RetryOutcome::StillOpen(new_gap.reason.clone()))
+        }
+        Some(new_gap) => {
+            // It fails for another reason now: that is a new gap; this one is replaced by it.
+            let note = format!(
+                "retry failed as {}: {}",
+                new_gap.kind.as_str(),
+                new_gap.reason
+            );
+            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, &note).await?;
+            Ok(RetryOutcome::StillOpen(new_gap.reason.clone()))
         }
     }
 }
 
 /// One background round: retries the open, retryable gaps whose backoff has elapsed, oldest
 /// attempt first. The supervisor calls it periodically (e.g. every few seconds).
-pub async fn retry_open_gaps(ctx: &mut RetryContext<'_>, options: &RetryOptions) -> Result<RetryReport, GapsError> {
-    let table = quote_qualified(&ctx.names.gaps).map_err(|_| GapsError::InvalidName(ctx.names.gaps.clone()))?;
+pub async fn retry_open_gaps(
+    ctx: &mut RetryContext<'_>,
+    options: &RetryOptions,
+) -> Result<RetryReport, GapsError> {
+    let table = quote_qualified(&ctx.names.gaps)
+        .map_err(|_| GapsError::InvalidName(ctx.names.gaps.clone()))?;
     let sql = format!(
         "select id, attempts, extract(epoch from now() - last_seen)::float8 from {table}
          where status = 'open' and kind not in ('window_lost', 'stream_invalidated', 'immutable_change', 'malformed_event')
@@ -214,20 +283,30 @@ pub async fn retry_open_gaps(ctx: &mut RetryContext<'_>, options: &RetryOptions)
         .pg
         .query(&sql, &[&options.max_per_round])
         .await
-        .map_err(|source| GapsError::Postgres { context: "selecting gaps to retry", source })?;
+        .map_err(|source| GapsError::Postgres {
+            context: "selecting gaps to retry",
+            source,
+        })?;
     let mut report = RetryReport::default();
     for r in rows {
         let (id, attempts, idle): (i64, i32, f64) = (r.get(0), r.get(1), r.get(2));
         if Duration::from_secs_f64(idle.max(0.0)) < options.delay_after(attempts) {
             continue;
         }
-        let Some(gap) = store::show(&*ctx.pg, &ctx.names.gaps, id).await? else { continue };
+        let Some(gap) = store::show(&*ctx.pg, &ctx.names.gaps, id).await? else {
+            continue;
+        };
         let outcome = retry_gap(ctx, &gap).await?;
         tracing::debug!(gap = id, ?outcome, "gap retried");
         report.count(&outcome);
     }
     if report.resolved + report.superseded > 0 {
-        tracing::info!(resolved = report.resolved, superseded = report.superseded, still_open = report.still_open, "gaps retried");
+        tracing::info!(
+            resolved = report.resolved,
+            superseded = report.superseded,
+            still_open = report.still_open,
+            "gaps retried"
+        );
     }
     Ok(report)
 }
@@ -235,10 +314,15 @@ pub async fn retry_open_gaps(ctx: &mut RetryContext<'_>, options: &RetryOptions)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bson::oid::ObjectId;
 
     #[test]
     fn backoff_doubles_from_the_minimum_up_to_the_maximum() {
-        let o = RetryOptions { max_per_round: 1, min_delay: Duration::from_secs(1), max_delay: Duration::from_secs(8) };
+        let o = RetryOptions {
+            max_per_round: 1,
+            min_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(8),
+        };
         assert_eq!(o.delay_after(1), Duration::from_secs(1));
         assert_eq!(o.delay_after(2), Duration::from_secs(2));
         assert_eq!(o.delay_after(3), Duration::from_secs(4));
@@ -255,12 +339,14 @@ mod tests {
     }
 
     #[test]
-    fn legacy_ids_stand_for_object_ids_or_strings() {
+    fn gap_keys_parse_from_canonical_extended_json() {
         let hex = "650000000000000000000001";
+        let oid = ObjectId::parse_str(hex).expect("hex");
         assert_eq!(
-            key_candidates(hex),
-            vec![Bson::ObjectId(ObjectId::parse_str(hex).expect("hex")), Bson::String(hex.into())]
+            gap_key(&crate::sink::gaps::bson_extjson(&Bson::ObjectId(oid))),
+            Some(Bson::ObjectId(oid))
         );
-        assert_eq!(key_candidates("tpl-1"), vec![Bson::String("tpl-1".into())]);
+        assert_eq!(gap_key("\"tpl-1\""), Some(Bson::String("tpl-1".into())));
+        assert_eq!(gap_key("not json"), None);
     }
 }

@@ -133,22 +133,24 @@ pub async fn close(
     Ok(n == 1)
 }
 
-/// Counts one more failed attempt of an open gap and stores the latest reason.
-pub async fn record_attempt(
+/// Marks a gap resolved after its retry applied. The retry's own apply may already have marked
+/// it superseded (the sink supersedes older gaps of a document that applied), so both count.
+pub async fn mark_resolved_after_retry(
     pg_client: &impl GenericClient,
     gaps_table: &str,
     id: i64,
-    reason: &str,
-) -> Result<(), GapsError> {
+    note: &str,
+) -> Result<bool, GapsError> {
     let sql = format!(
-        "update {} set attempts = attempts + 1, last_seen = now(), reason = $2 where id = $1 and status = 'open'",
+        "update {} set status = 'resolved', resolved_at = now(), note = $2
+         where id = $1 and status in ('open', 'superseded')",
         table(gaps_table)?
     );
-    pg_client
-        .execute(&sql, &[&id, &reason])
+    let n = pg_client
+        .execute(&sql, &[&id, &note])
         .await
-        .map_err(pg("recording a retry attempt"))?;
-    Ok(())
+        .map_err(pg("resolving a retried gap"))?;
+    Ok(n == 1)
 }
 
 /// The highest gap id so far (0 when there is none): a re-sync only closes gaps recorded before

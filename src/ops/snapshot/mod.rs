@@ -11,7 +11,7 @@ pub mod run;
 pub mod state;
 
 use crate::config::{CompiledMapping, SnapshotMode};
-use crate::event::{ClusterTime, Position};
+use crate::event::Position;
 use crate::mapping::CollectionRules;
 use crate::ops::tokens::store as token_store;
 use crate::sink::ControlNames;
@@ -27,7 +27,7 @@ pub enum SnapshotError {
     Mongo {
         collection: String,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
     },
     #[error("postgres error while {context}: {source}")]
     Postgres {
@@ -38,7 +38,7 @@ pub enum SnapshotError {
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
-    Gaps(crate::ops::gaps::GapsError),
+    Gaps(Box<crate::ops::gaps::GapsError>),
     #[error(transparent)]
     Tokens(#[from] crate::ops::tokens::TokensError),
     #[error("invalid control table name {0:?}")]
@@ -48,6 +48,12 @@ pub enum SnapshotError {
     /// An operator reset the stream while the copy ran; the copy's hand-over was refused.
     #[error("the checkpoint of {stream} was reset while the snapshot ran; run the snapshot again")]
     Moved { stream: String },
+}
+
+impl From<crate::ops::gaps::GapsError> for SnapshotError {
+    fn from(e: crate::ops::gaps::GapsError) -> Self {
+        SnapshotError::Gaps(Box::new(e))
+    }
 }
 
 /// Copies `rules.collection` first when `mode` says it must (no checkpoint yet, an unfinished
@@ -61,11 +67,15 @@ pub async fn prepare_stream(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<Option<SnapshotReport>, SnapshotError> {
     let stored = state::load(&*ctx.pg, ctx.names, &rules.collection).await?;
-    let current = stored.as_ref().map_or(SnapshotState::NoCheckpoint, state::StoredSnapshot::state);
+    let current = stored
+        .as_ref()
+        .map_or(SnapshotState::NoCheckpoint, state::StoredSnapshot::state);
     if !needs_snapshot(mode, &current) {
         return Ok(None);
     }
-    initial_snapshot(ctx, rules, options, on_progress).await.map(Some)
+    initial_snapshot(ctx, rules, options, on_progress)
+        .await
+        .map(Some)
 }
 
 /// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`).
@@ -84,10 +94,19 @@ pub async fn snapshot_all(
     };
     let mut reports = Vec::new();
     for collection in config.snapshot_order() {
-        let rules = mapping.rules(&collection).ok_or_else(|| SnapshotError::UnknownCollection(collection.clone()))?;
-        let ctx = SnapshotContext { mongo, database: &config.source.database, pg: &mut *pg, sink: &mut *sink, names };
+        let rules = mapping
+            .rules(&collection)
+            .ok_or_else(|| SnapshotError::UnknownCollection(collection.clone()))?;
+        let ctx = SnapshotContext {
+            mongo,
+            database: &config.source.database,
+            pg: &mut *pg,
+            sink: &mut *sink,
+            names,
+        };
         let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        if let Some(r) = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await? {
+        if let Some(r) = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await?
+        {
             reports.push(r);
         }
     }
@@ -125,17 +144,27 @@ pub async fn handle_history_lost(
 ) -> Result<HistoryLostOutcome, SnapshotError> {
     let collection = rules.collection.clone();
     let stored = token_store::load_all(&*ctx.pg, ctx.names).await?;
-    let last = stored.iter().find(|c| c.stream == collection).and_then(|c| c.cluster_time).unwrap_or_default();
-    let now: Position = crate::source::snapshot::capture_start_position(ctx.mongo, ctx.database, &collection)
-        .await
-        .map_err(|source| SnapshotError::Mongo { collection: collection.clone(), source })?;
+    let last = stored
+        .iter()
+        .find(|c| c.stream == collection)
+        .and_then(|c| c.cluster_time)
+        .unwrap_or_default();
+    let now: Position =
+        crate::source::snapshot::capture_start_position(ctx.mongo, ctx.database, &collection)
+            .await
+            .map_err(|source| SnapshotError::Mongo {
+                collection: collection.clone(),
+                source: Box::new(source),
+            })?;
     let end = now.cluster_time.max(last);
     let reason = format!(
         "change stream history lost between {} and {}: {error_message}",
         crate::ops::tokens::format_cluster_time(last),
         crate::ops::tokens::format_cluster_time(end)
     );
-    let gap_id = token_store::insert_window_gap(&*ctx.pg, ctx.names, &collection, (last, end), &reason).await?;
+    let gap_id =
+        token_store::insert_window_gap(&*ctx.pg, ctx.names, &collection, (last, end), &reason)
+            .await?;
     tracing::error!(collection = %collection, gap_id, window_start = last.0, window_end = end.0, "change stream history lost");
     let mut outcome = HistoryLostOutcome {
         collection: collection.clone(),
@@ -155,16 +184,14 @@ pub async fn handle_history_lost(
             let report = initial_snapshot(ctx, rules, &options, on_progress).await?;
             outcome.resynced = Some(report);
         }
-        HistoryLostAction::Stop { command, alternative } => {
+        HistoryLostAction::Stop {
+            command,
+            alternative,
+        } => {
             tracing::error!(collection = %collection, command = %command, "stream stopped: run the command to re-sync");
             outcome.operator_command = Some(command);
             outcome.alternative_command = Some(alternative);
         }
     }
     Ok(outcome)
-}
-
-/// Packed cluster time helper for reports.
-pub fn packed(t: ClusterTime) -> i64 {
-    t.as_i64()
 }

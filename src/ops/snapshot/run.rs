@@ -13,8 +13,11 @@ use crate::event::Position;
 use crate::mapping::CollectionRules;
 use crate::ops::gaps::store as gaps_store;
 use crate::ops::gaps::ResyncScope;
+use crate::ops::verify::quote_qualified;
 use crate::sink::{BatchItem, ControlNames, Sink};
-use crate::source::snapshot::{capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE};
+use crate::source::snapshot::{
+    capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
+};
 
 /// How a copy runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +36,12 @@ pub struct SnapshotOptions {
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { page_size: DEFAULT_PAGE_SIZE, filter: SnapshotFilter::default(), max_pages: None, resolve_gaps: Vec::new() }
+        SnapshotOptions {
+            page_size: DEFAULT_PAGE_SIZE,
+            filter: SnapshotFilter::default(),
+            max_pages: None,
+            resolve_gaps: Vec::new(),
+        }
     }
 }
 
@@ -55,6 +63,9 @@ pub struct SnapshotReport {
     /// True when the copy ran to the end (false when `max_pages` stopped it).
     pub complete: bool,
     pub gaps_resolved: u64,
+    /// Rows whose documents no longer exist in MongoDB, removed (by the delete policy) after a
+    /// full re-copy.
+    pub swept: u64,
 }
 
 /// Everything a copy needs.
@@ -80,29 +91,41 @@ fn items_of(rules: &CollectionRules, page: crate::source::snapshot::Page) -> Vec
 /// after history loss in `when_needed` mode). Resumes an interrupted copy of the same stream.
 /// The stream name is the collection name.
 pub async fn initial_snapshot(
-    ctx: SnapshotContext<'_>,
+    mut ctx: SnapshotContext<'_>,
     rules: &CollectionRules,
     options: &SnapshotOptions,
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
     let stream = collection;
-    let mongo_err = |source| SnapshotError::Mongo { collection: collection.to_string(), source };
-    let stored = state::load(&*ctx.pg, ctx.names, stream).await?;
-    let resume = stored.as_ref().filter(|s| s.state.as_deref() == Some(STATE_RUNNING));
-    let (start, resume_after, epoch): (Position, Option<Bson>, i64) = match resume.and_then(|s| s.start.clone()) {
-        Some(start) => {
-            let s = resume.map(|s| (s.last_id.clone(), s.epoch)).unwrap_or((None, 0));
-            (start, s.0, s.1)
-        }
-        None => {
-            // Taken before the first read: everything written from here on reaches the stream.
-            let start = capture_start_position(ctx.mongo, ctx.database, collection).await.map_err(mongo_err)?;
-            let epoch = state::begin(&*ctx.pg, ctx.names, stream, &start).await?;
-            (start, None, epoch)
-        }
+    let mongo_err = |source| SnapshotError::Mongo {
+        collection: collection.to_string(),
+        source: Box::new(source),
     };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await.map_err(SnapshotError::Gaps)?;
+    let stored = state::load(&*ctx.pg, ctx.names, stream).await?;
+    let resume = stored
+        .as_ref()
+        .filter(|s| s.state.as_deref() == Some(STATE_RUNNING));
+    let (start, resume_after, epoch): (Position, Option<Bson>, i64) =
+        match resume.and_then(|s| s.start.clone()) {
+            Some(start) => {
+                let s = resume
+                    .map(|s| (s.last_id.clone(), s.epoch))
+                    .unwrap_or((None, 0));
+                (start, s.0, s.1)
+            }
+            None => {
+                // Taken before the first read: everything written from here on reaches the stream.
+                let start = capture_start_position(ctx.mongo, ctx.database, collection)
+                    .await
+                    .map_err(mongo_err)?;
+                let epoch = state::begin(&*ctx.pg, ctx.names, stream, &start).await?;
+                (start, None, epoch)
+            }
+        };
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
+        .await
+        .map_err(SnapshotError::from)?;
     let resumed_after = resume_after.as_ref().map(state::id_to_text);
     if let Some(after) = &resumed_after {
         tracing::info!(collection, after = %after, "resuming snapshot");
@@ -119,7 +142,12 @@ pub async fn initial_snapshot(
     .await
     .map_err(mongo_err)?;
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-    let mut progress = SnapshotProgress { copied: 0, remaining, pages: 0, done: false };
+    let mut progress = SnapshotProgress {
+        copied: 0,
+        remaining,
+        pages: 0,
+        done: false,
+    };
     let mut report = SnapshotReport {
         collection: collection.to_string(),
         copied: 0,
@@ -130,36 +158,62 @@ pub async fn initial_snapshot(
         handed_over: false,
         complete: false,
         gaps_resolved: 0,
+        swept: 0,
     };
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
         }
-        let Some(page) = reader.next_page().await.map_err(mongo_err)? else { break };
+        let Some(page) = reader.next_page().await.map_err(mongo_err)? else {
+            break;
+        };
         let last_id = page.last_id.clone();
         let items = items_of(rules, page);
         let n = items.len() as u64;
-        let outcome = ctx.sink.apply_snapshot_page(ctx.pg, stream, epoch, items, &state::id_to_text(&last_id)).await?;
-        report.failed += outcome.gaps as u64;
+        let outcome = ctx
+            .sink
+            .apply_batch(ctx.pg, stream, epoch, items, None)
+            .await?;
+        // Progress is written right after the page committed: it can lag one page behind (the
+        // page is then copied again, harmlessly) but never claims a page that did not commit.
+        state::record_progress(&*ctx.pg, ctx.names, stream, epoch, &last_id).await?;
+        report.failed += outcome.gaps.len() as u64;
         report.copied += n;
         report.pages += 1;
         progress.copied = report.copied;
         progress.pages = report.pages;
         on_progress(&progress);
     }
+    if options.filter.is_full() {
+        report.swept = sweep_vanished(&mut ctx, rules, epoch, &start).await?;
+    }
     state::hand_over(&*ctx.pg, ctx.names, stream, epoch, &start).await?;
     report.handed_over = true;
     report.complete = true;
     if options.filter.is_full() {
-        let scope = ResyncScope { max_id: max_gap_id, keys: None, extra_ids: &options.resolve_gaps };
-        report.gaps_resolved =
-            gaps_store::resolve_by_resync(&*ctx.pg, &ctx.names.gaps, collection, &scope, "resolved by snapshot")
-                .await
-                .map_err(SnapshotError::Gaps)?;
+        let scope = ResyncScope {
+            max_id: max_gap_id,
+            keys: None,
+            extra_ids: &options.resolve_gaps,
+        };
+        report.gaps_resolved = gaps_store::resolve_by_resync(
+            &*ctx.pg,
+            &ctx.names.gaps,
+            collection,
+            &scope,
+            "resolved by snapshot",
+        )
+        .await
+        .map_err(SnapshotError::from)?;
     }
     progress.done = true;
     on_progress(&progress);
-    tracing::info!(collection, copied = report.copied, gaps_resolved = report.gaps_resolved, "snapshot handed over to the stream");
+    tracing::info!(
+        collection,
+        copied = report.copied,
+        gaps_resolved = report.gaps_resolved,
+        "snapshot handed over to the stream"
+    );
     Ok(report)
 }
 
@@ -174,15 +228,37 @@ pub async fn resync(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
-    let mongo_err = |source| SnapshotError::Mongo { collection: collection.to_string(), source };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await.map_err(SnapshotError::Gaps)?;
-    let start = capture_start_position(ctx.mongo, ctx.database, collection).await.map_err(mongo_err)?;
-    let mut reader =
-        SnapshotReader::open(ctx.mongo, ctx.database, collection, &options.filter, None, options.page_size, start.cluster_time)
-            .await
-            .map_err(mongo_err)?;
+    let mongo_err = |source| SnapshotError::Mongo {
+        collection: collection.to_string(),
+        source: Box::new(source),
+    };
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
+        .await
+        .map_err(SnapshotError::from)?;
+    let epoch = state::load(&*ctx.pg, ctx.names, collection)
+        .await?
+        .map_or(0, |s| s.epoch);
+    let start = capture_start_position(ctx.mongo, ctx.database, collection)
+        .await
+        .map_err(mongo_err)?;
+    let mut reader = SnapshotReader::open(
+        ctx.mongo,
+        ctx.database,
+        collection,
+        &options.filter,
+        None,
+        options.page_size,
+        start.cluster_time,
+    )
+    .await
+    .map_err(mongo_err)?;
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-    let mut progress = SnapshotProgress { copied: 0, remaining, pages: 0, done: false };
+    let mut progress = SnapshotProgress {
+        copied: 0,
+        remaining,
+        pages: 0,
+        done: false,
+    };
     let mut report = SnapshotReport {
         collection: collection.to_string(),
         copied: 0,
@@ -193,13 +269,16 @@ pub async fn resync(
         handed_over: false,
         complete: false,
         gaps_resolved: 0,
+        swept: 0,
     };
     let mut keys: Vec<String> = Vec::new();
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
         }
-        let Some(page) = reader.next_page().await.map_err(mongo_err)? else { break };
+        let Some(page) = reader.next_page().await.map_err(mongo_err)? else {
+            break;
+        };
         let items = items_of(rules, page);
         let n = items.len() as u64;
         if !options.filter.is_full() {
@@ -208,11 +287,14 @@ pub async fn resync(
                     .iter()
                     .filter(|i| i.mapped.is_ok())
                     .filter_map(|i| i.event.document_key.as_ref())
-                    .filter_map(|k| crate::mapping::legacy_id_text(k).ok()),
+                    .map(crate::sink::gaps::bson_extjson),
             );
         }
-        let outcome = ctx.sink.apply_resync_page(ctx.pg, collection, items).await?;
-        report.failed += outcome.gaps as u64;
+        let outcome = ctx
+            .sink
+            .apply_batch(ctx.pg, collection, epoch, items, None)
+            .await?;
+        report.failed += outcome.gaps.len() as u64;
         report.copied += n;
         report.pages += 1;
         progress.copied = report.copied;
@@ -222,14 +304,97 @@ pub async fn resync(
     report.complete = true;
     let scope = ResyncScope {
         max_id: max_gap_id,
-        keys: if options.filter.is_full() { None } else { Some(&keys) },
+        keys: if options.filter.is_full() {
+            None
+        } else {
+            Some(&keys)
+        },
         extra_ids: &options.resolve_gaps,
     };
-    report.gaps_resolved = gaps_store::resolve_by_resync(&*ctx.pg, &ctx.names.gaps, collection, &scope, "resolved by re-sync")
-        .await
-        .map_err(SnapshotError::Gaps)?;
+    report.gaps_resolved = gaps_store::resolve_by_resync(
+        &*ctx.pg,
+        &ctx.names.gaps,
+        collection,
+        &scope,
+        "resolved by re-sync",
+    )
+    .await
+    .map_err(SnapshotError::from)?;
     progress.done = true;
     on_progress(&progress);
-    tracing::info!(collection, copied = report.copied, gaps_resolved = report.gaps_resolved, "re-sync finished");
+    tracing::info!(
+        collection,
+        copied = report.copied,
+        gaps_resolved = report.gaps_resolved,
+        "re-sync finished"
+    );
     Ok(report)
+}
+
+/// After a full copy from `start`, every row of the table still carrying a version older than
+/// `start` was not re-copied: its document is gone from MongoDB (deleted while history was lost,
+/// or before a `--resnapshot`). Each becomes a delete event at `start` through the collection's
+/// delete policy. Rows of documents with open gaps are kept (the gap decides about them). Tables
+/// without a version column are left alone.
+async fn sweep_vanished(
+    ctx: &mut SnapshotContext<'_>,
+    rules: &CollectionRules,
+    epoch: i64,
+    start: &Position,
+) -> Result<u64, SnapshotError> {
+    let Some(version) = &rules.version_column else {
+        return Ok(0);
+    };
+    let q = |n: &str| quote_qualified(n).map_err(|_| SnapshotError::InvalidName(n.to_string()));
+    let sql = format!(
+        "select t.\"{legacy}\" from {table} t
+         where (t.\"{version}\" is null or t.\"{version}\" < $1)
+           and not exists (select 1 from {gaps} g where g.collection = $2 and g.status = 'open'
+                           and g.document_key in ('{{\"$oid\":\"' || t.\"{legacy}\" || '\"}}', to_json(t.\"{legacy}\")::text))",
+        legacy = rules.legacy_column,
+        table = q(&rules.table)?,
+        gaps = q(&ctx.names.gaps)?,
+    );
+    let rows = ctx
+        .pg
+        .query(&sql, &[&start.cluster_time.as_i64(), &rules.collection])
+        .await
+        .map_err(|source| SnapshotError::Postgres {
+            context: "finding rows of vanished documents",
+            source,
+        })?;
+    let mut swept = 0;
+    for chunk in rows.chunks(500) {
+        let items: Vec<BatchItem> = chunk
+            .iter()
+            .map(|r| {
+                let legacy: String = r.get(0);
+                let key = match bson::oid::ObjectId::parse_str(&legacy) {
+                    Ok(oid) => Bson::ObjectId(oid),
+                    Err(_) => Bson::String(legacy),
+                };
+                let event = crate::event::ChangeEvent {
+                    operation: crate::event::Operation::Delete,
+                    collection: rules.collection.clone(),
+                    document_key: Some(key.clone()),
+                    full_document: None,
+                    full_document_before_change: None,
+                    cluster_time: start.cluster_time,
+                    resume_token: None,
+                    txn: None,
+                    raw: bson::doc! {"operationType": "delete", "documentKey": {"_id": key}, "reason": "absent after re-copy"},
+                };
+                let mapped = crate::mapping::map_event(rules, &event);
+                BatchItem { event, mapped }
+            })
+            .collect();
+        swept += items.len() as u64;
+        ctx.sink
+            .apply_batch(ctx.pg, &rules.collection, epoch, items, None)
+            .await?;
+    }
+    if swept > 0 {
+        tracing::info!(collection = %rules.collection, swept, "removed rows of documents gone from mongodb");
+    }
+    Ok(swept)
 }

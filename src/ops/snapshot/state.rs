@@ -1,6 +1,6 @@
 //! The snapshot columns of a stream's checkpoint row: reading where a copy stands, starting one
 //! (recording the stream position taken before the copy) and the hand-over to streaming at the
-//! end. Page progress (`snapshot_last_id`) is written by the sink inside each page's transaction.
+//! end, and the page progress (`snapshot_last_id`) written after each page commits.
 
 use bson::{Bson, Document};
 use tokio_postgres::GenericClient;
@@ -61,7 +61,8 @@ fn token_from_text(text: &str) -> Option<Document> {
 }
 
 fn table(names: &ControlNames) -> Result<String, SnapshotError> {
-    quote_qualified(&names.checkpoints).map_err(|_| SnapshotError::InvalidName(names.checkpoints.clone()))
+    quote_qualified(&names.checkpoints)
+        .map_err(|_| SnapshotError::InvalidName(names.checkpoints.clone()))
 }
 
 fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SnapshotError {
@@ -79,19 +80,28 @@ pub async fn load(
          from {} where stream = $1",
         table(names)?
     );
-    let row = client.query_opt(&sql, &[&stream]).await.map_err(pg("reading the snapshot state"))?;
+    let row = client
+        .query_opt(&sql, &[&stream])
+        .await
+        .map_err(pg("reading the snapshot state"))?;
     Ok(row.map(|r| {
         let start_token: Option<String> = r.get(4);
         let start_time: Option<i64> = r.get(5);
         let start = match (start_token.as_deref().and_then(token_from_text), start_time) {
-            (Some(token), Some(t)) => Some(Position { token, cluster_time: ClusterTime::from_i64(t) }),
+            (Some(token), Some(t)) => Some(Position {
+                token,
+                cluster_time: ClusterTime::from_i64(t),
+            }),
             _ => None,
         };
         StoredSnapshot {
             epoch: r.get(0),
             has_position: r.get(1),
             state: r.get(2),
-            last_id: r.get::<_, Option<String>>(3).as_deref().and_then(id_from_text),
+            last_id: r
+                .get::<_, Option<String>>(3)
+                .as_deref()
+                .and_then(id_from_text),
             start,
         }
     }))
@@ -115,10 +125,48 @@ pub async fn begin(
         t = table(names)?
     );
     let row = client
-        .query_one(&sql, &[&stream, &STATE_RUNNING, &token_text(&start.token), &start.cluster_time.as_i64()])
+        .query_one(
+            &sql,
+            &[
+                &stream,
+                &STATE_RUNNING,
+                &token_text(&start.token),
+                &start.cluster_time.as_i64(),
+            ],
+        )
         .await
         .map_err(pg("recording the snapshot start"))?;
     Ok(row.get(0))
+}
+
+/// Records that every document up to `last_id` is copied. Fails with `Moved` when an operator
+/// reset the stream (epoch changed) since the copy started.
+pub async fn record_progress(
+    client: &impl GenericClient,
+    names: &ControlNames,
+    stream: &str,
+    epoch: i64,
+    last_id: &Bson,
+) -> Result<(), SnapshotError> {
+    let sql = format!(
+        "update {} set snapshot_last_id = $3, updated_at = now()
+         where stream = $1 and epoch = $2 and snapshot_state = $4",
+        table(names)?
+    );
+    let n = client
+        .execute(
+            &sql,
+            &[&stream, &epoch, &id_to_text(last_id), &STATE_RUNNING],
+        )
+        .await
+        .map_err(pg("recording snapshot progress"))?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(SnapshotError::Moved {
+            stream: stream.to_string(),
+        })
+    }
 }
 
 /// The hand-over: the stream's position becomes the copy's start position (forward only: a
@@ -140,13 +188,24 @@ pub async fn hand_over(
         t = table(names)?
     );
     let n = client
-        .execute(&sql, &[&stream, &token_text(&start.token), &start.cluster_time.as_i64(), &epoch, &STATE_DONE])
+        .execute(
+            &sql,
+            &[
+                &stream,
+                &token_text(&start.token),
+                &start.cluster_time.as_i64(),
+                &epoch,
+                &STATE_DONE,
+            ],
+        )
         .await
         .map_err(pg("handing the snapshot over to the stream"))?;
     if n == 1 {
         Ok(())
     } else {
-        Err(SnapshotError::Moved { stream: stream.to_string() })
+        Err(SnapshotError::Moved {
+            stream: stream.to_string(),
+        })
     }
 }
 
@@ -158,14 +217,25 @@ mod tests {
     #[test]
     fn ids_round_trip_through_their_stored_text_with_their_type() {
         let oid = ObjectId::parse_str("650000000000000000000001").expect("hex");
-        for id in [Bson::ObjectId(oid), Bson::String("tpl-1".into()), Bson::Int64(7), Bson::Int32(7)] {
+        for id in [
+            Bson::ObjectId(oid),
+            Bson::String("tpl-1".into()),
+            Bson::Int64(7),
+            Bson::Int32(7),
+        ] {
             assert_eq!(id_from_text(&id_to_text(&id)), Some(id.clone()));
         }
     }
 
     #[test]
     fn state_follows_the_stored_columns() {
-        let mut s = StoredSnapshot { epoch: 0, has_position: false, state: None, last_id: None, start: None };
+        let mut s = StoredSnapshot {
+            epoch: 0,
+            has_position: false,
+            state: None,
+            last_id: None,
+            start: None,
+        };
         assert_eq!(s.state(), SnapshotState::NoCheckpoint);
         s.state = Some(STATE_RUNNING.into());
         assert_eq!(s.state(), SnapshotState::InProgress);

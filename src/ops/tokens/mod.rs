@@ -39,7 +39,7 @@ pub enum TokensError {
     Mongo {
         context: &'static str,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
     },
     #[error("invalid control table name {0:?}")]
     InvalidName(String),
@@ -145,6 +145,35 @@ pub async fn show(
         .collect())
 }
 
+/// Where a stream must open, from its stored checkpoint: strictly after the stored token; at the
+/// stored cluster time when an operator reset it to a time (token cleared, `--to-time`); None when
+/// there is no position at all (then the snapshot mode decides: copy first, or start now).
+pub async fn stored_start(
+    pg: &impl tokio_postgres::GenericClient,
+    tables: &ControlNames,
+    stream: &str,
+) -> Result<Option<crate::source::StartAt>, TokensError> {
+    let Some(c) = store::load_one(pg, tables, stream).await? else {
+        return Ok(None);
+    };
+    match (c.token.as_deref(), c.cluster_time) {
+        (Some(text), _) => {
+            let bad = |reason: String| TokensError::BadStoredToken {
+                stream: stream.to_string(),
+                reason,
+            };
+            let json: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+            match bson::Bson::try_from(json).map_err(|e| bad(e.to_string()))? {
+                bson::Bson::Document(d) => Ok(Some(crate::source::StartAt::Token(d))),
+                other => Err(bad(format!("expected a document, got {other}"))),
+            }
+        }
+        (None, Some(t)) => Ok(Some(crate::source::StartAt::Time(t))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// What a reset did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResetOutcome {
@@ -182,7 +211,7 @@ pub async fn reset(
                 .await
                 .map_err(|source| TokensError::Mongo {
                     context: "reading the current stream position",
-                    source,
+                    source: Box::new(source),
                 })?,
         ),
         _ => None,
@@ -196,10 +225,7 @@ pub async fn reset(
         })?;
     let current = store::lock_one(&tx, tables, &stream).await?;
     let (to_token, to_time) = match &request.target {
-        ResetTarget::Token(t) => (
-            Some(t.clone()),
-            crate::source::token_cluster_time(t),
-        ),
+        ResetTarget::Token(t) => (Some(t.clone()), crate::source::token_cluster_time(t)),
         ResetTarget::Time(t) => (None, Some(*t)),
         ResetTarget::Now => (
             now_position.as_ref().map(|p| p.token.clone()),

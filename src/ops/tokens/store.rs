@@ -82,6 +82,23 @@ pub async fn load_all(
     Ok(rows.iter().map(from_row).collect())
 }
 
+/// The stream's checkpoint row.
+pub async fn load_one(
+    pg_client: &impl GenericClient,
+    tables: &ControlNames,
+    stream: &str,
+) -> Result<Option<StoredCheckpoint>, TokensError> {
+    let sql = format!(
+        "select {COLUMNS} from {} where stream = $1",
+        q(&tables.checkpoints)?
+    );
+    let row = pg_client
+        .query_opt(&sql, &[&stream])
+        .await
+        .map_err(pg("reading the checkpoint"))?;
+    Ok(row.as_ref().map(from_row))
+}
+
 /// The stream's checkpoint row, locked for the rest of the transaction.
 pub async fn lock_one(
     tx: &impl GenericClient,

@@ -60,7 +60,7 @@ pub enum VerifyError {
     Mongo {
         collection: String,
         #[source]
-        source: mongodb::error::Error,
+        source: Box<mongodb::error::Error>,
     },
     #[error("reading {table} from postgres failed: {source}")]
     Postgres {
@@ -178,7 +178,7 @@ async fn read_mongo(
     let columns = compared_columns(rules);
     let err = |source| VerifyError::Mongo {
         collection: rules.collection.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut cursor = db
         .collection::<Document>(&rules.collection)

@@ -1,0 +1,167 @@
+//! The initial snapshot against mongosim and a real Postgres: a copy taken while the application
+//! keeps writing converges to MongoDB once the stream has caught up from the recorded start
+//! position, and a copy killed in the middle resumes after its last committed `_id`.
+
+mod recovery_support;
+
+use std::time::Duration;
+
+use bson::doc;
+use mongo2pg::ops::snapshot::{SnapshotContext, SnapshotOptions, SnapshotProgress};
+use recovery_support::{oid, order_doc, user_doc, wait_until, Env, DATABASE};
+
+fn options(page_size: u32) -> SnapshotOptions {
+    SnapshotOptions {
+        page_size,
+        ..SnapshotOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_with_concurrent_writes_converges_after_streaming_from_the_recorded_start() {
+    let env = Env::start("snap_concurrent").await;
+    let users = env.coll("users");
+    let orders = env.coll("orders");
+    users
+        .insert_many((0..30).map(user_doc))
+        .await
+        .expect("seed users");
+    orders
+        .insert_many((0..120).map(|n| {
+            order_doc(
+                n,
+                n % 30,
+                &format!("{n}.25"),
+                if n % 2 == 0 { "USDT" } else { "TRY" },
+                "paid",
+            )
+        }))
+        .await
+        .expect("seed orders");
+
+    // A writer inserts, updates and deletes while the copy runs.
+    let writer = {
+        let users = users.clone();
+        let orders = orders.clone();
+        tokio::spawn(async move {
+            for i in 0..60u32 {
+                let n = 1000 + i;
+                users.insert_one(user_doc(n)).await.expect("insert user");
+                orders
+                    .insert_one(order_doc(n, n, "9.99", "USDT", "pending"))
+                    .await
+                    .expect("insert order");
+                orders
+                    .update_one(
+                        doc! {"_id": oid(1_000_000 + i)},
+                        doc! {"$set": {"status": "refunded"}},
+                    )
+                    .await
+                    .expect("update order");
+                if i % 10 == 0 {
+                    orders
+                        .delete_one(doc! {"_id": oid(1_000_000 + 100 + i / 10)})
+                        .await
+                        .expect("delete order");
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let u = env.snapshot("users", &options(7)).await;
+    let o = env.snapshot("orders", &options(9)).await;
+    writer.await.expect("writer");
+    assert!(u.handed_over && o.handed_over);
+    assert!(o.pages >= 14, "orders copied in pages of 9: {o:?}");
+
+    let now = env.mongo_now().await;
+    env.catch_up("users", now).await;
+    env.catch_up("orders", now).await;
+    // An order copied before its user reached Postgres is an fk_missing gap; the background
+    // retry applies it now that the user is there.
+    env.retry_gaps().await;
+    let open = env
+        .count("select count(*) from public.pg_dualwrite_gaps where status = 'open'")
+        .await;
+    assert_eq!(open, 0);
+
+    let report = env
+        .verify(&["users", "orders"], &[("orders", "currency")])
+        .await;
+    assert!(report.clean, "{report:#?}");
+    let orders_report = &report.collections[1];
+    assert_eq!(orders_report.mongo_documents, 120 + 60 - 6);
+    assert_eq!(orders_report.postgres_rows, 174);
+    assert_eq!(env.count("select count(*) from order_items").await, 2 * 174);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_starting_over() {
+    let env = Env::start("snap_resume").await;
+    env.coll("users")
+        .insert_many((0..95).map(user_doc))
+        .await
+        .expect("seed users");
+
+    // First run: abort the task once three pages are committed.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let task = {
+        let mongo = env.mongo.clone();
+        let names = env.names.clone();
+        let rules = env.rules("users").clone();
+        let mut pg = env.connect().await;
+        let mut sink = env.sink();
+        tokio::spawn(async move {
+            let ctx = SnapshotContext {
+                mongo: &mongo,
+                database: DATABASE,
+                pg: &mut pg,
+                sink: &mut sink,
+                names: &names,
+            };
+            let mut on_progress = |p: &SnapshotProgress| {
+                let _ = tx.send(p.pages);
+            };
+            mongo2pg::ops::snapshot::initial_snapshot(ctx, &rules, &options(10), &mut on_progress)
+                .await
+        })
+    };
+    while let Some(pages) = rx.recv().await {
+        if pages >= 3 {
+            task.abort();
+            break;
+        }
+    }
+    let _ = task.await;
+    env.wait_for_other_sessions_to_end().await;
+
+    let stored = env.checkpoint("users").await.expect("checkpoint row");
+    assert_eq!(stored.snapshot_state.as_deref(), Some("running"));
+    assert!(
+        stored.token.is_none(),
+        "no stream position before the hand-over"
+    );
+    let copied_before = env.count("select count(*) from users").await;
+    assert!((30..95).contains(&copied_before), "copied {copied_before}");
+    assert_eq!(copied_before % 10, 0, "only whole pages commit");
+    let last_id = stored.snapshot_last_id.expect("last id recorded");
+    assert_eq!(
+        last_id,
+        mongo2pg::ops::snapshot::state::id_to_text(&bson::Bson::ObjectId(oid(
+            (copied_before - 1) as u32
+        )))
+    );
+
+    // Second run: continues after the stored _id.
+    let report = env.snapshot("users", &options(10)).await;
+    assert_eq!(report.resumed_after, Some(last_id));
+    assert_eq!(report.copied, 95 - copied_before as u64);
+    assert!(report.handed_over);
+    let done = env.checkpoint("users").await.expect("checkpoint row");
+    assert_eq!(done.snapshot_state.as_deref(), Some("done"));
+    assert!(done.token.is_some());
+    wait_until("verify clean", Duration::from_secs(5), || async {
+        env.verify(&["users"], &[]).await.clean
+    })
+    .await;
+}
