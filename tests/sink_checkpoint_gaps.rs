@@ -43,7 +43,7 @@ async fn mapping_errors_become_gaps_with_the_raw_event_even_with_a_nul_character
             event: nul_event.clone(),
             mapped: Err(MappingError {
                 kind: GapKind::NulInText,
-                reason: "name: text contains a NUL character".into(),
+                reason: "name: text \"a\u{0}b\" contains a NUL character".into(),
             }),
         },
         failed(
@@ -81,7 +81,7 @@ async fn mapping_errors_become_gaps_with_the_raw_event_even_with_a_nul_character
         .unwrap();
     assert_eq!(
         row.get::<_, String>(1),
-        "name: text contains a NUL character"
+        r#"name: text "a\u0000b" contains a NUL character"#
     );
     let raw: String = row.get(2);
     let back = Bson::try_from(serde_json::from_str::<serde_json::Value>(&raw).unwrap()).unwrap();

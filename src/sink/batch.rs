@@ -377,3 +377,29 @@ fn collect_refs(op: &RowOp, acc: &mut BTreeSet<LegacyRef>) {
         RowOp::Delete { .. } => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_precise_gap_kinds() {
+        let cases = [
+            ("23503", GapKind::FkMissing),
+            ("23505", GapKind::UniqueViolation),
+            ("23514", GapKind::CheckViolation),
+            ("23502", GapKind::MissingRequired),
+            ("P0001", GapKind::ImmutableChange),
+            ("22021", GapKind::NulInText),
+            ("22P05", GapKind::NulInText),
+            ("22003", GapKind::InvalidNumber),
+            ("22008", GapKind::InvalidDate),
+            ("22P02", GapKind::WrongType),
+            ("22001", GapKind::Rejected),
+            ("23P01", GapKind::Rejected),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(gap_kind_for_sqlstate(code), kind, "{code}");
+        }
+    }
+}

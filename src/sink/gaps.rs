@@ -117,7 +117,12 @@ pub async fn record_gaps<C: GenericClient>(
     let document_key: Vec<Option<&str>> =
         unique.iter().map(|g| g.document_key.as_deref()).collect();
     let kind: Vec<&str> = unique.iter().map(|g| g.kind.as_str()).collect();
-    let reason: Vec<&str> = unique.iter().map(|g| g.reason.as_str()).collect();
+    // Postgres text cannot hold NUL: a reason quoting bad input keeps it visible but storable.
+    let reasons: Vec<String> = unique
+        .iter()
+        .map(|g| g.reason.replace('\0', "\\u0000"))
+        .collect();
+    let reason: Vec<&str> = reasons.iter().map(String::as_str).collect();
     let raw: Vec<Option<&str>> = unique.iter().map(|g| g.raw_event.as_deref()).collect();
     let operation: Vec<Option<&str>> = unique.iter().map(|g| g.operation.as_deref()).collect();
     let cluster_time: Vec<Option<i64>> = unique
