@@ -36,6 +36,16 @@ pub enum FullDocumentMode {
     Required,
 }
 
+impl From<crate::config::FullDocument> for FullDocumentMode {
+    fn from(f: crate::config::FullDocument) -> Self {
+        match f {
+            crate::config::FullDocument::UpdateLookup => FullDocumentMode::UpdateLookup,
+            crate::config::FullDocument::WhenAvailable => FullDocumentMode::WhenAvailable,
+            crate::config::FullDocument::Required => FullDocumentMode::Required,
+        }
+    }
+}
+
 /// How a stream is opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamOptions {
