@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{is_history_lost, StreamError};
+use crate::metrics::Metrics;
 use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 use crate::mapping::{GapKind, Mapped, MappingError};
 use crate::sink::BatchItem;
@@ -78,6 +79,7 @@ pub async fn spawn_reader(
     options: &StreamOptions,
     rules: Arc<crate::mapping::CollectionRules>,
     capacity: usize,
+    metrics: Arc<Metrics>,
 ) -> Result<(mpsc::Receiver<ItemOut>, JoinHandle<()>), StreamError> {
     let mut source = match ChangeSource::open(mongo, database, collection, start, options).await {
         Ok(s) => s,
@@ -92,6 +94,7 @@ pub async fn spawn_reader(
         loop {
             let item = match source.next().await {
                 Ok(SourceItem::Event(ev)) => {
+                    metrics.events_read(&coll, &ev.operation, 1);
                     let mapped = map_for_stream(&rules, &ev);
                     Item::Event(BatchItem { event: *ev, mapped })
                 }
@@ -165,7 +168,7 @@ pub struct Consumer<'a> {
     pub limits: BatchLimits,
     pub client: &'a mut tokio_postgres::Client,
     pub sink: &'a mut crate::sink::Sink,
-    pub on_batch: &'a mut (dyn FnMut(&crate::sink::BatchOutcome, Option<&Position>, usize, Duration) + Send),
+    pub metrics: &'a Metrics,
 }
 
 impl Consumer<'_> {
@@ -239,7 +242,35 @@ impl Consumer<'_> {
         let n = items.len();
         let started = Instant::now();
         let outcome = self.sink.apply_batch(self.client, self.stream, self.epoch, items, end.clone()).await?;
-        (self.on_batch)(&outcome, end.as_ref(), n, started.elapsed());
+        record_batch(self.metrics, self.stream, &outcome, end.as_ref(), n, started.elapsed());
         Ok(())
+    }
+}
+
+/// Report one committed batch to the metrics.
+fn record_batch(
+    metrics: &Metrics,
+    stream: &str,
+    outcome: &crate::sink::BatchOutcome,
+    end: Option<&Position>,
+    events: usize,
+    took: Duration,
+) {
+    metrics.batch_committed(stream, events, took);
+    for ((op, applied), n) in outcome.events_by_op() {
+        if applied {
+            metrics.events_applied(stream, &op, n);
+        } else {
+            metrics.events_gapped(stream, &op, n);
+        }
+    }
+    for (table, n) in &outcome.rows_by_table {
+        metrics.rows_written(table, *n);
+    }
+    metrics.id_map_lookups(stream, outcome.id_map_hits, outcome.id_map_misses);
+    if let Some(p) = end {
+        if outcome.checkpoint_written {
+            metrics.checkpoint_committed(stream, p.cluster_time);
+        }
     }
 }

@@ -42,3 +42,388 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
         _ = shutdown.changed() => true,
     }
 }
+
+use crate::config::{CompiledMapping, Config, ConfigError, Secret};
+use crate::metrics::{Health, Metrics, RestartReason, ServerHandle, StreamState};
+use crate::sink::catalogue::Catalogue;
+use crate::sink::migrate::ControlNames;
+use crate::sink::SinkError;
+
+/// How often readiness probes run and the watchdog is touched.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the open-gaps gauge is refreshed from the gaps table.
+pub const GAPS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub mongo_url: Secret,
+    pub pg_url: Secret,
+    pub config: Config,
+    /// Where to serve /metrics, /healthz, /readyz; None serves nothing (tests that do not need it).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Recorded as the holder of the streams this process runs.
+    pub holder: String,
+}
+
+/// Why the replicator could not start. Each variant says which side and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mapping configuration is invalid: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to postgres: {0}")]
+    PgConnect(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot connect to mongodb: {0}")]
+    Mongo(#[source] mongodb::error::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot serve metrics: {0}")]
+    Serve(#[from] crate::metrics::ServeError),
+}
+
+/// The control-table names a mapping file configures.
+pub fn control_names(config: &Config) -> ControlNames {
+    ControlNames {
+        schema: config.target.schema.clone(),
+        id_map: config.target.id_map.clone(),
+        gaps: config.target.gaps.clone(),
+        checkpoints: config.target.checkpoints_table(),
+        audit: config.target.audit_table(),
+    }
+}
+
+/// Connect to Postgres and drive the connection in the background.
+pub async fn connect_pg(url: &Secret) -> Result<(tokio_postgres::Client, AbortOnDrop), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok((client, AbortOnDrop(task)))
+}
+
+/// Aborts a background task when dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Shared, read-only state of a running replicator.
+pub struct RunContext {
+    pub mongo: mongodb::Client,
+    pub pg_url: Secret,
+    pub mapping: CompiledMapping,
+    pub catalogue: Arc<Catalogue>,
+    pub names: ControlNames,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub holder: String,
+}
+
+/// A running replicator: one supervised stream per mapped collection plus housekeeping tasks.
+pub struct Replicator {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    server: Option<ServerHandle>,
+    pub context: Arc<RunContext>,
+}
+
+impl Replicator {
+    /// The bound address of the metrics server, if one was started.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Stop gracefully: every stream flushes its current batch, then the tasks end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(server) = self.server.take() {
+            if let Err(e) = server.wait().await {
+                warn!(error = %e, "metrics server ended with an error");
+            }
+        }
+    }
+
+    /// Stop abruptly, as a crash would: tasks are cancelled wherever they are (an open Postgres
+    /// transaction is rolled back by the server when its connection drops).
+    pub async fn abort(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Wait until a shutdown signal arrives, then shut down.
+    pub async fn run_until<F: std::future::Future<Output = ()>>(self, signal: F) {
+        signal.await;
+        info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Validate everything, connect to both databases, and start every stream.
+pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
+    settings.config.validate()?;
+    let names = control_names(&settings.config);
+    let (pg, _pg_task) = connect_pg(&settings.pg_url).await.map_err(StartError::PgConnect)?;
+    let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
+    let mapping = settings.config.compile(&catalogue)?;
+    drop(pg);
+
+    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose()).await.map_err(StartError::Mongo)?;
+    mongo
+        .database("admin")
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(StartError::Mongo)?;
+
+    let metrics = Metrics::new()?;
+    let health = Health::new(metrics.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = match settings.metrics_addr {
+        Some(addr) => {
+            let mut rx = shutdown_rx.clone();
+            let signal = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            Some(crate::metrics::serve(addr, metrics.clone(), health.clone(), signal).await?)
+        }
+        None => None,
+    };
+
+    let context = Arc::new(RunContext {
+        mongo,
+        pg_url: settings.pg_url.clone(),
+        catalogue: Arc::new(catalogue),
+        names,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        holder: settings.holder.clone(),
+        mapping,
+    });
+    let mut tasks = JoinSet::new();
+    for (collection, rules) in &context.mapping.collections {
+        let tables: Vec<&str> = std::iter::once(rules.table.as_str())
+            .chain(rules.children.iter().map(|c| c.table.as_str()))
+            .collect();
+        metrics.declare_collection(collection, &tables);
+        health.set_stream(collection, StreamState::Starting);
+        let ctx = context.clone();
+        let coll = collection.clone();
+        let rx = shutdown_rx.clone();
+        tasks.spawn(
+            async move { supervise_stream(ctx, coll, rx).await }
+                .instrument(tracing::info_span!("stream", collection = %collection)),
+        );
+    }
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { probe_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { gaps_gauge_loop(ctx, rx).await });
+    info!(streams = context.mapping.collections.len(), "replicator started");
+    Ok(Replicator { shutdown: shutdown_tx, tasks, server, context })
+}
+
+/// Keep one stream running until shutdown or a fatal error.
+async fn supervise_stream(ctx: Arc<RunContext>, collection: String, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = restart_backoff();
+    loop {
+        let started = Instant::now();
+        ctx.health.set_stream(&collection, StreamState::Starting);
+        let result = run_stream_once(&ctx, &collection, shutdown.clone()).await;
+        match result {
+            Ok(StreamExit::Shutdown) => break,
+            Err(err) => {
+                let reason = reason_label(&err);
+                match classify(&err) {
+                    Disposition::Transient => {
+                        if started.elapsed() >= HEALTHY_RUN {
+                            backoff = restart_backoff();
+                        }
+                        let delay = if reason == "token_reset" {
+                            Duration::ZERO
+                        } else {
+                            backoff.next().unwrap_or(RESTART_MAX_DELAY)
+                        };
+                        warn!(error = %err, reason, delay_ms = delay.as_millis() as u64, "stream failed; restarting from its checkpoint");
+                        ctx.metrics.stream_restarted(&collection, restart_reason(reason));
+                        ctx.health.set_stream(&collection, StreamState::Retrying { reason: err.to_string() });
+                        if sleep_or_shutdown(delay, &mut shutdown).await {
+                            break;
+                        }
+                    }
+                    Disposition::Fatal => {
+                        let advice = operator_advice(&collection, &err);
+                        error!(error = %err, advice = %advice, "stream stopped");
+                        ctx.metrics.stream_restarted(&collection, restart_reason(reason));
+                        ctx.health.set_stream(&collection, StreamState::Failed { reason: format!("{err}; {advice}") });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    ctx.metrics.set_stream_held(&collection, false);
+}
+
+fn restart_reason(label: &str) -> RestartReason {
+    match label {
+        "mongo" => RestartReason::MongoError,
+        "postgres" => RestartReason::PostgresError,
+        "history_lost" => RestartReason::HistoryLost,
+        "token_reset" => RestartReason::TokenReset,
+        _ => RestartReason::Other,
+    }
+}
+
+/// What the operator should do after a fatal stream error.
+pub fn operator_advice(collection: &str, err: &StreamError) -> String {
+    match err {
+        StreamError::HistoryLost { .. } => format!(
+            "the resume point is gone from the oplog; a window_lost gap records the skipped window. Run `mongo2pg tokens reset {collection} --resnapshot --reason \"history lost\"` (or set snapshot.mode = \"when_needed\") to re-sync"
+        ),
+        StreamError::Invalidated { .. } => format!(
+            "the collection was dropped or renamed; fix the mapping if it moved, then run `mongo2pg tokens reset {collection} --resnapshot --reason \"collection recreated\"`"
+        ),
+        _ => format!("fix the cause above, then restart mongo2pg; `mongo2pg tokens show` shows where {collection} stands"),
+    }
+}
+
+/// One life of a stream: connect, load the checkpoint, open the change stream, apply batches.
+async fn run_stream_once(
+    ctx: &RunContext,
+    collection: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<StreamExit, StreamError> {
+    let Some(rules) = ctx.mapping.rules(collection) else {
+        return Ok(StreamExit::Shutdown);
+    };
+    let rules = Arc::new(rules.clone());
+    let (mut client, _conn) = connect_pg(&ctx.pg_url).await.map_err(StreamError::PgConnect)?;
+    let mut sink = crate::sink::Sink::new(ctx.names.clone(), ctx.catalogue.clone());
+    let stored = crate::sink::load_checkpoint(&client, &ctx.names, collection).await?;
+    let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
+    let start = match stored.as_ref().and_then(|c| c.position.clone()) {
+        Some(p) => StartAt::Token(p.token),
+        None => StartAt::Now,
+    };
+    let stream_cfg = &ctx.mapping.config.stream;
+    let options = StreamOptions {
+        full_document: stream_cfg.full_document.into(),
+        pre_images: stream_cfg.pre_images,
+        max_await: Duration::from_millis(stream_cfg.max_await_ms),
+        batch_size: None,
+    };
+    let (rx, reader) = spawn_reader(
+        &ctx.mongo,
+        &ctx.mapping.config.source.database,
+        collection,
+        &start,
+        &options,
+        rules,
+        stream_cfg.channel_capacity,
+        ctx.metrics.clone(),
+    )
+    .await?;
+    let _reader = AbortOnDrop(reader);
+    ctx.health.set_stream(collection, StreamState::Running);
+    ctx.metrics.set_stream_held(collection, true);
+    info!(?start, epoch, "stream running");
+    let limits = BatchLimits {
+        max_events: stream_cfg.batch_max_events,
+        max_wait: Duration::from_millis(stream_cfg.batch_max_wait_ms),
+    };
+    let mut consumer = Consumer {
+        stream: collection,
+        epoch,
+        limits,
+        client: &mut client,
+        sink: &mut sink,
+        metrics: &ctx.metrics,
+    };
+    consumer.run(rx, shutdown).await
+}
+
+/// Readiness probes and the liveness watchdog.
+async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    let mut pg: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
+    loop {
+        ctx.health.touch_watchdog();
+        let pg_result = probe_pg(&ctx, &mut pg).await;
+        ctx.health.set_postgres(pg_result);
+        let mongo_result = tokio::time::timeout(PROBE_INTERVAL, ctx.mongo.database("admin").run_command(bson::doc! {"ping": 1}))
+            .await
+            .map_err(|_| "mongodb ping timed out".to_string())
+            .and_then(|r| r.map(|_| ()).map_err(|e| crate::config::redact_uri(&e.to_string())));
+        ctx.health.set_mongo(mongo_result);
+        if sleep_or_shutdown(PROBE_INTERVAL, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn probe_pg(ctx: &RunContext, pg: &mut Option<(tokio_postgres::Client, AbortOnDrop)>) -> Result<(), String> {
+    if pg.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+        let connected = tokio::time::timeout(PROBE_INTERVAL, connect_pg(&ctx.pg_url)).await;
+        *pg = match connected {
+            Ok(Ok(c)) => Some(c),
+            Ok(Err(e)) => return Err(crate::config::redact_uri(&e.to_string())),
+            Err(_) => return Err("postgres connect timed out".into()),
+        };
+    }
+    let Some((client, _)) = pg.as_ref() else {
+        return Err("no postgres connection".into());
+    };
+    match tokio::time::timeout(PROBE_INTERVAL, client.simple_query("SELECT 1")).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            *pg = None;
+            Err(crate::config::redact_uri(&e.to_string()))
+        }
+        Err(_) => {
+            *pg = None;
+            Err("postgres probe timed out".into())
+        }
+    }
+}
+
+/// Refresh the open-gaps gauge from the gaps table.
+async fn gaps_gauge_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    let sql = format!(
+        "SELECT collection, kind, count(*) FROM {} WHERE status = 'open' GROUP BY collection, kind",
+        ctx.names.gaps
+    );
+    let mut pg: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
+    loop {
+        if pg.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            pg = connect_pg(&ctx.pg_url).await.ok();
+        }
+        if let Some((client, _)) = pg.as_ref() {
+            match client.query(sql.as_str(), &[]).await {
+                Ok(rows) => {
+                    let counts: Vec<(String, String, i64)> =
+                        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+                    ctx.metrics.set_open_gaps(counts.iter().map(|(c, k, n)| (c.as_str(), k.as_str(), *n)));
+                }
+                Err(e) => {
+                    debug_log_gaps_error(&e);
+                    pg = None;
+                }
+            }
+        }
+        if sleep_or_shutdown(GAPS_REFRESH_INTERVAL, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+fn debug_log_gaps_error(e: &tokio_postgres::Error) {
+    tracing::debug!(error = %e, "refreshing the open-gaps gauge failed");
+}
