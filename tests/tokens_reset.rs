@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bson::doc;
 use mongo2pg::event::ClusterTime;
-use mongo2pg::ops::snapshot::SnapshotOptions;
-use mongo2pg::ops::tokens::{self, ResetArgs, ResetOutcome, RESET_CHANNEL};
+use mongo2pg::ops::snapshot::{SnapshotArgs, SnapshotContext, SnapshotOptions};
+use mongo2pg::ops::tokens::{self, ResetArgs, ResetOutcome};
 use mongo2pg::sink::SinkError;
-use recovery_support::{listen, oid, user_doc, Env, DATABASE};
+use recovery_support::{oid, user_doc, Env, DATABASE};
 
 async fn copied_users(test: &str, n: u32) -> Env {
     let env = Env::start(test).await;
@@ -56,7 +56,9 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         .insert_many((100..110).map(user_doc))
         .await
         .expect("writes in the skipped window");
-    let mut listener = listen(&env.db.url(), RESET_CHANNEL).await;
+    let mut listener = tokens::listen_for_resets(&env.db.url())
+        .await
+        .expect("listener");
 
     let outcome = reset(
         &mut env,
@@ -113,7 +115,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     assert_eq!(audit.get::<_, Option<i64>>(4), Some(to.as_i64()));
     assert!(audit.get::<_, bool>(5));
 
-    let payload = tokio::time::timeout(Duration::from_secs(5), listener.rx.recv())
+    let payload = tokio::time::timeout(Duration::from_secs(5), listener.resets.recv())
         .await
         .expect("notified in time");
     assert_eq!(payload.as_deref(), Some("users"));
@@ -122,6 +124,92 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     env.catch_up("users", env.mongo_now().await).await;
     let report = env.verify(&["users"], &[]).await;
     assert_eq!(report.collections[0].missing_count, 10);
+
+    // A targeted re-sync of exactly the skipped documents repairs them and closes the gap.
+    let options = SnapshotArgs {
+        collection: "users".into(),
+        from_id: Some(oid(100).to_hex()),
+        to_id: Some(oid(109).to_hex()),
+        resolve_gaps: outcome.gap_id.into_iter().collect(),
+        ..Default::default()
+    }
+    .into_options(4, chrono::Utc::now())
+    .expect("re-sync flags");
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let ctx = SnapshotContext {
+        mongo: &env.mongo,
+        database: DATABASE,
+        pg: &mut pg,
+        sink: &mut sink,
+        names: &env.names,
+    };
+    let resync = mongo2pg::ops::snapshot::resync(ctx, env.rules("users"), &options, &mut |_| {})
+        .await
+        .expect("re-sync");
+    assert_eq!(
+        (resync.copied, resync.pages, resync.gaps_resolved),
+        (10, 3, 1)
+    );
+    assert!(env.verify(&["users"], &[]).await.clean);
+    let status: String = env
+        .pg
+        .query_one(
+            "select status from public.pg_dualwrite_gaps where id = $1",
+            &[&outcome.gap_id],
+        )
+        .await
+        .expect("gap")
+        .get(0);
+    assert_eq!(status, "resolved");
+    // The re-sync left the stream position alone.
+    assert_eq!(
+        env.checkpoint("users").await.and_then(|c| c.cluster_time),
+        Some(to)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_show_lists_each_stream_with_its_position_age_and_lag() {
+    let env = copied_users("tok_show", 2).await;
+    let stored = env
+        .checkpoint("users")
+        .await
+        .expect("checkpoint")
+        .cluster_time
+        .expect("time");
+    env.coll("users")
+        .insert_one(user_doc(9))
+        .await
+        .expect("write");
+    let mongo_now = env.mongo_now().await;
+    let now = chrono::Utc::now();
+    let views = tokens::show(&env.pg, &env.names, Some(mongo_now), now)
+        .await
+        .expect("show");
+    assert_eq!(views.len(), 1);
+    let v = &views[0];
+    assert_eq!(v.stream, "users");
+    assert_eq!(v.position.cluster_time, Some(stored.as_i64()));
+    assert_eq!(
+        v.position.cluster_time_text.as_deref(),
+        Some(format!("Timestamp({}, {})", stored.seconds(), stored.increment()).as_str())
+    );
+    assert_eq!(
+        v.age_seconds,
+        Some((now - stored.to_datetime()).num_seconds())
+    );
+    assert_eq!(
+        v.lag_seconds,
+        Some(i64::from(mongo_now.seconds()) - i64::from(stored.seconds()))
+    );
+    assert_eq!(v.snapshot_state.as_deref(), Some("done"));
+    assert!(v
+        .position
+        .token
+        .as_ref()
+        .is_some_and(|t| t.get("_data").is_some()));
+    assert!(tokens::render_table(&views).contains("users"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,15 @@ async fn verify_names_the_altered_column_of_an_altered_row() {
         .filter(|c| c.column != "status")
         .all(|c| c.matches));
     assert_eq!((orders.missing_count, orders.extra_count), (0, 0));
+    let text = mongo2pg::ops::verify::render_text(&report);
+    assert!(
+        text.contains(&format!(
+            "{} status: mongo=paid postgres=void",
+            order_key(3)
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("verify: MISMATCH\n"));
 }
 
 #[tokio::test]

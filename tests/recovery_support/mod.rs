@@ -364,37 +364,6 @@ impl Env {
     }
 }
 
-/// A connection listening on a channel; payloads of its notifications arrive on `rx`.
-pub struct Listener {
-    _client: Client,
-    pub rx: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-/// Forwards every NOTIFY on `channel` received by a dedicated connection.
-pub async fn listen(url: &str, channel: &str) -> Listener {
-    use futures::StreamExt;
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .expect("connect listener");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n.payload().to_string());
-            }
-        }
-    });
-    client
-        .batch_execute(&format!("LISTEN {channel}"))
-        .await
-        .expect("listen");
-    Listener {
-        _client: client,
-        rx,
-    }
-}
-
 /// Polls `check` until it returns true or the deadline passes (then panics with `what`).
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where

@@ -99,3 +99,58 @@ pub async fn ignore(
     )
     .await
 }
+
+/// `gaps retry <id>`: retries one gap now, whatever its backoff.
+pub async fn retry_one(ctx: &mut RetryContext<'_>, id: i64) -> Result<RetryOutcome, GapsError> {
+    let gap = store::show(&*ctx.pg, &ctx.names.gaps, id)
+        .await?
+        .ok_or(GapsError::NotFound(id))?;
+    retry_gap(ctx, &gap).await
+}
+
+/// `gaps retry --collection/--kind/...`: retries every open gap matching `filter` now.
+pub async fn retry_matching(
+    ctx: &mut RetryContext<'_>,
+    filter: &GapFilter,
+) -> Result<RetryReport, GapsError> {
+    let filter = GapFilter {
+        status: Some(GapStatus::Open),
+        ..filter.clone()
+    };
+    let mut report = RetryReport::default();
+    for gap in store::list(&*ctx.pg, &ctx.names.gaps, &filter).await? {
+        let outcome = retry_gap(ctx, &gap).await?;
+        report.count(&outcome);
+    }
+    Ok(report)
+}
+
+/// A compact table of gaps for terminals (`--json` prints `GapView`s instead).
+pub fn render_table(gaps: &[GapView]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:>8}  {:<20} {:<18} {:<10} {:>8}  {:<25} {}\n",
+        "id", "collection", "kind", "status", "attempts", "first seen", "document / reason"
+    );
+    for g in gaps {
+        let what = match (&g.document_key, &g.window_start, &g.window_end) {
+            (Some(k), _, _) => k.clone(),
+            (None, Some(a), Some(b)) => format!("window {} .. {}", a.to_rfc3339(), b.to_rfc3339()),
+            _ => "-".to_string(),
+        };
+        let reason: String = g.reason.chars().take(100).collect();
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<20} {:<18} {:<10} {:>8}  {:<25} {} {}",
+            g.id,
+            g.collection,
+            g.kind,
+            g.status,
+            g.attempts,
+            g.first_seen.format("%Y-%m-%d %H:%M:%S"),
+            what,
+            reason
+        );
+    }
+    out
+}

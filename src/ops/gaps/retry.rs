@@ -80,7 +80,7 @@ pub struct RetryReport {
 }
 
 impl RetryReport {
-    fn count(&mut self, o: &RetryOutcome) {
+    pub fn count(&mut self, o: &RetryOutcome) {
         self.attempted += 1;
         match o {
             RetryOutcome::Resolved => self.resolved += 1,

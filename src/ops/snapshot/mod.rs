@@ -5,6 +5,7 @@
 //! fails with ChangeStreamHistoryLost. `snapshot_all` copies every mapped collection in
 //! dependency order (referenced collections first, `snapshot.order` overrides).
 
+pub mod args;
 pub mod policy;
 pub mod progress;
 pub mod run;
@@ -16,6 +17,7 @@ use crate::mapping::CollectionRules;
 use crate::ops::tokens::store as token_store;
 use crate::sink::ControlNames;
 
+pub use args::{SnapshotArgs, SnapshotArgsError};
 pub use policy::{history_lost_action, needs_snapshot, HistoryLostAction, SnapshotState};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport};

@@ -9,11 +9,13 @@
 //! `NOTIFY mongo2pg_token_reset, '<stream>'` so a listening process restarts within seconds
 //! instead of at its next batch.
 
+pub mod listen;
 pub mod store;
 pub mod target;
 
 use serde::Serialize;
 
+pub use listen::{listen_for_resets, ResetListener};
 pub use store::StoredCheckpoint;
 
 use crate::sink::ControlNames;
@@ -313,4 +315,58 @@ pub async fn reset(
         "resume token reset"
     );
     Ok(outcome)
+}
+
+/// A compact table of stream positions for terminals (`--json` prints `TokenView`s instead).
+pub fn render_table(views: &[TokenView]) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {}\n",
+        "stream", "cluster time", "age s", "lag s", "epoch", "snapshot", "holder"
+    );
+    for v in views {
+        let opt = |n: Option<i64>| n.map_or("-".to_string(), |n| n.to_string());
+        let _ = writeln!(
+            out,
+            "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {}",
+            v.stream,
+            v.position.cluster_time_text.as_deref().unwrap_or("-"),
+            opt(v.age_seconds),
+            opt(v.lag_seconds),
+            v.epoch,
+            v.snapshot_state.as_deref().unwrap_or("-"),
+            v.holder.as_deref().unwrap_or("-")
+        );
+    }
+    out
+}
+
+/// What a reset did (or would do), in words.
+pub fn render_reset(o: &ResetOutcome) -> String {
+    let pos = |p: &PositionView| match (&p.token, &p.cluster_time_text) {
+        (Some(t), Some(c)) => format!("{c} token {t}"),
+        (None, Some(c)) => c.clone(),
+        (Some(t), None) => format!("token {t}"),
+        (None, None) => "snapshot (copy again)".to_string(),
+    };
+    let mut out = format!(
+        "{}reset {} to {} ({}): {} -> {}, epoch {} -> {}\n",
+        if o.dry_run { "[dry run] would " } else { "" },
+        o.stream,
+        o.target,
+        o.reason,
+        o.from.as_ref().map_or("no position".to_string(), pos),
+        pos(&o.to),
+        o.epoch_from.map_or("-".to_string(), |e| e.to_string()),
+        o.epoch_to
+    );
+    if let Some((a, b)) = &o.gap_window {
+        out.push_str(&format!(
+            "skipped window {} .. {} recorded as window_lost gap {}\n",
+            a.cluster_time_text.as_deref().unwrap_or("-"),
+            b.cluster_time_text.as_deref().unwrap_or("-"),
+            o.gap_id.map_or("(dry run)".to_string(), |g| g.to_string())
+        ));
+    }
+    out
 }

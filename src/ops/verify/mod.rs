@@ -12,7 +12,10 @@
 //! Both sides are held in memory per collection; verify is an operator and test tool, not part of
 //! the bounded-memory pipeline.
 
+pub mod args;
 pub mod compare;
+
+pub use args::{render_text, VerifyArgs, VerifyArgsError};
 
 use std::collections::BTreeMap;
 
