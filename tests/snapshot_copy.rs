@@ -165,3 +165,60 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
+    let env = Env::start("snap_all").await;
+    env.coll("users")
+        .insert_many((0..12).map(user_doc))
+        .await
+        .expect("seed users");
+    env.coll("orders")
+        .insert_many((0..25).map(|n| order_doc(n, n % 12, "1.5", "USDT", "paid")))
+        .await
+        .expect("seed orders");
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let mut seen: Vec<(String, SnapshotProgress)> = Vec::new();
+    let reports = mongo2pg::ops::snapshot::snapshot_all(
+        &env.mongo,
+        &mut pg,
+        &mut sink,
+        &env.mapping,
+        &env.names,
+        &mut |c: &str, p: &SnapshotProgress| seen.push((c.to_string(), *p)),
+    )
+    .await
+    .expect("snapshot all");
+    let order: Vec<&str> = reports.iter().map(|r| r.collection.as_str()).collect();
+    assert_eq!(order, vec!["users", "orders"]);
+    assert_eq!((reports[0].copied, reports[1].copied), (12, 25));
+    assert_eq!(
+        reports[1].failed, 0,
+        "parents were copied first: no fk_missing gaps"
+    );
+    let last = seen
+        .iter()
+        .rev()
+        .find(|(c, _)| c == "orders")
+        .map(|(_, p)| *p)
+        .expect("orders progress");
+    assert_eq!(
+        (last.copied, last.remaining, last.pages, last.done),
+        (25, 25, 3, true)
+    );
+
+    // Both streams now have positions: nothing is copied again.
+    let again = mongo2pg::ops::snapshot::snapshot_all(
+        &env.mongo,
+        &mut pg,
+        &mut sink,
+        &env.mapping,
+        &env.names,
+        &mut |_: &str, _: &SnapshotProgress| {},
+    )
+    .await
+    .expect("snapshot all again");
+    assert!(again.is_empty());
+    assert!(env.verify(&["users", "orders"], &[]).await.clean);
+}
