@@ -40,7 +40,7 @@ impl From<SinkError> for WriteError {
 
 /// Rows written per table and statements sent.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct WriteStats {
+struct WriteStats {
     pub rows: BTreeMap<String, u64>,
     pub statements: u64,
 }
@@ -51,13 +51,6 @@ impl WriteStats {
             *self.rows.entry(table.to_string()).or_default() += n;
         }
     }
-
-    pub fn merge(&mut self, other: WriteStats) {
-        for (t, n) in other.rows {
-            *self.rows.entry(t).or_default() += n;
-        }
-        self.statements += other.statements;
-    }
 }
 
 struct Ctx<'a> {
@@ -66,28 +59,39 @@ struct Ctx<'a> {
     ids: &'a HashMap<LegacyRef, uuid::Uuid>,
 }
 
-/// Executes the plan in order.
+/// Executes the plan in order; returns rows written per table. `statements` counts every
+/// statement sent, including the one that failed.
 pub(crate) async fn execute(
     tx: &Transaction<'_>,
     catalogue: &Catalogue,
     ids: &HashMap<LegacyRef, uuid::Uuid>,
     plans: &[TablePlan<'_>],
-) -> Result<WriteStats, WriteError> {
-    // Reborrow with one lifetime for the helpers.
+    statements: &mut u64,
+) -> Result<BTreeMap<String, u64>, WriteError> {
     let ctx = Ctx { tx, catalogue, ids };
     let mut stats = WriteStats::default();
+    let result = execute_plans(&ctx, plans, &mut stats).await;
+    *statements += stats.statements;
+    result.map(|()| stats.rows)
+}
+
+async fn execute_plans(
+    ctx: &Ctx<'_>,
+    plans: &[TablePlan<'_>],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
     for plan in plans {
         for group in &plan.deletes {
-            delete_group(&ctx, plan.table, group, &mut stats).await?;
+            delete_group(ctx, plan.table, group, stats).await?;
         }
         for group in &plan.soft_deletes {
-            soft_delete_group(&ctx, plan.table, group, &mut stats).await?;
+            soft_delete_group(ctx, plan.table, group, stats).await?;
         }
         for group in &plan.upserts {
-            upsert_group(&ctx, plan.table, group, &mut stats).await?;
+            upsert_group(ctx, plan.table, group, stats).await?;
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 fn table<'c>(cat: &'c Catalogue, name: &str) -> Result<&'c TableInfo, SinkError> {
