@@ -1,0 +1,61 @@
+//! The `mongosim` binary: runs the simulator on a host/port until Ctrl-C, for people, pymongo, the
+//! Node driver or benchmarks.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// MongoDB wire-protocol simulator: a single-node replica-set primary with change streams, kept
+/// in memory, for tests and demos (not a database).
+#[derive(Debug, Parser)]
+#[command(name = "mongosim", version)]
+struct Args {
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "MONGOSIM_HOST")]
+    host: String,
+    /// TCP port (0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value_t = 27017, env = "MONGOSIM_PORT")]
+    port: u16,
+    /// History window in entries ("oplog size"); resuming from before it fails with 286.
+    #[arg(long, default_value_t = 1_000_000, env = "MONGOSIM_WINDOW")]
+    window: usize,
+    /// Replica-set name reported in hello (clients use ?replicaSet=<name>).
+    #[arg(long = "set-name", default_value = "rs0", env = "MONGOSIM_SET_NAME")]
+    set_name: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match try_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "mongosim failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(args: Args) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let config = mongosim::SimConfig {
+            host: args.host,
+            port: args.port,
+            set_name: args.set_name,
+            window: args.window,
+        };
+        let handle = mongosim::start(config).await?;
+        println!("mongosim listening on {} ({})", handle.addr(), handle.uri());
+        tokio::signal::ctrl_c().await?;
+        tracing::info!("shutting down");
+        handle.shutdown().await;
+        Ok(())
+    })
+}

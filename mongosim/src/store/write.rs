@@ -1,0 +1,382 @@
+//! Write paths over the store: insert, update (operators, replacement, pipeline, upsert, multi) and
+//! delete. Each applied write yields a [`Change`] that the oplog turns into a change event and that
+//! a transaction can undo; nothing here touches the clock or the history.
+
+use super::update::{apply_operators, diff_top_level, UpdateSpec};
+use super::{value, Collection, Store};
+use crate::error::CommandError;
+use crate::pipeline;
+use bson::{oid::ObjectId, Bson, Document};
+
+/// What happened.
+#[derive(Debug, Clone)]
+pub(crate) enum ChangeKind {
+    Insert,
+    Update { description: Document },
+    Replace,
+    Delete,
+    Drop,
+    Rename { to_db: String, to_coll: String },
+    DropDatabase,
+}
+
+/// One applied write, ready to become a change event.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub db: String,
+    pub coll: String,
+    pub kind: ChangeKind,
+    /// `_id` of the affected document.
+    pub id: Option<Bson>,
+    /// Serialized new document for insert / replace events.
+    pub full: Option<Vec<u8>>,
+    /// Previous document (kept for transactions and pre-images).
+    pub pre: Option<Document>,
+    /// New document of an update (kept only for post-images).
+    pub post: Option<Document>,
+    /// Whether the collection records pre/post images.
+    pub images: bool,
+}
+
+impl Change {
+    pub(crate) fn ddl(db: &str, coll: &str, kind: ChangeKind) -> Change {
+        Change {
+            db: db.to_owned(),
+            coll: coll.to_owned(),
+            kind,
+            id: None,
+            full: None,
+            pre: None,
+            post: None,
+            images: false,
+        }
+    }
+}
+
+fn raw(doc: &Document) -> Vec<u8> {
+    let mut buf = Vec::new();
+    // Writing an in-memory document into a Vec cannot fail.
+    let _ = doc.to_writer(&mut buf);
+    buf
+}
+
+/// Ensures `_id` exists and is the first field.
+pub(crate) fn with_id_first(mut doc: Document) -> Document {
+    match doc.keys().next() {
+        Some(k) if k == "_id" => doc,
+        _ => {
+            let id = doc
+                .remove("_id")
+                .unwrap_or_else(|| Bson::ObjectId(ObjectId::new()));
+            let mut out = Document::new();
+            out.insert("_id", id);
+            out.extend(doc);
+            out
+        }
+    }
+}
+
+/// Inserts one document into `db.coll` (created implicitly).
+pub(crate) fn insert_one(
+    store: &mut Store,
+    db: &str,
+    coll: &str,
+    doc: Document,
+    keep_pre: bool,
+) -> Result<Change, CommandError> {
+    let _ = keep_pre;
+    let doc = with_id_first(doc);
+    let id = doc.get("_id").cloned();
+    let full = raw(&doc);
+    let c = store.coll_or_create(db, coll);
+    let images = c.images;
+    c.insert(doc)?;
+    Ok(Change {
+        db: db.to_owned(),
+        coll: coll.to_owned(),
+        kind: ChangeKind::Insert,
+        id,
+        full: Some(full),
+        pre: None,
+        post: None,
+        images,
+    })
+}
+
+/// Outcome of one update statement.
+#[derive(Debug, Default)]
+pub(crate) struct UpdateOutcome {
+    pub n: u64,
+    pub modified: u64,
+    pub upserted: Option<Bson>,
+    pub changes: Vec<Change>,
+    /// Pre- and post-documents of the last matched document (for findAndModify).
+    pub last_pre: Option<Document>,
+    pub last_post: Option<Document>,
+}
+
+fn compute_new(
+    old: &Document,
+    spec: &UpdateSpec,
+    inserting: bool,
+) -> Result<(Document, Option<Document>), CommandError> {
+    match spec {
+        UpdateSpec::Operators(ops) => {
+            let applied = apply_operators(old, ops, inserting)?;
+            Ok((applied.doc, Some(applied.description)))
+        }
+        UpdateSpec::Replacement(r) => {
+            if let Some(k) = r.keys().find(|k| k.starts_with('$')) {
+                return Err(CommandError::bad_value(format!(
+                    "replacement document must not contain operator '{k}'"
+                )));
+            }
+            let mut new = Document::new();
+            let id = r.get("_id").or_else(|| old.get("_id")).cloned();
+            if let Some(id) = id {
+                if let Some(oid) = old.get("_id") {
+                    if !value::values_equal(oid, &id) && !inserting {
+                        return Err(CommandError::new(66, "After applying the update, the (immutable) field '_id' was found to have been altered"));
+                    }
+                }
+                new.insert("_id", id);
+            }
+            for (k, v) in r.iter().filter(|(k, _)| k.as_str() != "_id") {
+                new.insert(k.clone(), v.clone());
+            }
+            Ok((new, None))
+        }
+        UpdateSpec::Pipeline(stages) => {
+            let parsed: Vec<_> = stages
+                .iter()
+                .map(pipeline::parse_stage)
+                .collect::<Result<_, _>>()?;
+            let mut doc = old.clone();
+            for s in &parsed {
+                doc = pipeline::apply_doc_stage(s, doc)?.unwrap_or_default();
+            }
+            if let (Some(a), Some(b)) = (old.get("_id"), doc.get("_id")) {
+                if !value::values_equal(a, b) && !inserting {
+                    return Err(CommandError::new(
+                        66,
+                        "the (immutable) field '_id' was altered",
+                    ));
+                }
+            }
+            let desc = diff_top_level(old, &doc);
+            Ok((with_id_first(doc), Some(desc)))
+        }
+    }
+}
+
+/// Seed document for an upsert: the equality fields of the filter.
+fn upsert_seed(filter: &Document) -> Document {
+    let mut seed = Document::new();
+    for (k, v) in filter {
+        if k == "$and" {
+            if let Bson::Array(items) = v {
+                for item in items {
+                    if let Bson::Document(d) = item {
+                        seed.extend(upsert_seed(d));
+                    }
+                }
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        let value = match v {
+            Bson::Document(d) if d.keys().next().is_some_and(|x| x.starts_with('$')) => {
+                match d.get("$eq") {
+                    Some(x) => x.clone(),
+                    None => continue,
+                }
+            }
+            other => other.clone(),
+        };
+        let _ = value::set_path(&mut seed, k, value);
+    }
+    seed
+}
+
+/// Applies one update statement to `db.coll`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update(
+    store: &mut Store,
+    db: &str,
+    coll: &str,
+    filter: &Document,
+    spec: &UpdateSpec,
+    multi: bool,
+    upsert: bool,
+    sort: Option<&Document>,
+    keep_pre: bool,
+) -> Result<UpdateOutcome, CommandError> {
+    if multi && !matches!(spec, UpdateSpec::Operators(_) | UpdateSpec::Pipeline(_)) {
+        return Err(CommandError::new(
+            9,
+            "multi update is not supported for replacement-style update",
+        ));
+    }
+    let mut out = UpdateOutcome::default();
+    let rids = match store.coll(db, coll) {
+        Some(c) => select(c, filter, sort, if multi { None } else { Some(1) })?,
+        None => Vec::new(),
+    };
+    if rids.is_empty() {
+        if upsert {
+            let seed = upsert_seed(filter);
+            let (mut new, _) = compute_new(&seed, spec, true)?;
+            if let UpdateSpec::Replacement(_) = spec {
+                if !new.contains_key("_id") {
+                    if let Some(id) = seed.get("_id") {
+                        new.insert("_id", id.clone());
+                    }
+                }
+            }
+            let change = insert_one(store, db, coll, new, keep_pre)?;
+            out.n = 1;
+            out.upserted = change.id.clone();
+            out.last_post = store
+                .coll(db, coll)
+                .and_then(|c| change.id.as_ref().and_then(|id| c.get_by_id(id)))
+                .cloned();
+            out.changes.push(change);
+        }
+        return Ok(out);
+    }
+    let Some(c) = store.coll_mut(db, coll) else {
+        return Ok(out);
+    };
+    for rid in rids {
+        let Some(old) = c.get(rid) else { continue };
+        let (new, description) = compute_new(old, spec, false)?;
+        out.n += 1;
+        if &new == old {
+            out.last_pre = Some(old.clone());
+            out.last_post = Some(new);
+            continue;
+        }
+        let id = old.get("_id").cloned();
+        let images = c.images;
+        let full = if description.is_none() {
+            Some(raw(&new))
+        } else {
+            None
+        };
+        let post_copy = new.clone();
+        let old = c.replace(rid, new)?;
+        out.modified += 1;
+        let kind = match description {
+            Some(d) => ChangeKind::Update { description: d },
+            None => ChangeKind::Replace,
+        };
+        let keep_post = images && matches!(kind, ChangeKind::Update { .. });
+        out.changes.push(Change {
+            db: db.to_owned(),
+            coll: coll.to_owned(),
+            kind,
+            id,
+            full,
+            pre: (keep_pre || images).then(|| old.clone()),
+            post: keep_post.then(|| post_copy.clone()),
+            images,
+        });
+        out.last_pre = Some(old);
+        out.last_post = Some(post_copy);
+    }
+    Ok(out)
+}
+
+/// Record ids matching `filter`, optionally sorted, up to `limit`.
+pub(crate) fn select(
+    c: &Collection,
+    filter: &Document,
+    sort: Option<&Document>,
+    limit: Option<usize>,
+) -> Result<Vec<u64>, CommandError> {
+    match sort.filter(|s| !s.is_empty()) {
+        None => c.find_rids(filter, limit),
+        Some(spec) => {
+            let mut rids = c.find_rids(filter, None)?;
+            let keys: Vec<(String, bool)> = spec
+                .iter()
+                .map(|(k, v)| (k.clone(), value::as_f64(v).unwrap_or(1.0) >= 0.0))
+                .collect();
+            let empty = Document::new();
+            rids.sort_by(|a, b| {
+                pipeline::sort_cmp(
+                    c.get(*a).unwrap_or(&empty),
+                    c.get(*b).unwrap_or(&empty),
+                    &keys,
+                )
+            });
+            if let Some(l) = limit {
+                rids.truncate(l);
+            }
+            Ok(rids)
+        }
+    }
+}
+
+/// Deletes documents matching `filter` (`limit` 1 = first match only).
+pub(crate) fn delete(
+    store: &mut Store,
+    db: &str,
+    coll: &str,
+    filter: &Document,
+    limit_one: bool,
+    sort: Option<&Document>,
+    keep_pre: bool,
+) -> Result<(u64, Vec<Change>, Option<Document>), CommandError> {
+    let Some(c) = store.coll_mut(db, coll) else {
+        return Ok((0, Vec::new(), None));
+    };
+    let rids = select(c, filter, sort, if limit_one { Some(1) } else { None })?;
+    let mut changes = Vec::with_capacity(rids.len());
+    let mut last = None;
+    let images = c.images;
+    for rid in rids {
+        if let Some(old) = c.remove(rid) {
+            changes.push(Change {
+                db: db.to_owned(),
+                coll: coll.to_owned(),
+                kind: ChangeKind::Delete,
+                id: old.get("_id").cloned(),
+                full: None,
+                pre: (keep_pre || images).then(|| old.clone()),
+                post: None,
+                images,
+            });
+            last = Some(old);
+        }
+    }
+    Ok((changes.len() as u64, changes, last))
+}
+
+/// Reverts one change (transaction abort). DDL changes are not reverted.
+pub(crate) fn undo(store: &mut Store, change: &Change) {
+    let Some(c) = store.coll_mut(&change.db, &change.coll) else {
+        return;
+    };
+    let id = change.id.clone().unwrap_or(Bson::Null);
+    match &change.kind {
+        ChangeKind::Insert => {
+            if let Some(rid) = c.rid_of(&id) {
+                c.remove(rid);
+            }
+        }
+        ChangeKind::Update { .. } | ChangeKind::Replace => {
+            if let (Some(rid), Some(pre)) = (c.rid_of(&id), change.pre.clone()) {
+                let _ = c.replace(rid, pre);
+            }
+        }
+        ChangeKind::Delete => {
+            if let Some(pre) = change.pre.clone() {
+                let _ = c.insert(pre);
+            }
+        }
+        _ => {}
+    }
+}
