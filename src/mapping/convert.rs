@@ -168,12 +168,10 @@ fn convert_int(value: &Bson, width: IntWidth, at: &str) -> Result<SqlValue, Mapp
         Bson::Int32(n) => *n as i64,
         Bson::Int64(n) => *n,
         Bson::Double(d) => {
-            // 2^63 is exactly representable; anything at or beyond it does not fit i64.
-            if !d.is_finite()
-                || d.fract() != 0.0
-                || *d < -9.223_372_036_854_775_808e18
-                || *d >= 9.223_372_036_854_775_808e18
-            {
+            // -2^63 is exactly representable as a double; anything below it or at/above +2^63
+            // does not fit i64.
+            let lowest = i64::MIN as f64;
+            if !d.is_finite() || d.fract() != 0.0 || *d < lowest || *d >= -lowest {
                 return Err(fail(
                     GapKind::InvalidNumber,
                     format!(
