@@ -261,6 +261,28 @@ pub fn convert_millis(millis: i64, at: &str) -> Result<SqlValue, MappingError> {
         .ok_or_else(out_of_range)
 }
 
+/// The text Postgres parses back into exactly this instant over the whole accepted range:
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00`, with `BC` for years up to 0 (year 0 is 1 BC) and more than
+/// four year digits after 9999. RFC 3339 cannot be used at the edges: Postgres reads a leading
+/// `-` or `+` on the year as a time-zone displacement.
+pub fn timestamptz_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let (year, era) = if t.year() <= 0 {
+        (1 - t.year(), " BC")
+    } else {
+        (t.year(), "")
+    };
+    format!(
+        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00{era}",
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_micros()
+    )
+}
+
 fn convert_uuid(value: &Bson, at: &str) -> Result<SqlValue, MappingError> {
     match value {
         Bson::Binary(bin) if bin.subtype == BinarySubtype::Uuid => {

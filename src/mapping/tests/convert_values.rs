@@ -427,3 +427,26 @@ fn text_arrays_take_arrays_of_strings_only() {
         GapKind::WrongType
     );
 }
+
+#[test]
+fn timestamp_text_is_postgres_input_syntax_across_the_whole_range() {
+    use crate::mapping::convert::timestamptz_text;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("in range");
+    assert_eq!(timestamptz_text(&at(0)), "1970-01-01 00:00:00.000000+00");
+    assert_eq!(
+        timestamptz_text(&at(1_700_000_000_123)),
+        "2023-11-14 22:13:20.123000+00"
+    );
+    assert_eq!(
+        timestamptz_text(&at(PG_TIMESTAMP_MIN_MILLIS)),
+        "4714-11-24 00:00:00.000000+00 BC"
+    );
+    assert_eq!(
+        timestamptz_text(&at(-62_167_219_200_000)),
+        "0001-01-01 00:00:00.000000+00 BC"
+    );
+    assert_eq!(
+        timestamptz_text(&at(253_402_300_800_000)),
+        "10000-01-01 00:00:00.000000+00"
+    );
+}
