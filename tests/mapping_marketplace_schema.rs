@@ -9,6 +9,8 @@ use std::path::Path;
 use bson::{doc, oid::ObjectId, Bson, Decimal128, Document};
 use mongo2pg::config::{CompiledMapping, Config};
 use mongo2pg::event::{ChangeEvent, ClusterTime, Operation};
+use mongo2pg::mapping::convert::{convert, timestamptz_text, PG_TIMESTAMP_MIN_MILLIS};
+use mongo2pg::mapping::rules::Conversion;
 use mongo2pg::mapping::{map_event, ColumnValue, LegacyRef, Mapped, RowOp, SqlValue};
 use mongo2pg::sink::catalogue::{Catalogue, ColumnInfo, TableInfo};
 use tokio_postgres::{Client, NoTls};
@@ -126,7 +128,7 @@ fn text_of(value: &SqlValue, ids: &mut HashMap<LegacyRef, uuid::Uuid>) -> Option
         SqlValue::Text(s) | SqlValue::Numeric(s) => Some(s.clone()),
         SqlValue::Bool(b) => Some(b.to_string()),
         SqlValue::Int(n) => Some(n.to_string()),
-        SqlValue::Timestamptz(t) => Some(t.to_rfc3339()),
+        SqlValue::Timestamptz(t) => Some(timestamptz_text(t)),
         SqlValue::Uuid(u) => Some(u.to_string()),
         SqlValue::Jsonb(j) => Some(j.to_string()),
         SqlValue::TextArray(items) => Some(
@@ -430,5 +432,42 @@ async fn shipped_mapping_compiles_and_its_rows_satisfy_the_schema() {
         bad_mixed.code(),
         Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
     );
+    drop_db(client, &name).await;
+}
+
+#[tokio::test]
+async fn dates_at_the_edges_of_the_accepted_range_reach_postgres_exactly() {
+    let (client, name) = fresh_db("dates").await;
+    let latest = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis();
+    let year_zero = -62_167_219_200_000; // 0000-01-01 (1 BC)
+    for millis in [
+        PG_TIMESTAMP_MIN_MILLIS,
+        year_zero - 1,
+        year_zero,
+        -1,
+        0,
+        1_700_000_000_123,
+        253_402_300_800_000,
+        latest,
+    ] {
+        let value = convert(
+            &Bson::DateTime(bson::DateTime::from_millis(millis)),
+            &Conversion::Timestamptz,
+            "at",
+        )
+        .unwrap_or_else(|e| panic!("{millis}: {e}"));
+        let SqlValue::Timestamptz(t) = value else {
+            panic!("{millis}: not a timestamptz")
+        };
+        let text = timestamptz_text(&t);
+        let row = client
+            .query_one(
+                "SELECT (extract(epoch from $1::text::timestamptz) * 1000)::bigint",
+                &[&text],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{millis} as {text}: {e:?}"));
+        assert_eq!(row.get::<_, i64>(0), millis, "{text}");
+    }
     drop_db(client, &name).await;
 }

@@ -168,12 +168,10 @@ fn convert_int(value: &Bson, width: IntWidth, at: &str) -> Result<SqlValue, Mapp
         Bson::Int32(n) => *n as i64,
         Bson::Int64(n) => *n,
         Bson::Double(d) => {
-            // 2^63 is exactly representable; anything at or beyond it does not fit i64.
-            if !d.is_finite()
-                || d.fract() != 0.0
-                || *d < -9.223_372_036_854_775_808e18
-                || *d >= 9.223_372_036_854_775_808e18
-            {
+            // -2^63 is exactly representable as a double; anything below it or at/above +2^63
+            // does not fit i64.
+            let lowest = i64::MIN as f64;
+            if !d.is_finite() || d.fract() != 0.0 || *d < lowest || *d >= -lowest {
                 return Err(fail(
                     GapKind::InvalidNumber,
                     format!(
@@ -261,6 +259,28 @@ pub fn convert_millis(millis: i64, at: &str) -> Result<SqlValue, MappingError> {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(SqlValue::Timestamptz)
         .ok_or_else(out_of_range)
+}
+
+/// The text Postgres parses back into exactly this instant over the whole accepted range:
+/// `YYYY-MM-DD HH:MM:SS.ffffff+00`, with `BC` for years up to 0 (year 0 is 1 BC) and more than
+/// four year digits after 9999. RFC 3339 cannot be used at the edges: Postgres reads a leading
+/// `-` or `+` on the year as a time-zone displacement.
+pub fn timestamptz_text(t: &chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let (year, era) = if t.year() <= 0 {
+        (1 - t.year(), " BC")
+    } else {
+        (t.year(), "")
+    };
+    format!(
+        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00{era}",
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_micros()
+    )
 }
 
 fn convert_uuid(value: &Bson, at: &str) -> Result<SqlValue, MappingError> {

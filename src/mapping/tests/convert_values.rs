@@ -107,10 +107,10 @@ fn integers_accept_int_long_and_integral_doubles_within_the_column_range() {
         Ok(SqlValue::Int(42))
     );
     assert_eq!(
-        convert(&Bson::Double(-9.223_372_036_854_775_808e18), &big, "q"),
+        convert(&Bson::Double(i64::MIN as f64), &big, "q"),
         Ok(SqlValue::Int(i64::MIN))
     );
-    for bad in [42.5, f64::NAN, f64::INFINITY, 9.223_372_036_854_775_808e18] {
+    for bad in [42.5, f64::NAN, f64::INFINITY, -(i64::MIN as f64)] {
         assert_eq!(
             kind(convert(&Bson::Double(bad), &big, "q")),
             GapKind::InvalidNumber,
@@ -425,5 +425,28 @@ fn text_arrays_take_arrays_of_strings_only() {
             "tags"
         )),
         GapKind::WrongType
+    );
+}
+
+#[test]
+fn timestamp_text_is_postgres_input_syntax_across_the_whole_range() {
+    use crate::mapping::convert::timestamptz_text;
+    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).expect("in range");
+    assert_eq!(timestamptz_text(&at(0)), "1970-01-01 00:00:00.000000+00");
+    assert_eq!(
+        timestamptz_text(&at(1_700_000_000_123)),
+        "2023-11-14 22:13:20.123000+00"
+    );
+    assert_eq!(
+        timestamptz_text(&at(PG_TIMESTAMP_MIN_MILLIS)),
+        "4714-11-24 00:00:00.000000+00 BC"
+    );
+    assert_eq!(
+        timestamptz_text(&at(-62_167_219_200_000)),
+        "0001-01-01 00:00:00.000000+00 BC"
+    );
+    assert_eq!(
+        timestamptz_text(&at(253_402_300_800_000)),
+        "10000-01-01 00:00:00.000000+00"
     );
 }

@@ -67,6 +67,31 @@ proptest! {
     }
 
     #[test]
+    fn mixed_ids_always_satisfy_the_exactly_one_check(value in any_value(), hex in "[0-9a-fA-F]{24}", pick_hex in any::<bool>()) {
+        let value = if pick_hex { Bson::String(hex) } else { value };
+        let mapping = compiled();
+        let rules = mapping.rules("orders").expect("mapped");
+        let document = doc! { "_id": oid(1), "amount": { "value": "1" }, "sellerId": value.clone() };
+        match map_event(rules, &event("orders", Operation::Insert, Some(document))) {
+            Ok(crate::mapping::Mapped::Ops(ops)) => {
+                let crate::mapping::RowOp::Upsert { columns, .. } = &ops[0] else {
+                    return Err(TestCaseError::fail("expected an upsert"));
+                };
+                let get = |c: &str| columns.iter().find(|v| v.column == c).map(|v| v.value.clone());
+                let (kind, fk, ext) = (get("seller_kind"), get("seller_id"), get("seller_ref"));
+                let null = Some(SqlValue::Null);
+                match kind {
+                    Some(SqlValue::Text(k)) if k == "entity" => prop_assert!(fk != null && ext == null),
+                    Some(SqlValue::Text(k)) if k == "template" => prop_assert!(fk == null && ext != null),
+                    _ => prop_assert!(kind == null && fk == null && ext == null && value == Bson::Null),
+                }
+            }
+            Ok(other) => return Err(TestCaseError::fail(format!("unexpected {other:?}"))),
+            Err(e) => prop_assert!(!matches!(value, Bson::ObjectId(_) | Bson::String(_) | Bson::Null), "{e}"),
+        }
+    }
+
+    #[test]
     fn mapping_is_deterministic(values in proptest::collection::vec(any_value(), 8)) {
         let fields = ["title", "qty", "amount", "at", "buyerId", "sellerId", "lines", "shipping"];
         let mut document = doc! { "_id": oid(1) };
