@@ -209,7 +209,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         };
-        self.never_null(info, &c.column, c.required, default.is_some());
+        self.never_null(info, &c.column, c.required, c.default.is_some());
         Some(ScalarRule {
             column: c.column.clone(),
             path: FieldPath::parse(&c.path),
@@ -344,7 +344,7 @@ impl<'a> Compiler<'a> {
                 };
                 match (info, sql_type) {
                     (Some(info), Some(t)) => match toml_to_bson(value)
-                        .map(|b| convert(&b, &conversion(t, info), "delete.value"))
+                        .map(|b| convert(&b, &conversion(t, info), column))
                     {
                         Some(Ok(v)) => DeleteRule::Soft {
                             column: column.clone(),

@@ -7,6 +7,8 @@
 mod collection;
 mod compile;
 mod secret;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -13,7 +13,7 @@ mod map;
 mod row;
 pub mod rules;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use map::{legacy_id_text, map_event};
 pub use row::{KIND_ENTITY, KIND_TEMPLATE};

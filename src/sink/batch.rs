@@ -1,0 +1,405 @@
+//! The batch apply: ONE Postgres transaction per batch. It locks the stream's checkpoint row,
+//! resolves every legacy id of the batch through id_map, writes all row operations as multi-row
+//! statements under a savepoint (falling back to event-by-event savepoints when one event is
+//! rejected), records gaps, supersedes older gaps of documents that applied, and finally moves
+//! the checkpoint forward, all or nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, GenericClient, Transaction};
+
+use crate::event::{ChangeEvent, Position};
+use crate::mapping::{GapKind, LegacyRef, Mapped, MappingError, RowOp, SqlValue};
+use crate::sink::catalogue::Catalogue;
+use crate::sink::checkpoint::{self, Checkpoint};
+use crate::sink::error::SinkError;
+use crate::sink::gaps::{self, bson_extjson, GapRecord};
+use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
+use crate::sink::migrate::ControlNames;
+use crate::sink::plan::plan;
+use crate::sink::write::{self, WriteError, WriteStats};
+
+/// One event of a batch with what mapping made of it.
+#[derive(Debug, Clone)]
+pub struct BatchItem {
+    pub event: ChangeEvent,
+    pub mapped: Result<Mapped, MappingError>,
+}
+
+/// What one batch did, for metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchOutcome {
+    /// Events applied, by operation (`insert`, `update`, ...).
+    pub applied: BTreeMap<String, u64>,
+    /// Events recorded as gaps, by operation.
+    pub gapped: BTreeMap<String, u64>,
+    /// Events with nothing to do, by operation.
+    pub skipped: BTreeMap<String, u64>,
+    /// Rows inserted, updated or deleted, by table (child tables included).
+    pub rows_written: BTreeMap<String, u64>,
+    pub gaps_by_kind: BTreeMap<GapKind, u64>,
+    /// The gaps recorded by this batch.
+    pub gaps: Vec<GapRecord>,
+    /// Older open gaps marked superseded by events of this batch.
+    pub superseded_gaps: u64,
+    pub id_cache_hits: u64,
+    pub id_cache_misses: u64,
+    pub ids_allocated: u64,
+    /// Statements sent (excluding BEGIN/COMMIT and savepoint bookkeeping).
+    pub statements: u64,
+    /// True when the multi-row path was rejected and events were applied one by one.
+    pub per_event_fallback: bool,
+    /// True when the stored checkpoint moved to `end`.
+    pub checkpoint_moved: bool,
+    pub duration: Duration,
+}
+
+/// The Postgres writer of one or more streams: catalogue, control-table names and the id cache.
+#[derive(Debug)]
+pub struct Sink {
+    catalogue: Catalogue,
+    names: ControlNames,
+    cache: IdCache,
+    holder: String,
+}
+
+impl Sink {
+    pub fn new(catalogue: Catalogue, names: ControlNames) -> Self {
+        Sink {
+            catalogue,
+            names,
+            cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
+            holder: format!("pid:{}", std::process::id()),
+        }
+    }
+
+    /// Identity written to the checkpoint's `holder` column.
+    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// Maximum number of cached id_map entries.
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = IdCache::new(capacity);
+        self
+    }
+
+    pub fn names(&self) -> &ControlNames {
+        &self.names
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Number of id_map entries cached (all from committed transactions).
+    pub fn cached_ids(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The stored checkpoint of `stream`, if any.
+    pub async fn load_checkpoint<C: GenericClient>(
+        &self,
+        client: &C,
+        stream: &str,
+    ) -> Result<Option<Checkpoint>, SinkError> {
+        checkpoint::load_checkpoint(client, &self.names.checkpoints, stream).await
+    }
+
+    /// Records a stream-level gap (stream invalidated, window lost) on `client`, which may be a
+    /// plain connection or an open transaction.
+    pub async fn record_stream_gap<C: GenericClient>(
+        &self,
+        client: &C,
+        gap: &GapRecord,
+    ) -> Result<(), SinkError> {
+        gaps::record_gaps(client, &self.names.gaps, std::slice::from_ref(gap)).await?;
+        Ok(())
+    }
+
+    /// Applies one batch in one transaction and moves the checkpoint of `stream` to `end` (when
+    /// given and ahead of the stored one). `epoch` is the checkpoint epoch the stream started
+    /// from: if an operator reset changed it, nothing is written and `CheckpointMoved` returned.
+    pub async fn apply_batch(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        end: Option<Position>,
+    ) -> Result<BatchOutcome, SinkError> {
+        let started = Instant::now();
+        let mut out = BatchOutcome::default();
+        let mut tx = client
+            .transaction()
+            .await
+            .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
+        checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
+        out.statements += 2;
+
+        let mut gaps: Vec<GapRecord> = Vec::new();
+        let mut work: Vec<usize> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let op = item.event.operation.as_str().to_string();
+            match &item.mapped {
+                Err(e) => {
+                    gaps.push(GapRecord::for_event(&item.event, e.kind, e.reason.clone()));
+                    *out.gapped.entry(op).or_default() += 1;
+                }
+                Ok(Mapped::Ops(ops)) if !ops.is_empty() => work.push(i),
+                Ok(_) => *out.skipped.entry(op).or_default() += 1,
+            }
+        }
+        let ops_of = |i: usize| -> &[RowOp] {
+            match &items[i].mapped {
+                Ok(Mapped::Ops(ops)) => ops,
+                _ => &[],
+            }
+        };
+
+        let refs: BTreeSet<LegacyRef> =
+            work.iter()
+                .flat_map(|&i| ops_of(i))
+                .fold(BTreeSet::new(), |mut acc, op| {
+                    collect_refs(op, &mut acc);
+                    acc
+                });
+        let resolution = idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs).await?;
+        out.id_cache_hits = resolution.cache_hits;
+        out.id_cache_misses = resolution.cache_misses;
+        out.ids_allocated = resolution.allocated;
+        out.statements += resolution.statements;
+
+        let mut stats = WriteStats::default();
+        let mut applied: Vec<usize> = Vec::new();
+        if !work.is_empty() {
+            let all = plan(work.iter().flat_map(|&i| ops_of(i)));
+            match try_write(&mut tx, "m2p_batch", &self.catalogue, &resolution.ids, &all).await? {
+                Ok(s) => {
+                    stats.merge(s);
+                    applied.extend(&work);
+                }
+                Err(_) => {
+                    out.per_event_fallback = true;
+                    for &i in &work {
+                        let one = plan(ops_of(i));
+                        let event = &items[i].event;
+                        match try_write(
+                            &mut tx,
+                            "m2p_event",
+                            &self.catalogue,
+                            &resolution.ids,
+                            &one,
+                        )
+                        .await?
+                        {
+                            Ok(s) => {
+                                stats.merge(s);
+                                applied.push(i);
+                            }
+                            Err(rejection) => {
+                                let (kind, reason) = rejection.into_gap();
+                                gaps.push(GapRecord::for_event(event, kind, reason));
+                                let op = event.operation.as_str().to_string();
+                                *out.gapped.entry(op).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.statements += stats.statements;
+        out.rows_written = stats.rows;
+
+        let mut superseding = Vec::new();
+        for &i in &applied {
+            let event = &items[i].event;
+            *out.applied
+                .entry(event.operation.as_str().to_string())
+                .or_default() += 1;
+            if let Some(key) = &event.document_key {
+                superseding.push((
+                    event.collection.clone(),
+                    bson_extjson(key),
+                    event.cluster_time,
+                ));
+            }
+        }
+        if !gaps.is_empty() {
+            gaps::record_gaps(&tx, &self.names.gaps, &gaps).await?;
+            out.statements += 1;
+        }
+        for g in &gaps {
+            *out.gaps_by_kind.entry(g.kind).or_default() += 1;
+        }
+        out.gaps = gaps;
+        if !superseding.is_empty() {
+            out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
+            out.statements += 1;
+        }
+        if let Some(end) = &end {
+            out.checkpoint_moved = checkpoint::advance(
+                &tx,
+                &self.names.checkpoints,
+                stream,
+                epoch,
+                end,
+                &self.holder,
+            )
+            .await?;
+            out.statements += 1;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| SinkError::pg("committing the batch", e))?;
+        for (r, id) in resolution.fresh {
+            self.cache.insert(r, id);
+        }
+        out.duration = started.elapsed();
+        Ok(out)
+    }
+}
+
+/// A per-event rejection: the event becomes a gap.
+enum Rejection {
+    Db(tokio_postgres::Error),
+    Immutable { table: String, legacy_id: String },
+}
+
+impl Rejection {
+    fn into_gap(self) -> (GapKind, String) {
+        match self {
+            Rejection::Immutable { table, legacy_id } => (
+                GapKind::ImmutableChange,
+                format!(
+                    "append-only row {legacy_id} of {table} already exists with different values; append-only rows are never updated"
+                ),
+            ),
+            Rejection::Db(e) => match e.as_db_error() {
+                Some(db) => {
+                    let mut reason = db.message().to_string();
+                    if let Some(detail) = db.detail() {
+                        reason.push_str("\nDETAIL: ");
+                        reason.push_str(detail);
+                    }
+                    (gap_kind_for_sqlstate(db.code().code()), reason)
+                }
+                None => (GapKind::Rejected, e.to_string()),
+            },
+        }
+    }
+}
+
+/// The gap kind for a row rejected with this SQLSTATE.
+pub fn gap_kind_for_sqlstate(code: &str) -> GapKind {
+    match code {
+        "23503" => GapKind::FkMissing,
+        "23505" => GapKind::UniqueViolation,
+        "23514" => GapKind::CheckViolation,
+        "23502" => GapKind::MissingRequired,
+        // A trigger raising an exception on a target row: how append-only tables refuse changes.
+        "P0001" => GapKind::ImmutableChange,
+        "22021" | "22P05" => GapKind::NulInText,
+        "22003" => GapKind::InvalidNumber,
+        "22007" | "22008" => GapKind::InvalidDate,
+        "22P02" => GapKind::WrongType,
+        _ => GapKind::Rejected,
+    }
+}
+
+/// Whether a statement error concerns the rows (data, constraints, triggers) rather than the
+/// connection, the schema or the transaction: only those become gaps.
+fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        let c = c.code();
+        c.starts_with("22") || c.starts_with("23") || c == "P0001"
+    })
+}
+
+/// Runs `plans` under a savepoint: `Ok(Ok(stats))` when written, `Ok(Err(rejection))` when rolled
+/// back because a row was rejected, `Err` for anything that must abort the batch.
+async fn try_write(
+    tx: &mut Transaction<'_>,
+    name: &str,
+    catalogue: &Catalogue,
+    ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
+    plans: &[crate::sink::plan::TablePlan<'_>],
+) -> Result<Result<WriteStats, Rejection>, SinkError> {
+    let sp = tx
+        .savepoint(name)
+        .await
+        .map_err(|e| SinkError::pg("creating a savepoint", e))?;
+    let result = write::execute(&sp, catalogue, ids, plans).await;
+    let rejection = match result {
+        Ok(stats) => {
+            sp.commit()
+                .await
+                .map_err(|e| SinkError::pg("releasing a savepoint", e))?;
+            return Ok(Ok(stats));
+        }
+        Err(WriteError::Fatal(e)) => return Err(e),
+        Err(WriteError::Db(e)) if !is_row_rejection(&e) => {
+            return Err(SinkError::pg("writing rows", e))
+        }
+        Err(WriteError::Db(e)) => Rejection::Db(e),
+        Err(WriteError::Immutable { table, legacy_id }) => {
+            Rejection::Immutable { table, legacy_id }
+        }
+    };
+    sp.rollback()
+        .await
+        .map_err(|e| SinkError::pg("rolling back to a savepoint", e))?;
+    Ok(Err(rejection))
+}
+
+fn collect_refs(op: &RowOp, acc: &mut BTreeSet<LegacyRef>) {
+    let mut value = |v: &SqlValue| {
+        if let SqlValue::Ref(r) = v {
+            acc.insert(r.clone());
+        }
+    };
+    match op {
+        RowOp::Upsert {
+            key,
+            columns,
+            children,
+            ..
+        } => {
+            columns.iter().for_each(|c| value(&c.value));
+            for child in children {
+                child.rows.iter().flatten().for_each(|c| value(&c.value));
+            }
+            acc.insert(key.clone());
+        }
+        RowOp::SoftDelete { value: v, .. } => value(v),
+        RowOp::Delete { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_precise_gap_kinds() {
+        let cases = [
+            ("23503", GapKind::FkMissing),
+            ("23505", GapKind::UniqueViolation),
+            ("23514", GapKind::CheckViolation),
+            ("23502", GapKind::MissingRequired),
+            ("P0001", GapKind::ImmutableChange),
+            ("22021", GapKind::NulInText),
+            ("22P05", GapKind::NulInText),
+            ("22003", GapKind::InvalidNumber),
+            ("22008", GapKind::InvalidDate),
+            ("22P02", GapKind::WrongType),
+            ("22001", GapKind::Rejected),
+            ("23P01", GapKind::Rejected),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(gap_kind_for_sqlstate(code), kind, "{code}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Writing gaps: what could not be applied, with the raw event as canonical extended JSON text.
+//! Re-recording the same gap (same collection, document key, cluster time, kind) bumps `attempts`
+//! and `last_seen` instead of adding a row; applying a newer event for a document supersedes its
+//! older open gaps. Usable inside the batch transaction or on its own (stream-level gaps).
+
+use std::collections::HashMap;
+
+use bson::{Bson, Document};
+use tokio_postgres::GenericClient;
+
+use crate::event::{ChangeEvent, ClusterTime};
+use crate::mapping::GapKind;
+use crate::sink::error::SinkError;
+
+/// One gap row to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GapRecord {
+    pub collection: String,
+    /// Canonical extended JSON of the document's `_id`; None for stream-level gaps.
+    pub document_key: Option<String>,
+    pub kind: GapKind,
+    /// Precise reason (the mapping's message or the exact Postgres error).
+    pub reason: String,
+    /// Canonical extended JSON of the raw event.
+    pub raw_event: Option<String>,
+    pub operation: Option<String>,
+    pub cluster_time: Option<ClusterTime>,
+    /// Extended JSON of the event's resume token.
+    pub resume_token: Option<String>,
+    /// Lost window (start, end) for `window_lost` gaps.
+    pub window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl GapRecord {
+    /// A gap for one event, keeping its raw form.
+    pub fn for_event(event: &ChangeEvent, kind: GapKind, reason: impl Into<String>) -> Self {
+        GapRecord {
+            collection: event.collection.clone(),
+            document_key: event.document_key.as_ref().map(bson_extjson),
+            kind,
+            reason: reason.into(),
+            raw_event: Some(document_extjson(&event.raw)),
+            operation: Some(event.operation.as_str().to_string()),
+            cluster_time: Some(event.cluster_time),
+            resume_token: event.resume_token.as_ref().map(document_extjson),
+            window: None,
+        }
+    }
+
+    /// A stream-level gap (stream invalidated, window lost): no document.
+    pub fn stream_level(collection: &str, kind: GapKind, reason: impl Into<String>) -> Self {
+        GapRecord {
+            collection: collection.to_string(),
+            document_key: None,
+            kind,
+            reason: reason.into(),
+            raw_event: None,
+            operation: None,
+            cluster_time: None,
+            resume_token: None,
+            window: None,
+        }
+    }
+}
+
+/// Canonical extended JSON of a BSON value (deterministic: used to match document keys).
+pub fn bson_extjson(value: &Bson) -> String {
+    value.clone().into_canonical_extjson().to_string()
+}
+
+/// Canonical extended JSON of a document.
+pub fn document_extjson(doc: &Document) -> String {
+    bson_extjson(&Bson::Document(doc.clone()))
+}
+
+/// Parses extended JSON (canonical or relaxed) back into a document.
+pub fn document_from_extjson(what: &str, text: &str) -> Result<Document, SinkError> {
+    let invalid = |reason: String| SinkError::InvalidStored {
+        what: what.to_string(),
+        reason,
+    };
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    match Bson::try_from(json).map_err(|e| invalid(e.to_string()))? {
+        Bson::Document(d) => Ok(d),
+        other => Err(invalid(format!("expected a document, got {other}"))),
+    }
+}
+
+/// Inserts the gaps (one statement), bumping `attempts` for ones already recorded.
+pub async fn record_gaps<C: GenericClient>(
+    client: &C,
+    gaps_table: &str,
+    gaps: &[GapRecord],
+) -> Result<u64, SinkError> {
+    if gaps.is_empty() {
+        return Ok(0);
+    }
+    // One row per dedup key (the last wins): an upsert cannot touch a row twice.
+    let mut index: HashMap<(&str, &str, i64, GapKind), usize> = HashMap::new();
+    let mut unique: Vec<&GapRecord> = Vec::new();
+    for g in gaps {
+        let key = (
+            g.collection.as_str(),
+            g.document_key.as_deref().unwrap_or(""),
+            g.cluster_time.map_or(-1, |t| t.as_i64()),
+            g.kind,
+        );
+        match index.get(&key) {
+            Some(&i) => unique[i] = g,
+            None => {
+                index.insert(key, unique.len());
+                unique.push(g);
+            }
+        }
+    }
+    let collection: Vec<&str> = unique.iter().map(|g| g.collection.as_str()).collect();
+    let document_key: Vec<Option<&str>> =
+        unique.iter().map(|g| g.document_key.as_deref()).collect();
+    let kind: Vec<&str> = unique.iter().map(|g| g.kind.as_str()).collect();
+    // Postgres text cannot hold NUL: a reason quoting bad input keeps it visible but storable.
+    let reasons: Vec<String> = unique
+        .iter()
+        .map(|g| g.reason.replace('\0', "\\u0000"))
+        .collect();
+    let reason: Vec<&str> = reasons.iter().map(String::as_str).collect();
+    let raw: Vec<Option<&str>> = unique.iter().map(|g| g.raw_event.as_deref()).collect();
+    let operation: Vec<Option<&str>> = unique.iter().map(|g| g.operation.as_deref()).collect();
+    let cluster_time: Vec<Option<i64>> = unique
+        .iter()
+        .map(|g| g.cluster_time.map(|t| t.as_i64()))
+        .collect();
+    let token: Vec<Option<&str>> = unique.iter().map(|g| g.resume_token.as_deref()).collect();
+    let window_start: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        unique.iter().map(|g| g.window.map(|w| w.0)).collect();
+    let window_end: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+        unique.iter().map(|g| g.window.map(|w| w.1)).collect();
+    let sql = format!(
+        "INSERT INTO {gaps_table} AS g (collection, document_key, kind, reason, raw_event, operation,
+                 cluster_time, resume_token, window_start, window_end)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+         ON CONFLICT (collection, (COALESCE(document_key, '')), (COALESCE(cluster_time, -1)), kind)
+         DO UPDATE SET attempts = g.attempts + 1, last_seen = now(), reason = EXCLUDED.reason,
+                       raw_event = COALESCE(EXCLUDED.raw_event, g.raw_event),
+                       window_start = COALESCE(EXCLUDED.window_start, g.window_start),
+                       window_end = COALESCE(EXCLUDED.window_end, g.window_end)"
+    );
+    client
+        .execute(
+            &sql,
+            &[
+                &collection,
+                &document_key,
+                &kind,
+                &reason,
+                &raw,
+                &operation,
+                &cluster_time,
+                &token,
+                &window_start,
+                &window_end,
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("recording gaps", e))
+}
+
+/// Marks open gaps of documents older than an applied event as `superseded` (one statement).
+/// `applied` holds (collection, document key extended JSON, cluster time of the applied event).
+pub async fn supersede<C: GenericClient>(
+    client: &C,
+    gaps_table: &str,
+    applied: &[(String, String, ClusterTime)],
+) -> Result<u64, SinkError> {
+    if applied.is_empty() {
+        return Ok(0);
+    }
+    let mut newest: HashMap<(&str, &str), ClusterTime> = HashMap::new();
+    for (c, k, t) in applied {
+        let e = newest.entry((c.as_str(), k.as_str())).or_insert(*t);
+        *e = (*e).max(*t);
+    }
+    let collection: Vec<&str> = newest.keys().map(|(c, _)| *c).collect();
+    let key: Vec<&str> = newest.keys().map(|(_, k)| *k).collect();
+    let time: Vec<i64> = newest.values().map(|t| t.as_i64()).collect();
+    let sql = format!(
+        "UPDATE {gaps_table} AS g SET status = 'superseded', resolved_at = now()
+         FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(collection, document_key, cluster_time)
+         WHERE g.status = 'open' AND g.collection = u.collection
+           AND g.document_key = u.document_key AND g.cluster_time < u.cluster_time"
+    );
+    client
+        .execute(&sql, &[&collection, &key, &time])
+        .await
+        .map_err(|e| SinkError::pg("superseding gaps", e))
+}

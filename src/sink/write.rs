@@ -1,0 +1,496 @@
+//! Runs planned row operations as multi-row statements inside the batch transaction: every value
+//! travels as an element of a `text[]` parameter and is cast in SQL to the catalogue's exact type.
+//! Upserts are version-guarded and report which rows they wrote; only those parents get their
+//! child rows replaced. Append-only rows are inserted if absent and never updated: a conflicting
+//! row with different values is reported as an immutable change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Transaction};
+
+use crate::mapping::{ChildRows, ColumnValue, LegacyRef, RowOp, SqlValue};
+use crate::sink::catalogue::{Catalogue, TableInfo};
+use crate::sink::error::SinkError;
+use crate::sink::plan::TablePlan;
+use crate::sink::text::{ident, pg_text, qualified};
+
+/// Why writing a set of operations failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// A statement was rejected by Postgres (the caller decides: per-event gap or batch abort).
+    Db(tokio_postgres::Error),
+    /// An append-only row exists with different values.
+    Immutable { table: String, legacy_id: String },
+    /// The mapping and the catalogue disagree, or ids are missing: stop the batch.
+    Fatal(SinkError),
+}
+
+impl From<tokio_postgres::Error> for WriteError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        WriteError::Db(e)
+    }
+}
+
+impl From<SinkError> for WriteError {
+    fn from(e: SinkError) -> Self {
+        WriteError::Fatal(e)
+    }
+}
+
+/// Rows written per table and statements sent.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct WriteStats {
+    pub rows: BTreeMap<String, u64>,
+    pub statements: u64,
+}
+
+impl WriteStats {
+    fn add_rows(&mut self, table: &str, n: u64) {
+        if n > 0 {
+            *self.rows.entry(table.to_string()).or_default() += n;
+        }
+    }
+
+    pub fn merge(&mut self, other: WriteStats) {
+        for (t, n) in other.rows {
+            *self.rows.entry(t).or_default() += n;
+        }
+        self.statements += other.statements;
+    }
+}
+
+struct Ctx<'a> {
+    tx: &'a Transaction<'a>,
+    catalogue: &'a Catalogue,
+    ids: &'a HashMap<LegacyRef, uuid::Uuid>,
+}
+
+/// Executes the plan in order.
+pub(crate) async fn execute(
+    tx: &Transaction<'_>,
+    catalogue: &Catalogue,
+    ids: &HashMap<LegacyRef, uuid::Uuid>,
+    plans: &[TablePlan<'_>],
+) -> Result<WriteStats, WriteError> {
+    // Reborrow with one lifetime for the helpers.
+    let ctx = Ctx { tx, catalogue, ids };
+    let mut stats = WriteStats::default();
+    for plan in plans {
+        for group in &plan.deletes {
+            delete_group(&ctx, plan.table, group, &mut stats).await?;
+        }
+        for group in &plan.soft_deletes {
+            soft_delete_group(&ctx, plan.table, group, &mut stats).await?;
+        }
+        for group in &plan.upserts {
+            upsert_group(&ctx, plan.table, group, &mut stats).await?;
+        }
+    }
+    Ok(stats)
+}
+
+fn table<'c>(cat: &'c Catalogue, name: &str) -> Result<&'c TableInfo, SinkError> {
+    cat.tables
+        .get(name)
+        .ok_or_else(|| SinkError::TableNotFound {
+            table: name.to_string(),
+        })
+}
+
+fn col_type<'c>(info: &'c TableInfo, table: &str, column: &str) -> Result<&'c str, SinkError> {
+    info.columns
+        .get(column)
+        .map(|c| c.sql_type.as_str())
+        .ok_or_else(|| SinkError::UnknownColumn {
+            table: table.to_string(),
+            column: column.to_string(),
+        })
+}
+
+fn text(ctx: &Ctx<'_>, v: &SqlValue) -> Result<Option<String>, SinkError> {
+    pg_text(v, ctx.ids).map_err(|r| SinkError::IdMapIncomplete {
+        collection: r.collection,
+        legacy_id: r.legacy_id,
+    })
+}
+
+fn id_of(ctx: &Ctx<'_>, key: &LegacyRef) -> Result<uuid::Uuid, SinkError> {
+    ctx.ids
+        .get(key)
+        .copied()
+        .ok_or_else(|| SinkError::IdMapIncomplete {
+            collection: key.collection.clone(),
+            legacy_id: key.legacy_id.clone(),
+        })
+}
+
+/// `unnest($1::text[], ..) AS u(c0, ..)` for `n` text arrays.
+fn unnest(n: usize) -> String {
+    let args: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+    let cols: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    format!("unnest({}) AS u({})", args.join(", "), cols.join(", "))
+}
+
+fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
+    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+}
+
+async fn query(
+    ctx: &Ctx<'_>,
+    stats: &mut WriteStats,
+    sql: &str,
+    arrays: &[Vec<Option<String>>],
+) -> Result<Vec<Row>, WriteError> {
+    stats.statements += 1;
+    Ok(ctx.tx.query(sql, &params(arrays)).await?)
+}
+
+async fn exec(
+    ctx: &Ctx<'_>,
+    stats: &mut WriteStats,
+    sql: &str,
+    arrays: &[Vec<Option<String>>],
+) -> Result<u64, WriteError> {
+    stats.statements += 1;
+    Ok(ctx.tx.execute(sql, &params(arrays)).await?)
+}
+
+fn version_guard(version: Option<&str>, vtype: &str, param: &str) -> String {
+    match version {
+        Some(v) => format!(
+            " AND (t.{col} IS NULL OR t.{col} <= {param}::{vtype})",
+            col = ident(v)
+        ),
+        None => String::new(),
+    }
+}
+
+async fn delete_group(
+    ctx: &Ctx<'_>,
+    table_name: &str,
+    ops: &[&RowOp],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
+    let info = table(ctx.catalogue, table_name)?;
+    let (mut keys, mut versions) = (Vec::new(), Vec::new());
+    let (mut legacy_col, mut version_col) = ("", None);
+    for op in ops {
+        if let RowOp::Delete {
+            legacy_column,
+            key,
+            version,
+            ..
+        } = op
+        {
+            legacy_col = legacy_column;
+            version_col = version.as_ref().map(|(c, _)| c.as_str());
+            keys.push(Some(key.legacy_id.clone()));
+            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+        }
+    }
+    let ltype = col_type(info, table_name, legacy_col)?;
+    let vtype = match version_col {
+        Some(v) => col_type(info, table_name, v)?,
+        None => "bigint",
+    };
+    let sql = format!(
+        "DELETE FROM {t} AS t USING {u} WHERE t.{l} = u.c0::{ltype}{guard}",
+        t = qualified(&info.schema, &info.name),
+        u = unnest(2),
+        l = ident(legacy_col),
+        guard = version_guard(version_col, vtype, "u.c1"),
+    );
+    let n = exec(ctx, stats, &sql, &[keys, versions]).await?;
+    stats.add_rows(table_name, n);
+    Ok(())
+}
+
+async fn soft_delete_group(
+    ctx: &Ctx<'_>,
+    table_name: &str,
+    ops: &[&RowOp],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
+    let info = table(ctx.catalogue, table_name)?;
+    let (mut keys, mut values, mut versions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut legacy_col, mut set_col, mut version_col) = ("", "", None);
+    for op in ops {
+        if let RowOp::SoftDelete {
+            legacy_column,
+            key,
+            column,
+            value,
+            version,
+            ..
+        } = op
+        {
+            legacy_col = legacy_column;
+            set_col = column;
+            version_col = version.as_ref().map(|(c, _)| c.as_str());
+            keys.push(Some(key.legacy_id.clone()));
+            values.push(text(ctx, value)?);
+            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+        }
+    }
+    let ltype = col_type(info, table_name, legacy_col)?;
+    let ctype = col_type(info, table_name, set_col)?;
+    let (set_version, vtype) = match version_col {
+        Some(v) => {
+            let vtype = col_type(info, table_name, v)?;
+            (format!(", {} = u.c2::{vtype}", ident(v)), vtype)
+        }
+        None => (String::new(), "bigint"),
+    };
+    let sql = format!(
+        "UPDATE {t} AS t SET {c} = u.c1::{ctype}{set_version} FROM {u} \
+         WHERE t.{l} = u.c0::{ltype}{guard}",
+        t = qualified(&info.schema, &info.name),
+        c = ident(set_col),
+        u = unnest(3),
+        l = ident(legacy_col),
+        guard = version_guard(version_col, vtype, "u.c2"),
+    );
+    let n = exec(ctx, stats, &sql, &[keys, values, versions]).await?;
+    stats.add_rows(table_name, n);
+    Ok(())
+}
+
+/// The value of `column` in an operation's assignments (the last one if repeated).
+fn value_of<'v>(columns: &'v [ColumnValue], column: &str) -> &'v SqlValue {
+    columns
+        .iter()
+        .rev()
+        .find(|c| c.column == column)
+        .map_or(&SqlValue::Null, |c| &c.value)
+}
+
+async fn upsert_group(
+    ctx: &Ctx<'_>,
+    table_name: &str,
+    ops: &[&RowOp],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
+    let RowOp::Upsert {
+        id_column,
+        legacy_column,
+        columns: first_columns,
+        version: first_version,
+        insert_only,
+        ..
+    } = ops[0]
+    else {
+        return Ok(());
+    };
+    let info = table(ctx.catalogue, table_name)?;
+    let version_col = first_version.as_ref().map(|(c, _)| c.as_str());
+    let mut data_cols: Vec<&str> = first_columns
+        .iter()
+        .map(|c| c.column.as_str())
+        .filter(|c| *c != id_column && *c != legacy_column && Some(*c) != version_col)
+        .collect();
+    data_cols.sort_unstable();
+    data_cols.dedup();
+    let mut all_cols: Vec<&str> = vec![id_column, legacy_column];
+    all_cols.extend(&data_cols);
+    all_cols.extend(version_col);
+    let types = all_cols
+        .iter()
+        .map(|c| col_type(info, table_name, c))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(ops.len()); all_cols.len()];
+    let mut op_ids = Vec::with_capacity(ops.len());
+    for op in ops {
+        let RowOp::Upsert {
+            key,
+            columns,
+            version,
+            ..
+        } = op
+        else {
+            continue;
+        };
+        let id = id_of(ctx, key)?;
+        op_ids.push(id);
+        arrays[0].push(Some(id.hyphenated().to_string()));
+        arrays[1].push(Some(key.legacy_id.clone()));
+        for (i, c) in data_cols.iter().enumerate() {
+            arrays[2 + i].push(text(ctx, value_of(columns, c))?);
+        }
+        if version_col.is_some() {
+            arrays[2 + data_cols.len()].push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+        }
+    }
+
+    let t = qualified(&info.schema, &info.name);
+    let col_list: Vec<String> = all_cols.iter().map(|c| ident(c)).collect();
+    let select: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, ty)| format!("u.c{i}::{ty}"))
+        .collect();
+    let conflict = if *insert_only {
+        "DO NOTHING".to_string()
+    } else {
+        let mut sets: Vec<String> = all_cols[2..]
+            .iter()
+            .map(|c| format!("{0} = EXCLUDED.{0}", ident(c)))
+            .collect();
+        if sets.is_empty() {
+            sets.push(format!("{0} = EXCLUDED.{0}", ident(legacy_column)));
+        }
+        let guard = version_col.map_or(String::new(), |v| {
+            format!(" WHERE t.{0} IS NULL OR t.{0} <= EXCLUDED.{0}", ident(v))
+        });
+        format!("DO UPDATE SET {}{guard}", sets.join(", "))
+    };
+    let sql = format!(
+        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} \
+         ON CONFLICT ({id}) {conflict} RETURNING t.{id}",
+        cols = col_list.join(", "),
+        select = select.join(", "),
+        u = unnest(all_cols.len()),
+        id = ident(id_column),
+    );
+    let rows = query(ctx, stats, &sql, &arrays).await?;
+    let written: HashSet<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    stats.add_rows(table_name, written.len() as u64);
+
+    if *insert_only && written.len() < ops.len() && !data_cols.is_empty() {
+        let cmp = |prefix: &str, i: usize, c: &str| {
+            let json = info.columns.get(c).is_some_and(|ci| ci.kind == "json");
+            let expr = if prefix == "t" {
+                format!("t.{}", ident(c))
+            } else {
+                format!("u.c{}::{}", i + 2, types[i + 2])
+            };
+            if json {
+                format!("({expr})::jsonb")
+            } else {
+                expr
+            }
+        };
+        let stored: Vec<String> = data_cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cmp("t", i, c))
+            .collect();
+        let incoming: Vec<String> = data_cols
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cmp("u", i, c))
+            .collect();
+        let sql = format!(
+            "SELECT u.c1 FROM {u} JOIN {t} AS t ON t.{id} = u.c0::{idt} \
+             WHERE ROW({s}) IS DISTINCT FROM ROW({i}) LIMIT 1",
+            u = unnest(all_cols.len()),
+            id = ident(id_column),
+            idt = types[0],
+            s = stored.join(", "),
+            i = incoming.join(", "),
+        );
+        let changed = query(ctx, stats, &sql, &arrays).await?;
+        if let Some(row) = changed.first() {
+            return Err(WriteError::Immutable {
+                table: table_name.to_string(),
+                legacy_id: row.get::<_, Option<String>>(0).unwrap_or_default(),
+            });
+        }
+    }
+
+    let mut children: Vec<(&ChildRows, uuid::Uuid)> = Vec::new();
+    for (op, id) in ops.iter().zip(&op_ids) {
+        if let RowOp::Upsert { children: c, .. } = op {
+            if written.contains(id) {
+                children.extend(c.iter().map(|rows| (rows, *id)));
+            }
+        }
+    }
+    replace_children(ctx, &children, stats).await
+}
+
+/// Child rows sharing one column set: the columns, then (parent id, row) pairs.
+type ChildShape<'a> = (Vec<&'a str>, Vec<(uuid::Uuid, &'a Vec<ColumnValue>)>);
+
+/// Deletes the child rows of every written parent (per child table) and inserts the new ones.
+async fn replace_children(
+    ctx: &Ctx<'_>,
+    children: &[(&ChildRows, uuid::Uuid)],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
+    let mut order: Vec<(&str, &str)> = Vec::new();
+    for (c, _) in children {
+        let k = (c.table.as_str(), c.parent_column.as_str());
+        if !order.contains(&k) {
+            order.push(k);
+        }
+    }
+    for (child_table, parent_col) in order {
+        let info = table(ctx.catalogue, child_table)?;
+        let t = qualified(&info.schema, &info.name);
+        let ptype = col_type(info, child_table, parent_col)?;
+        let mine: Vec<&(&ChildRows, uuid::Uuid)> = children
+            .iter()
+            .filter(|(c, _)| c.table == child_table && c.parent_column == parent_col)
+            .collect();
+        let parents: Vec<Option<String>> = mine
+            .iter()
+            .map(|(_, id)| Some(id.hyphenated().to_string()))
+            .collect();
+        let sql = format!(
+            "DELETE FROM {t} WHERE {p} IN (SELECT u.c0::{ptype} FROM {u})",
+            p = ident(parent_col),
+            u = unnest(1),
+        );
+        exec(ctx, stats, &sql, &[parents]).await?;
+
+        // Rows grouped by their column set: one INSERT per shape.
+        let mut shapes: Vec<ChildShape<'_>> = Vec::new();
+        for (rows, id) in &mine {
+            for row in &rows.rows {
+                let mut cols: Vec<&str> = row
+                    .iter()
+                    .map(|c| c.column.as_str())
+                    .filter(|c| *c != parent_col)
+                    .collect();
+                cols.sort_unstable();
+                cols.dedup();
+                match shapes.iter_mut().find(|(s, _)| *s == cols) {
+                    Some((_, list)) => list.push((*id, row)),
+                    None => shapes.push((cols, vec![(*id, row)])),
+                }
+            }
+        }
+        for (cols, rows) in shapes {
+            let mut all_cols = vec![parent_col];
+            all_cols.extend(&cols);
+            let types = all_cols
+                .iter()
+                .map(|c| col_type(info, child_table, c))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::new(); all_cols.len()];
+            for (id, row) in &rows {
+                arrays[0].push(Some(id.hyphenated().to_string()));
+                for (i, c) in cols.iter().enumerate() {
+                    arrays[1 + i].push(text(ctx, value_of(row, c))?);
+                }
+            }
+            let select: Vec<String> = types
+                .iter()
+                .enumerate()
+                .map(|(i, ty)| format!("u.c{i}::{ty}"))
+                .collect();
+            let names: Vec<String> = all_cols.iter().map(|c| ident(c)).collect();
+            let sql = format!(
+                "INSERT INTO {t} ({}) SELECT {} FROM {}",
+                names.join(", "),
+                select.join(", "),
+                unnest(all_cols.len()),
+            );
+            let n = exec(ctx, stats, &sql, &arrays).await?;
+            stats.add_rows(child_table, n);
+        }
+    }
+    Ok(())
+}
