@@ -84,7 +84,8 @@ pub fn metric_names(text: &str) -> Vec<&str> {
         let preceded_by_ident = rest[..start].chars().next_back().is_some_and(is_ident);
         let tail = &rest[start..];
         let len = tail.find(|c: char| !is_ident(c)).unwrap_or(tail.len());
-        if !preceded_by_ident && !found.contains(&&tail[..len]) {
+        let bare_prefix = len == "mongo2pg_".len();
+        if !preceded_by_ident && !bare_prefix && !found.contains(&&tail[..len]) {
             found.push(&tail[..len]);
         }
         rest = &tail[len..];
