@@ -207,6 +207,12 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
         (last.copied, last.remaining, last.pages, last.done),
         (25, 25, 3, true)
     );
+    let pages: Vec<u64> = seen
+        .iter()
+        .filter(|(c, p)| c == "orders" && !p.done)
+        .map(|(_, p)| p.page_documents)
+        .collect();
+    assert_eq!(pages, vec![10, 10, 5]);
 
     // Both streams now have positions: nothing is copied again.
     let again = mongo2pg::ops::snapshot::snapshot_all(

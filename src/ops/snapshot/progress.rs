@@ -17,6 +17,9 @@ pub struct SnapshotProgress {
     pub remaining: u64,
     /// Pages applied by this run.
     pub pages: u64,
+    /// Documents of the page this update reports (0 for the final update): what a counter such
+    /// as `Metrics::snapshot_copied` adds.
+    pub page_documents: u64,
     /// True for the last update of a finished copy.
     pub done: bool,
 }

@@ -146,6 +146,7 @@ pub async fn initial_snapshot(
         copied: 0,
         remaining,
         pages: 0,
+        page_documents: 0,
         done: false,
     };
     let mut report = SnapshotReport {
@@ -182,6 +183,7 @@ pub async fn initial_snapshot(
         report.pages += 1;
         progress.copied = report.copied;
         progress.pages = report.pages;
+        progress.page_documents = n;
         on_progress(&progress);
     }
     if options.filter.is_full() {
@@ -207,6 +209,7 @@ pub async fn initial_snapshot(
         .map_err(SnapshotError::from)?;
     }
     progress.done = true;
+    progress.page_documents = 0;
     on_progress(&progress);
     tracing::info!(
         collection,
@@ -257,6 +260,7 @@ pub async fn resync(
         copied: 0,
         remaining,
         pages: 0,
+        page_documents: 0,
         done: false,
     };
     let mut report = SnapshotReport {
@@ -299,6 +303,7 @@ pub async fn resync(
         report.pages += 1;
         progress.copied = report.copied;
         progress.pages = report.pages;
+        progress.page_documents = n;
         on_progress(&progress);
     }
     report.complete = true;
@@ -321,6 +326,7 @@ pub async fn resync(
     .await
     .map_err(SnapshotError::from)?;
     progress.done = true;
+    progress.page_documents = 0;
     on_progress(&progress);
     tracing::info!(
         collection,
