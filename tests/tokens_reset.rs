@@ -7,10 +7,12 @@ mod recovery_support;
 use std::time::Duration;
 
 use bson::doc;
+use mongo2pg::config::SnapshotMode;
 use mongo2pg::event::ClusterTime;
-use mongo2pg::ops::snapshot::{SnapshotArgs, SnapshotContext, SnapshotOptions};
+use mongo2pg::ops::snapshot::{prepare_stream, SnapshotArgs, SnapshotContext, SnapshotOptions};
 use mongo2pg::ops::tokens::{self, ResetArgs, ResetOutcome};
 use mongo2pg::sink::SinkError;
+use mongo2pg::source::StartAt;
 use recovery_support::{oid, user_doc, Env, DATABASE};
 
 async fn copied_users(test: &str, n: u32) -> Env {
@@ -285,6 +287,34 @@ async fn reset_to_an_earlier_time_replays_and_converges() {
     let stored = env.checkpoint("users").await.expect("checkpoint");
     assert_eq!((stored.token, stored.cluster_time), (None, Some(t1)));
     assert_eq!(stored.epoch, outcome.epoch_to);
+    // The stream reopens at the time; no copy runs for an operator-set position.
+    assert_eq!(
+        tokens::stored_start(&env.pg, &env.names, "users")
+            .await
+            .expect("start"),
+        Some(StartAt::Time(t1))
+    );
+    {
+        let mut pg = env.connect().await;
+        let mut sink = env.sink();
+        let ctx = SnapshotContext {
+            mongo: &env.mongo,
+            database: DATABASE,
+            pg: &mut pg,
+            sink: &mut sink,
+            names: &env.names,
+        };
+        let copy = prepare_stream(
+            ctx,
+            SnapshotMode::Initial,
+            env.rules("users"),
+            &SnapshotOptions::default(),
+            &mut |_| {},
+        )
+        .await
+        .expect("prepare");
+        assert!(copy.is_none());
+    }
 
     users
         .update_one(doc! {"_id": oid(0)}, doc! {"$set": {"name": "after reset"}})
@@ -342,4 +372,82 @@ async fn a_replicator_holding_the_old_epoch_cannot_overwrite_a_reset() {
         stored.cluster_time,
         Some(ClusterTime::new(1_700_000_000, 0))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_rows() {
+    let mut env = copied_users("tok_resnap", 6).await;
+    // Changes the stream never saw (as after a bad deploy wrote around the replicator).
+    env.coll("users")
+        .delete_one(doc! {"_id": oid(1)})
+        .await
+        .expect("delete");
+    env.coll("users")
+        .update_one(
+            doc! {"_id": oid(2)},
+            doc! {"$set": {"email": "new@example.com"}},
+        )
+        .await
+        .expect("update");
+    env.pg
+        .execute(
+            "update users set name = 'garbage' where legacy_object_id = $1",
+            &[&oid(4).to_hex()],
+        )
+        .await
+        .expect("garbage");
+    assert!(!env.verify(&["users"], &[]).await.clean);
+
+    let outcome = reset(
+        &mut env,
+        args(ResetArgs {
+            resnapshot: true,
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert!(outcome.resnapshot);
+    let stored = env.checkpoint("users").await.expect("checkpoint");
+    assert_eq!(
+        (
+            stored.token,
+            stored.cluster_time,
+            stored.snapshot_state.as_deref()
+        ),
+        (None, None, Some("pending"))
+    );
+    assert_eq!(
+        tokens::stored_start(&env.pg, &env.names, "users")
+            .await
+            .expect("start"),
+        None
+    );
+
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let ctx = SnapshotContext {
+        mongo: &env.mongo,
+        database: DATABASE,
+        pg: &mut pg,
+        sink: &mut sink,
+        names: &env.names,
+    };
+    let copy = prepare_stream(
+        ctx,
+        SnapshotMode::Initial,
+        env.rules("users"),
+        &SnapshotOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .expect("prepare")
+    .expect("a copy ran");
+    assert_eq!((copy.copied, copy.swept), (5, 1));
+    assert!(env.verify(&["users"], &[]).await.clean);
+    assert!(matches!(
+        tokens::stored_start(&env.pg, &env.names, "users")
+            .await
+            .expect("start"),
+        Some(StartAt::Token(_))
+    ));
 }

@@ -14,7 +14,7 @@ use crate::sink::ControlNames;
 /// `snapshot_state` while a copy runs (it resumes after `snapshot_last_id`).
 pub const STATE_RUNNING: &str = "running";
 /// `snapshot_state` after the hand-over.
-pub const STATE_DONE: &str = "done";
+pub const STATE_DONE: &str = crate::ops::tokens::store::SNAPSHOT_DONE;
 /// `snapshot_state` set by `tokens reset --resnapshot`: copy again before streaming.
 pub const STATE_PENDING: &str = crate::ops::tokens::store::SNAPSHOT_PENDING;
 
@@ -76,7 +76,7 @@ pub async fn load(
     stream: &str,
 ) -> Result<Option<StoredSnapshot>, SnapshotError> {
     let sql = format!(
-        "select epoch, resume_token is not null, snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time
+        "select epoch, resume_token is not null or cluster_time is not null, snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time
          from {} where stream = $1",
         table(names)?
     );

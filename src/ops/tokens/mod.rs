@@ -45,6 +45,10 @@ pub enum TokensError {
     },
     #[error("invalid control table name {0:?}")]
     InvalidName(String),
+    /// The cluster time of a `--to-token` cannot be read from it, so the checkpoint could not
+    /// order it; reset to its time (`--to-time`) instead.
+    #[error("the cluster time of token {0} cannot be decoded; use --to-time instead")]
+    UndecodableToken(String),
     #[error("collection {0} is not mapped")]
     UnknownCollection(String),
     #[error("stored resume token of {stream} is not valid extended JSON: {reason}")]
@@ -227,7 +231,10 @@ pub async fn reset(
         })?;
     let current = store::lock_one(&tx, tables, &stream).await?;
     let (to_token, to_time) = match &request.target {
-        ResetTarget::Token(t) => (Some(t.clone()), crate::source::token_cluster_time(t)),
+        ResetTarget::Token(t) => match crate::source::token_cluster_time(t) {
+            Some(time) => (Some(t.clone()), Some(time)),
+            None => return Err(TokensError::UndecodableToken(store::token_to_text(t))),
+        },
         ResetTarget::Time(t) => (None, Some(*t)),
         ResetTarget::Now => (
             now_position.as_ref().map(|p| p.token.clone()),

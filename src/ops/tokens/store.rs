@@ -116,12 +116,15 @@ pub async fn lock_one(
     Ok(row.as_ref().map(from_row))
 }
 
+/// `snapshot_state` after a copy handed over, or an operator set the position.
+pub const SNAPSHOT_DONE: &str = "done";
 /// `snapshot_state` of a stream whose copy must run (again) before it streams.
 pub const SNAPSHOT_PENDING: &str = "pending";
 
 /// Rewrites the stream's position (backwards allowed: this is the operator's override) and bumps
 /// its epoch. `resnapshot` clears the position and the snapshot progress and marks the copy
-/// pending, so the stream copies the collection again before streaming.
+/// pending, so the stream copies the collection again before streaming; any other reset marks
+/// the copy done (an operator's position replaces an unfinished copy's hand-over).
 pub async fn write_reset(
     tx: &impl GenericClient,
     tables: &ControlNames,
@@ -132,7 +135,13 @@ pub async fn write_reset(
 ) -> Result<(), TokensError> {
     let token = token.map(token_to_text);
     let time = cluster_time.map(ClusterTime::as_i64);
-    let state: Option<&str> = resnapshot.then_some(SNAPSHOT_PENDING);
+    // An operator position ends any copy in progress (a copy's hand-over must not overwrite it);
+    // `--resnapshot` asks for a new copy.
+    let state = if resnapshot {
+        SNAPSHOT_PENDING
+    } else {
+        SNAPSHOT_DONE
+    };
     let sql = format!(
         "insert into {t} (stream, resume_token, cluster_time, epoch, updated_at, snapshot_state)
          values ($1, $2, $3, 1, now(), $4)
