@@ -228,3 +228,62 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
     assert!(again.is_empty());
     assert!(env.verify(&["users", "orders"], &[]).await.clean);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside_it() {
+    let env = Env::start("snap_window").await;
+    env.coll("users")
+        .insert_many((0..3).map(user_doc))
+        .await
+        .expect("seed users");
+    env.coll("orders")
+        .insert_many((0..10).map(|n| order_doc(n, n % 3, "2", "USDT", "paid")))
+        .await
+        .expect("seed orders");
+    env.snapshot("users", &options(10)).await;
+    env.snapshot("orders", &options(10)).await;
+    let garbage: Vec<String> = (3..9).map(|n| oid(1_000_000 + n).to_hex()).collect();
+    env.pg
+        .execute(
+            "update orders set status = 'garbage' where legacy_object_id = any($1)",
+            &[&garbage],
+        )
+        .await
+        .expect("garbage");
+
+    // placedAt of order n is 1_700_000_000 + n seconds: the window holds orders 4, 5 and 6.
+    let options = mongo2pg::ops::snapshot::SnapshotArgs {
+        collection: "orders".into(),
+        field: Some("placedAt".into()),
+        since: Some("2023-11-14T22:13:24Z".into()),
+        until: Some("2023-11-14T22:13:26Z".into()),
+        ..Default::default()
+    }
+    .into_options(10, chrono::Utc::now())
+    .expect("flags");
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let ctx = SnapshotContext {
+        mongo: &env.mongo,
+        database: DATABASE,
+        pg: &mut pg,
+        sink: &mut sink,
+        names: &env.names,
+    };
+    let report = mongo2pg::ops::snapshot::resync(ctx, env.rules("orders"), &options, &mut |_| {})
+        .await
+        .expect("re-sync");
+    assert_eq!(report.copied, 3);
+    let verify = env.verify(&["orders"], &[]).await;
+    let mut still_wrong: Vec<String> = verify.collections[0]
+        .differing
+        .iter()
+        .map(|d| d.legacy_id.clone())
+        .collect();
+    still_wrong.sort();
+    let expected: Vec<String> = [3, 7, 8]
+        .iter()
+        .map(|n| oid(1_000_000 + n).to_hex())
+        .collect();
+    assert_eq!(still_wrong, expected);
+}
