@@ -1,9 +1,10 @@
 //! Retrying open gaps: re-read the document from MongoDB by its key (its *current* version), map
 //! it and apply it through the sink. The gap is `resolved` when it applies, `superseded` when a
 //! newer event for the document already applied (the row's version is past the gap's cluster
-//! time, or the document is gone and its delete follows through the stream), and stays `open`
-//! with one more attempt otherwise. Gaps that only a re-sync or an operator can repair
-//! (`window_lost`, `stream_invalidated`, `immutable_change`, `malformed_event`) are left alone.
+//! time, or the document is gone and its delete follows through the stream; a failed delete is
+//! retried as that delete), and stays `open` with one more attempt otherwise. Gaps that only a
+//! re-sync or an operator can repair (`window_lost`, `stream_invalidated`, `immutable_change`,
+//! `malformed_event`) are left alone.
 //!
 //! `retry_open_gaps` is what the supervisor runs periodically: it picks open gaps whose backoff
 //! (exponential in the number of attempts, from the `backon` crate) has elapsed.
@@ -165,6 +166,20 @@ async fn read_document(
         .map_err(err)
 }
 
+fn delete_event(collection: &str, key: Bson, at: ClusterTime) -> crate::event::ChangeEvent {
+    crate::event::ChangeEvent {
+        operation: crate::event::Operation::Delete,
+        collection: collection.to_string(),
+        document_key: Some(key.clone()),
+        full_document: None,
+        full_document_before_change: None,
+        cluster_time: at,
+        resume_token: None,
+        txn: None,
+        raw: doc! {"operationType": "delete", "documentKey": {"_id": key}},
+    }
+}
+
 /// Retries one gap now (no backoff check).
 ///
 /// The re-read document is applied as an event at the gap's own cluster time, so a failure
@@ -211,18 +226,25 @@ pub async fn retry_gap(
         }
     }
     let database = ctx.mapping.config.source.database.clone();
-    let Some(document) = read_document(ctx.mongo, &database, &gap.collection, &key).await? else {
-        store::close(
-            &*ctx.pg,
-            &gaps_table,
-            gap.id,
-            GapStatus::Superseded,
-            "the document no longer exists in MongoDB; its delete applies through the stream",
-        )
-        .await?;
-        return Ok(RetryOutcome::Superseded);
+    let document = read_document(ctx.mongo, &database, &gap.collection, &key).await?;
+    let event = match document {
+        Some(document) => snapshot_event(&gap.collection, document, at),
+        // A failed delete is retried as that delete.
+        None if gap.operation.as_deref() == Some("delete") => {
+            delete_event(&gap.collection, key, at)
+        }
+        None => {
+            store::close(
+                &*ctx.pg,
+                &gaps_table,
+                gap.id,
+                GapStatus::Superseded,
+                "the document no longer exists in MongoDB; its delete applies through the stream",
+            )
+            .await?;
+            return Ok(RetryOutcome::Superseded);
+        }
     };
-    let event = snapshot_event(&gap.collection, document, at);
     let mapped = map_event(rules, &event);
     let epoch = ctx
         .sink
