@@ -200,3 +200,44 @@ async fn operators_filter_resolve_and_ignore_gaps_with_reasons() {
         vec![all[2].id]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_refused_while_children_existed_applies_on_retry_once_they_are_gone() {
+    let env = Env::start("gaps_delete").await;
+    env.coll("users")
+        .insert_many((0..2).map(user_doc))
+        .await
+        .expect("users");
+    env.coll("orders")
+        .insert_many((0..2).map(|n| order_doc(n, 1, "3", "USDT", "paid")))
+        .await
+        .expect("orders of user 1");
+    env.snapshot("users", &options()).await;
+    env.snapshot("orders", &options()).await;
+
+    // The user goes first: its orders still reference it, so Postgres refuses the delete.
+    env.coll("users")
+        .delete_one(doc! {"_id": oid(1)})
+        .await
+        .expect("delete user");
+    env.catch_up("users", env.mongo_now().await).await;
+    let open = gaps::list(&env.pg, &env.names.gaps, &filter(None, Some("open")))
+        .await
+        .expect("list");
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].operation.as_deref(), Some("delete"));
+
+    env.coll("orders")
+        .delete_many(doc! {"userId": oid(1)})
+        .await
+        .expect("delete orders");
+    env.catch_up("orders", env.mongo_now().await).await;
+    let round = env.retry_gaps().await;
+    assert_eq!((round.attempted, round.resolved), (1, 1));
+    assert_eq!(
+        env.count("select count(*) from users where legacy_object_id = '650000000000000000000001'")
+            .await,
+        0
+    );
+    assert!(env.verify(&["users", "orders"], &[]).await.clean);
+}
