@@ -15,12 +15,14 @@ pub enum SnapshotState {
     Streaming,
 }
 
-/// True when the collection must be (re-)copied before streaming.
+/// True when the collection must be (re-)copied before streaming. A copy in progress or asked for
+/// by `tokens reset --resnapshot` always runs, whatever the mode (in `never` mode only an operator
+/// starts one); a stream without any checkpoint is copied unless the mode is `never`.
 pub fn needs_snapshot(mode: SnapshotMode, state: &SnapshotState) -> bool {
-    match (mode, state) {
-        (SnapshotMode::Never, _) => false,
-        (_, SnapshotState::NoCheckpoint) | (_, SnapshotState::InProgress) => true,
-        (_, SnapshotState::Streaming) => false,
+    match state {
+        SnapshotState::InProgress => true,
+        SnapshotState::NoCheckpoint => mode != SnapshotMode::Never,
+        SnapshotState::Streaming => false,
     }
 }
 
