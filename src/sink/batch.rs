@@ -321,12 +321,12 @@ pub fn gap_kind_for_sqlstate(code: &str) -> GapKind {
     }
 }
 
-/// Whether a statement error concerns the rows (data, constraints, triggers) rather than the
-/// connection, the schema or the transaction: only those become gaps.
+/// Whether a statement error concerns the rows (data, constraints, triggers, a value too big for
+/// an index) rather than the connection, the schema or the transaction: only those become gaps.
 fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| {
         let c = c.code();
-        c.starts_with("22") || c.starts_with("23") || c == "P0001"
+        c.starts_with("22") || c.starts_with("23") || c == "P0001" || c == "54000"
     })
 }
 

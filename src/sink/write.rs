@@ -351,14 +351,17 @@ async fn upsert_group(
     };
     let sql = format!(
         "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} \
-         ON CONFLICT ({id}) {conflict} RETURNING t.{id}",
+         ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
         u = unnest(all_cols.len()),
         id = ident(id_column),
     );
     let rows = query(ctx, stats, &sql, &arrays).await?;
-    let written: HashSet<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let written = rows
+        .iter()
+        .map(|r| r.try_get::<_, uuid::Uuid>(0))
+        .collect::<Result<HashSet<_>, _>>()?;
     stats.add_rows(table_name, written.len() as u64);
 
     if *insert_only && written.len() < ops.len() && !data_cols.is_empty() {
@@ -398,7 +401,7 @@ async fn upsert_group(
         if let Some(row) = changed.first() {
             return Err(WriteError::Immutable {
                 table: table_name.to_string(),
-                legacy_id: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                legacy_id: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
             });
         }
     }
