@@ -1,6 +1,7 @@
 //! The `failCommand` fail point, as the real server's `configureFailPoint` accepts it: modes
 //! alwaysOn / off / {times: n} / {skip: n}; data failCommands, errorCode, errorLabels,
-//! closeConnection, blockConnection + blockTimeMS, errmsg, appName.
+//! closeConnection, blockConnection + blockTimeMS, errmsg, appName, writeConcernError; plus the
+//! simulator-only `closeConnectionAfterExecute` (apply the command, then drop the reply).
 
 use crate::error::CommandError;
 use bson::{Bson, Document};
@@ -23,6 +24,8 @@ pub(crate) struct FailPoint {
     block_ms: Option<u64>,
     errmsg: Option<String>,
     app_name: Option<String>,
+    close_after: bool,
+    write_concern_error: Option<Document>,
 }
 
 /// What to do to a command the fail point caught.
@@ -32,6 +35,10 @@ pub(crate) struct Action {
     pub block_ms: Option<u64>,
     /// (code, explicit labels, message)
     pub error: Option<(i32, Option<Vec<String>>, String)>,
+    /// Run the command, then close the connection without replying (a lost acknowledgement).
+    pub close_after: bool,
+    /// Run the command, then attach this writeConcernError to the reply.
+    pub write_concern_error: Option<Document>,
 }
 
 fn count(v: &Bson) -> Option<u64> {
@@ -105,6 +112,10 @@ pub(crate) fn parse(body: &Document) -> Result<Option<FailPoint>, CommandError> 
         },
         errmsg: data.get_str("errmsg").ok().map(str::to_owned),
         app_name: data.get_str("appName").ok().map(str::to_owned),
+        close_after: data
+            .get_bool("closeConnectionAfterExecute")
+            .unwrap_or(false),
+        write_concern_error: data.get_document("writeConcernError").ok().cloned(),
     }))
 }
 
@@ -148,6 +159,8 @@ impl FailPoint {
                 close: self.close,
                 block_ms: self.block_ms,
                 error,
+                close_after: self.close_after,
+                write_concern_error: self.write_concern_error.clone(),
             }),
             keep,
         )

@@ -138,7 +138,9 @@ pub(crate) async fn execute(shared: &Arc<Shared>, conn: &mut ConnState, body: Do
             _ => None,
         }
     };
+    let mut after: Option<(bool, Option<Document>)> = None;
     if let Some(action) = action {
+        after = Some((action.close_after, action.write_concern_error.clone()));
         if let Some(ms) = action.block_ms {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
@@ -150,7 +152,31 @@ pub(crate) async fn execute(shared: &Arc<Shared>, conn: &mut ConnState, body: Do
             return Outcome::Reply(finish(shared, Err(err)));
         }
     }
-    let result = route(shared, conn, &name, body).await;
+    let in_txn = body.get_bool("autocommit").is_ok();
+    let mut result = route(shared, conn, &name, body).await;
+    if let Some((close_after, wce)) = after {
+        if close_after {
+            return Outcome::Close;
+        }
+        if let (Some(wce), Ok(Body::Doc(reply))) = (wce, result.as_mut()) {
+            let code = wce
+                .get("code")
+                .and_then(crate::store::value::as_i64)
+                .unwrap_or(64) as i32;
+            let mut w = doc! { "code": code, "codeName": crate::error::code_name(code), "errmsg": "Failing command via 'failCommand' failpoint" };
+            w.extend(wce.clone());
+            reply.insert("writeConcernError", w);
+            if !in_txn && RETRYABLE_WRITE_CODES.contains(&code) && !wce.contains_key("errorLabels")
+            {
+                reply.insert(
+                    "errorLabels",
+                    vec![Bson::String("RetryableWriteError".to_owned())],
+                );
+            } else if let Ok(labels) = wce.get_array("errorLabels") {
+                reply.insert("errorLabels", labels.clone());
+            }
+        }
+    }
     Outcome::Reply(finish(shared, result))
 }
 

@@ -38,3 +38,33 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The `_data` string of a resume token.
+pub fn token_data(token: &mongodb::change_stream::event::ResumeToken) -> String {
+    match bson::to_bson(token) {
+        Ok(bson::Bson::Document(d)) => d.get_str("_data").map(str::to_owned).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Seconds of the cluster time encoded in a token's first 18 hex characters.
+pub fn token_seconds(data: &str) -> u32 {
+    u32::from_str_radix(&data[2..10], 16).unwrap_or(0)
+}
+
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// The error code of a driver error, if it carries one.
+pub fn code_of(err: &mongodb::error::Error) -> Option<i32> {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*err.kind {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
+        _ => None,
+    }
+}
