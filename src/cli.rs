@@ -13,12 +13,16 @@ pub use crate::logging::LogFormat;
 #[command(name = "mongo2pg", version, about, long_about = None)]
 pub struct Cli {
     /// Log output format.
-    #[arg(long, env = "MONGO2PG_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "MONGO2PG_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
-
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -78,7 +82,14 @@ mod tests {
     #[test]
     fn run_takes_urls_from_flags() {
         let cli = Cli::try_parse_from([
-            "mongo2pg", "run", "--mapping", "m.toml", "--mongo-url", "mongodb://h/", "--pg-url", "postgres://p/",
+            "mongo2pg",
+            "run",
+            "--mapping",
+            "m.toml",
+            "--mongo-url",
+            "mongodb://h/",
+            "--pg-url",
+            "postgres://p/",
         ])
         .expect("valid command line");
         match cli.command {

@@ -41,7 +41,10 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
     let (mut client, _conn) = match supervisor::connect_pg(&url).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: cannot connect to postgres: {}", redact_uri(&e.to_string()));
+            eprintln!(
+                "error: cannot connect to postgres: {}",
+                redact_uri(&e.to_string())
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -21,7 +21,10 @@ pub enum StreamError {
     HistoryLost { collection: String, message: String },
     /// The collection was dropped or renamed (or its database dropped): the stream is invalidated.
     #[error("change stream of {collection} was invalidated by a {operation} event")]
-    Invalidated { collection: String, operation: String },
+    Invalidated {
+        collection: String,
+        operation: String,
+    },
     /// The reader task ended unexpectedly (it panicked or was cancelled).
     #[error("stream reader task of {0} ended unexpectedly")]
     ReaderGone(String),
@@ -48,11 +51,11 @@ pub enum Disposition {
 const MONGO_HISTORY_LOST: i32 = 286;
 const MONGO_FATAL_CODES: &[i32] = &[
     MONGO_HISTORY_LOST,
-    280, // ChangeStreamFatalError
-    260, // InvalidResumeToken
-    18,  // AuthenticationFailed
-    13,  // Unauthorized
-    26,  // NamespaceNotFound on a database-wide operation
+    280,   // ChangeStreamFatalError
+    260,   // InvalidResumeToken
+    18,    // AuthenticationFailed
+    13,    // Unauthorized
+    26,    // NamespaceNotFound on a database-wide operation
     40573, // change streams need a replica set
 ];
 

@@ -12,7 +12,7 @@ pub mod logging;
 pub mod mapping;
 pub mod metrics;
 pub mod ops;
-// pub mod pipeline; (lands with the sink)
+pub mod pipeline;
 pub mod sink;
 pub mod source;
-// pub mod supervisor; (lands with the sink)
+pub mod supervisor;

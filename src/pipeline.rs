@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{is_history_lost, StreamError};
-use crate::metrics::Metrics;
 use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 use crate::mapping::{GapKind, Mapped, MappingError};
+use crate::metrics::Metrics;
 use crate::sink::BatchItem;
 use crate::source::{ChangeSource, SourceItem, StartAt, StreamOptions};
 
@@ -40,16 +40,11 @@ enum Item {
     Failed(StreamError),
 }
 
-/// Aborts the reader task when the consumer returns (whatever the reason).
-struct AbortOnDrop(JoinHandle<()>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Map a normalized event, handling the operations that are not row changes.
-pub fn map_for_stream(rules: &crate::mapping::CollectionRules, event: &ChangeEvent) -> Result<Mapped, MappingError> {
+pub fn map_for_stream(
+    rules: &crate::mapping::CollectionRules,
+    event: &ChangeEvent,
+) -> Result<Mapped, MappingError> {
     match &event.operation {
         Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate => {
             Err(MappingError {
@@ -67,7 +62,10 @@ pub fn map_for_stream(rules: &crate::mapping::CollectionRules, event: &ChangeEve
 }
 
 fn ends_stream(op: &Operation) -> bool {
-    matches!(op, Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate)
+    matches!(
+        op,
+        Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate
+    )
 }
 
 /// Start the reader: open the stream at `start`, then forward items until the channel closes.
@@ -84,7 +82,10 @@ pub async fn spawn_reader(
     let mut source = match ChangeSource::open(mongo, database, collection, start, options).await {
         Ok(s) => s,
         Err(e) if is_history_lost(&e) => {
-            return Err(StreamError::HistoryLost { collection: collection.to_string(), message: e.to_string() })
+            return Err(StreamError::HistoryLost {
+                collection: collection.to_string(),
+                message: e.to_string(),
+            })
         }
         Err(e) => return Err(e.into()),
     };
@@ -99,25 +100,44 @@ pub async fn spawn_reader(
                     Item::Event(BatchItem { event: *ev, mapped })
                 }
                 Ok(SourceItem::Heartbeat(p)) => Item::Heartbeat(p),
-                Ok(SourceItem::Malformed { raw, reason, position }) => {
-                    let document_key = raw.get_document("documentKey").ok().and_then(|k| k.get("_id")).cloned();
+                Ok(SourceItem::Malformed {
+                    raw,
+                    reason,
+                    position,
+                }) => {
+                    let document_key = raw
+                        .get_document("documentKey")
+                        .ok()
+                        .and_then(|k| k.get("_id"))
+                        .cloned();
                     let event = ChangeEvent {
-                        operation: Operation::Other(raw.get_str("operationType").unwrap_or("unknown").to_string()),
+                        operation: Operation::Other(
+                            raw.get_str("operationType")
+                                .unwrap_or("unknown")
+                                .to_string(),
+                        ),
                         collection: coll.clone(),
                         document_key,
                         full_document: None,
                         full_document_before_change: None,
-                        cluster_time: position.as_ref().map(|p| p.cluster_time).unwrap_or_default(),
+                        cluster_time: position
+                            .as_ref()
+                            .map(|p| p.cluster_time)
+                            .unwrap_or_default(),
                         resume_token: position.map(|p| p.token),
                         txn: None,
                         raw,
                     };
-                    let mapped = Err(MappingError { kind: GapKind::MalformedEvent, reason: reason.to_string() });
+                    let mapped = Err(MappingError {
+                        kind: GapKind::MalformedEvent,
+                        reason: reason.to_string(),
+                    });
                     Item::Event(BatchItem { event, mapped })
                 }
-                Err(e) if is_history_lost(&e) => {
-                    Item::Failed(StreamError::HistoryLost { collection: coll.clone(), message: e.to_string() })
-                }
+                Err(e) if is_history_lost(&e) => Item::Failed(StreamError::HistoryLost {
+                    collection: coll.clone(),
+                    message: e.to_string(),
+                }),
                 Err(e) => Item::Failed(e.into()),
             };
             let stop = matches!(item, Item::Failed(_))
@@ -139,6 +159,8 @@ struct PendingBatch {
     items: Vec<BatchItem>,
     end: Option<Position>,
     started: Option<Instant>,
+    /// The last position committed, so idle heartbeats that do not advance are not written.
+    committed: Option<(ClusterTime, String)>,
 }
 
 impl PendingBatch {
@@ -151,14 +173,23 @@ impl PendingBatch {
             self.end = Some(p);
         }
     }
+    /// Nothing to write: no events, and no position beyond the last committed one.
     fn is_empty(&self) -> bool {
-        self.items.is_empty() && self.end.is_none()
+        self.items.is_empty()
+            && match (&self.end, &self.committed) {
+                (None, _) => true,
+                (Some(end), Some(done)) => position_key(end) <= *done,
+                (Some(_), None) => false,
+            }
     }
 }
 
 /// Total order of positions: cluster time, then the token's `_data` (which sorts in stream order).
 pub fn position_key(p: &Position) -> (ClusterTime, String) {
-    (p.cluster_time, p.token.get_str("_data").unwrap_or_default().to_string())
+    (
+        p.cluster_time,
+        p.token.get_str("_data").unwrap_or_default().to_string(),
+    )
 }
 
 /// Everything the consumer needs to apply batches.
@@ -234,6 +265,7 @@ impl Consumer<'_> {
 
     async fn flush(&mut self, pending: &mut PendingBatch) -> Result<(), StreamError> {
         if pending.is_empty() {
+            pending.end = None;
             return Ok(());
         }
         let items = std::mem::take(&mut pending.items);
@@ -241,8 +273,29 @@ impl Consumer<'_> {
         pending.started = None;
         let n = items.len();
         let started = Instant::now();
-        let outcome = self.sink.apply_batch(self.client, self.stream, self.epoch, items, end.clone()).await?;
-        record_batch(self.metrics, self.stream, &outcome, end.as_ref(), n, started.elapsed());
+        let outcome = self
+            .sink
+            .apply_batch(self.client, self.stream, self.epoch, items, end.clone())
+            .await?;
+        if let Some(p) = &end {
+            pending.committed = Some(position_key(p));
+        }
+        tracing::debug!(
+            events = n,
+            applied = ?outcome.applied,
+            gapped = ?outcome.gapped,
+            skipped = ?outcome.skipped,
+            checkpoint_moved = outcome.checkpoint_moved,
+            "batch committed"
+        );
+        record_batch(
+            self.metrics,
+            self.stream,
+            &outcome,
+            end.as_ref(),
+            n,
+            started.elapsed(),
+        );
         Ok(())
     }
 }
@@ -257,19 +310,18 @@ fn record_batch(
     took: Duration,
 ) {
     metrics.batch_committed(stream, events, took);
-    for ((op, applied), n) in outcome.events_by_op() {
-        if applied {
-            metrics.events_applied(stream, &op, n);
-        } else {
-            metrics.events_gapped(stream, &op, n);
-        }
+    for (op, n) in &outcome.applied {
+        metrics.events_applied(stream, &Operation::parse(op), *n);
     }
-    for (table, n) in &outcome.rows_by_table {
+    for (op, n) in &outcome.gapped {
+        metrics.events_gapped(stream, &Operation::parse(op), *n);
+    }
+    for (table, n) in &outcome.rows_written {
         metrics.rows_written(table, *n);
     }
-    metrics.id_map_lookups(stream, outcome.id_map_hits, outcome.id_map_misses);
+    metrics.id_map_lookups(stream, outcome.id_cache_hits, outcome.id_cache_misses);
     if let Some(p) = end {
-        if outcome.checkpoint_written {
+        if outcome.checkpoint_moved {
             metrics.checkpoint_committed(stream, p.cluster_time);
         }
     }

@@ -46,7 +46,7 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
 use crate::config::{CompiledMapping, Config, ConfigError, Secret};
 use crate::metrics::{Health, Metrics, RestartReason, ServerHandle, StreamState};
 use crate::sink::catalogue::Catalogue;
-use crate::sink::migrate::ControlNames;
+use crate::sink::ControlNames;
 use crate::sink::SinkError;
 
 /// How often readiness probes run and the watchdog is touched.
@@ -95,7 +95,9 @@ pub fn control_names(config: &Config) -> ControlNames {
 }
 
 /// Connect to Postgres and drive the connection in the background.
-pub async fn connect_pg(url: &Secret) -> Result<(tokio_postgres::Client, AbortOnDrop), tokio_postgres::Error> {
+pub async fn connect_pg(
+    url: &Secret,
+) -> Result<(tokio_postgres::Client, AbortOnDrop), tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -123,6 +125,8 @@ pub struct RunContext {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub holder: String,
+    /// Where streams without a checkpoint start: the cluster time when the process started.
+    pub started_at: StartAt,
 }
 
 /// A running replicator: one supervised stream per mapped collection plus housekeeping tasks.
@@ -170,17 +174,27 @@ impl Replicator {
 pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     settings.config.validate()?;
     let names = control_names(&settings.config);
-    let (pg, _pg_task) = connect_pg(&settings.pg_url).await.map_err(StartError::PgConnect)?;
+    let (pg, _pg_task) = connect_pg(&settings.pg_url)
+        .await
+        .map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
     drop(pg);
 
-    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose()).await.map_err(StartError::Mongo)?;
-    mongo
+    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose())
+        .await
+        .map_err(StartError::Mongo)?;
+    let ping = mongo
         .database("admin")
         .run_command(bson::doc! {"ping": 1})
         .await
         .map_err(StartError::Mongo)?;
+    // Streams without a checkpoint start at this cluster time, so writes made after `start`
+    // returns are never missed, however late a stream opens or however often it restarts first.
+    let started_at = match ping.get("operationTime") {
+        Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
+        _ => StartAt::Now,
+    };
 
     let metrics = Metrics::new()?;
     let health = Health::new(metrics.clone());
@@ -205,6 +219,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         health: health.clone(),
         holder: settings.holder.clone(),
         mapping,
+        started_at,
     });
     let mut tasks = JoinSet::new();
     for (collection, rules) in &context.mapping.collections {
@@ -227,12 +242,24 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { gaps_gauge_loop(ctx, rx).await });
-    info!(streams = context.mapping.collections.len(), "replicator started");
-    Ok(Replicator { shutdown: shutdown_tx, tasks, server, context })
+    info!(
+        streams = context.mapping.collections.len(),
+        "replicator started"
+    );
+    Ok(Replicator {
+        shutdown: shutdown_tx,
+        tasks,
+        server,
+        context,
+    })
 }
 
 /// Keep one stream running until shutdown or a fatal error.
-async fn supervise_stream(ctx: Arc<RunContext>, collection: String, mut shutdown: watch::Receiver<bool>) {
+async fn supervise_stream(
+    ctx: Arc<RunContext>,
+    collection: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut backoff = restart_backoff();
     loop {
         let started = Instant::now();
@@ -253,8 +280,14 @@ async fn supervise_stream(ctx: Arc<RunContext>, collection: String, mut shutdown
                             backoff.next().unwrap_or(RESTART_MAX_DELAY)
                         };
                         warn!(error = %err, reason, delay_ms = delay.as_millis() as u64, "stream failed; restarting from its checkpoint");
-                        ctx.metrics.stream_restarted(&collection, restart_reason(reason));
-                        ctx.health.set_stream(&collection, StreamState::Retrying { reason: err.to_string() });
+                        ctx.metrics
+                            .stream_restarted(&collection, restart_reason(reason));
+                        ctx.health.set_stream(
+                            &collection,
+                            StreamState::Retrying {
+                                reason: err.to_string(),
+                            },
+                        );
                         if sleep_or_shutdown(delay, &mut shutdown).await {
                             break;
                         }
@@ -262,8 +295,14 @@ async fn supervise_stream(ctx: Arc<RunContext>, collection: String, mut shutdown
                     Disposition::Fatal => {
                         let advice = operator_advice(&collection, &err);
                         error!(error = %err, advice = %advice, "stream stopped");
-                        ctx.metrics.stream_restarted(&collection, restart_reason(reason));
-                        ctx.health.set_stream(&collection, StreamState::Failed { reason: format!("{err}; {advice}") });
+                        ctx.metrics
+                            .stream_restarted(&collection, restart_reason(reason));
+                        ctx.health.set_stream(
+                            &collection,
+                            StreamState::Failed {
+                                reason: format!("{err}; {advice}"),
+                            },
+                        );
                         break;
                     }
                 }
@@ -306,13 +345,16 @@ async fn run_stream_once(
         return Ok(StreamExit::Shutdown);
     };
     let rules = Arc::new(rules.clone());
-    let (mut client, _conn) = connect_pg(&ctx.pg_url).await.map_err(StreamError::PgConnect)?;
-    let mut sink = crate::sink::Sink::new(ctx.names.clone(), ctx.catalogue.clone());
-    let stored = crate::sink::load_checkpoint(&client, &ctx.names, collection).await?;
+    let (mut client, _conn) = connect_pg(&ctx.pg_url)
+        .await
+        .map_err(StreamError::PgConnect)?;
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
+        .with_holder(ctx.holder.clone());
+    let stored = sink.load_checkpoint(&client, collection).await?;
     let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
     let start = match stored.as_ref().and_then(|c| c.position.clone()) {
         Some(p) => StartAt::Token(p.token),
-        None => StartAt::Now,
+        None => ctx.started_at.clone(),
     };
     let stream_cfg = &ctx.mapping.config.stream;
     let options = StreamOptions {
@@ -358,10 +400,18 @@ async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
         ctx.health.touch_watchdog();
         let pg_result = probe_pg(&ctx, &mut pg).await;
         ctx.health.set_postgres(pg_result);
-        let mongo_result = tokio::time::timeout(PROBE_INTERVAL, ctx.mongo.database("admin").run_command(bson::doc! {"ping": 1}))
-            .await
-            .map_err(|_| "mongodb ping timed out".to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| crate::config::redact_uri(&e.to_string())));
+        let mongo_result = tokio::time::timeout(
+            PROBE_INTERVAL,
+            ctx.mongo
+                .database("admin")
+                .run_command(bson::doc! {"ping": 1}),
+        )
+        .await
+        .map_err(|_| "mongodb ping timed out".to_string())
+        .and_then(|r| {
+            r.map(|_| ())
+                .map_err(|e| crate::config::redact_uri(&e.to_string()))
+        });
         ctx.health.set_mongo(mongo_result);
         if sleep_or_shutdown(PROBE_INTERVAL, &mut shutdown).await {
             return;
@@ -369,7 +419,10 @@ async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn probe_pg(ctx: &RunContext, pg: &mut Option<(tokio_postgres::Client, AbortOnDrop)>) -> Result<(), String> {
+async fn probe_pg(
+    ctx: &RunContext,
+    pg: &mut Option<(tokio_postgres::Client, AbortOnDrop)>,
+) -> Result<(), String> {
     if pg.as_ref().is_none_or(|(c, _)| c.is_closed()) {
         let connected = tokio::time::timeout(PROBE_INTERVAL, connect_pg(&ctx.pg_url)).await;
         *pg = match connected {
@@ -408,9 +461,12 @@ async fn gaps_gauge_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<boo
         if let Some((client, _)) = pg.as_ref() {
             match client.query(sql.as_str(), &[]).await {
                 Ok(rows) => {
-                    let counts: Vec<(String, String, i64)> =
-                        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-                    ctx.metrics.set_open_gaps(counts.iter().map(|(c, k, n)| (c.as_str(), k.as_str(), *n)));
+                    let counts: Vec<(String, String, i64)> = rows
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2)))
+                        .collect();
+                    ctx.metrics
+                        .set_open_gaps(counts.iter().map(|(c, k, n)| (c.as_str(), k.as_str(), *n)));
                 }
                 Err(e) => {
                     debug_log_gaps_error(&e);

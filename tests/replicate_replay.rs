@@ -47,30 +47,52 @@ async fn replayed_old_events_never_overwrite_a_newer_row() {
     let users = source.coll(&mdb, "users");
 
     let id = ObjectId::new();
-    users.insert_one(doc! {"_id": id, "points": 1}).await.expect("insert");
+    users
+        .insert_one(doc! {"_id": id, "points": 1})
+        .await
+        .expect("insert");
     wait_until("first version applied", WAIT, || async {
         count(&pg, "SELECT count(*) FROM users WHERE points = 1").await == 1
     })
     .await;
-    let early = checkpoint(&pg, "users").await.expect("checkpoint after the insert");
-    users.update_one(doc! {"_id": id}, doc! {"$set": {"points": 2}}).await.expect("update");
+    let early = checkpoint(&pg, "users")
+        .await
+        .expect("checkpoint after the insert");
+    users
+        .update_one(doc! {"_id": id}, doc! {"$set": {"points": 2}})
+        .await
+        .expect("update");
     wait_until("second version applied", WAIT, || async {
         count(&pg, "SELECT count(*) FROM users WHERE points = 2").await == 1
     })
     .await;
-    let late = checkpoint(&pg, "users").await.expect("checkpoint after the update");
+    let late = checkpoint(&pg, "users")
+        .await
+        .expect("checkpoint after the update");
     assert!(late.1 > early.1, "checkpoint moved forward");
 
     // Rewind to before the update: the stream replays it with the looked-up (current) document and
     // its old cluster time; the row must stay at the newest version throughout.
     reset_to(&pg, "users", &early).await;
-    wait_until("the stream replayed past the update again", WAIT, || async {
-        checkpoint(&pg, "users").await.is_some_and(|c| c.1 >= late.1)
-    })
+    wait_until(
+        "the stream replayed past the update again",
+        WAIT,
+        || async {
+            checkpoint(&pg, "users")
+                .await
+                .is_some_and(|c| c.1 >= late.1)
+        },
+    )
     .await;
-    assert_eq!(count(&pg, "SELECT count(*) FROM users WHERE points = 2").await, 1);
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM users WHERE points = 2").await,
+        1
+    );
     let version: i64 = pg
-        .query_one("SELECT source_version FROM users WHERE legacy_object_id = $1", &[&id.to_hex()])
+        .query_one(
+            "SELECT source_version FROM users WHERE legacy_object_id = $1",
+            &[&id.to_hex()],
+        )
         .await
         .expect("row")
         .get(0);
@@ -125,10 +147,16 @@ async fn run_steps(steps: Vec<Step>) {
                     .expect("upsert");
             }
             Step::Update(k, v) => {
-                users.update_one(doc! {"_id": keys[k]}, doc! {"$set": {"points": v}}).await.expect("update");
+                users
+                    .update_one(doc! {"_id": keys[k]}, doc! {"$set": {"points": v}})
+                    .await
+                    .expect("update");
             }
             Step::Delete(k) => {
-                users.delete_one(doc! {"_id": keys[k]}).await.expect("delete");
+                users
+                    .delete_one(doc! {"_id": keys[k]})
+                    .await
+                    .expect("delete");
             }
             Step::Replay(n) => {
                 if !seen.is_empty() {

@@ -28,15 +28,20 @@ async fn workload(source: &Source, mdb: &str, round: usize) {
             .await
             .expect("update user");
         if i % 3 == 0 {
-            users.delete_one(doc! {"_id": *id}).await.expect("delete user");
+            users
+                .delete_one(doc! {"_id": *id})
+                .await
+                .expect("delete user");
         }
     }
     let ledger = source.coll(mdb, "fundsledgerentries");
     for (i, id) in ids.iter().enumerate().skip(10).take(5) {
         ledger
-            .insert_one(doc! {"_id": ObjectId::new(), "userId": *id, "type": "credit",
+            .insert_one(
+                doc! {"_id": ObjectId::new(), "userId": *id, "type": "credit",
                 "amount": Decimal128::from_str(&format!("{round}.{i:02}")).expect("decimal"),
-                "idempotencyKey": format!("k-{round}-{i}")})
+                "idempotencyKey": format!("k-{round}-{i}")},
+            )
             .await
             .expect("insert ledger entry");
     }
@@ -49,7 +54,12 @@ async fn ledger_matches(source: &Source, mdb: &str, pg: &tokio_postgres::Client)
         .await
         .expect("count ledger") as i64;
     count(pg, "SELECT count(*) FROM funds_ledger_entries").await == mongo
-        && count(pg, "SELECT count(DISTINCT idempotency_key) FROM funds_ledger_entries").await == mongo
+        && count(
+            pg,
+            "SELECT count(DISTINCT idempotency_key) FROM funds_ledger_entries",
+        )
+        .await
+            == mongo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +77,10 @@ async fn graceful_restarts_and_aborted_tasks_lose_nothing_and_apply_nothing_twic
     for round in 0..6 {
         workload(&source, &mdb, round).await;
         // Wait for some progress, then stop in a different way each round.
-        wait_until("some progress", WAIT, || async { count(&pg, "SELECT count(*) FROM users").await > 0 }).await;
+        wait_until("some progress", WAIT, || async {
+            count(&pg, "SELECT count(*) FROM users").await > 0
+        })
+        .await;
         if round % 2 == 0 {
             replicator.abort().await;
         } else {
@@ -76,10 +89,21 @@ async fn graceful_restarts_and_aborted_tasks_lose_nothing_and_apply_nothing_twic
         replicator = start_replicator(&source, &db, &config).await;
     }
     wait_users_equal(&source, &mdb, &pg, WAIT).await;
-    wait_until("ledger equal, each entry once", WAIT, || ledger_matches(&source, &mdb, &pg)).await;
-    assert_eq!(count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps").await, 0, "no gaps on clean data");
+    wait_until("ledger equal, each entry once", WAIT, || {
+        ledger_matches(&source, &mdb, &pg)
+    })
+    .await;
     assert_eq!(
-        count(&pg, "SELECT count(*) FROM public.id_map WHERE collection = 'users'").await,
+        count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps").await,
+        0,
+        "no gaps on clean data"
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM public.id_map WHERE collection = 'users'"
+        )
+        .await,
         6 * 20,
         "one uuid per user ever written, deleted ones included"
     );
@@ -124,7 +148,10 @@ async fn a_child_process_killed_with_sigkill_resumes_without_loss_or_duplicates(
         child = spawn();
     }
     wait_users_equal(&source, &mdb, &pg, WAIT).await;
-    wait_until("ledger equal, each entry once", WAIT, || ledger_matches(&source, &mdb, &pg)).await;
+    wait_until("ledger equal, each entry once", WAIT, || {
+        ledger_matches(&source, &mdb, &pg)
+    })
+    .await;
     child.kill().expect("stop the child");
     let _ = child.wait();
     source.stop().await;

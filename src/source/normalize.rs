@@ -25,11 +25,17 @@ pub fn token_cluster_time(token: &Document) -> Option<ClusterTime> {
 
 /// Normalize one raw event. `default_collection` is used when the event has no `ns.coll`
 /// (collection-scoped streams always carry it; this is a fallback).
-pub fn normalize_event(raw: Document, default_collection: &str) -> Result<ChangeEvent, MalformedEvent> {
+pub fn normalize_event(
+    raw: Document,
+    default_collection: &str,
+) -> Result<ChangeEvent, MalformedEvent> {
     let token = match raw.get("_id") {
         Some(Bson::Document(d)) => d.clone(),
         Some(other) => {
-            return Err(MalformedEvent(format!("resume token _id is {:?}, not a document", other.element_type())))
+            return Err(MalformedEvent(format!(
+                "resume token _id is {:?}, not a document",
+                other.element_type()
+            )))
         }
         None => return Err(MalformedEvent("event has no _id (resume token)".into())),
     };
@@ -39,8 +45,9 @@ pub fn normalize_event(raw: Document, default_collection: &str) -> Result<Change
     };
     let cluster_time = match raw.get("clusterTime") {
         Some(Bson::Timestamp(ts)) => ClusterTime::from(*ts),
-        _ => token_cluster_time(&token)
-            .ok_or_else(|| MalformedEvent("event has no clusterTime and its token carries none".into()))?,
+        _ => token_cluster_time(&token).ok_or_else(|| {
+            MalformedEvent("event has no clusterTime and its token carries none".into())
+        })?,
     };
     let collection = raw
         .get_document("ns")
@@ -48,13 +55,20 @@ pub fn normalize_event(raw: Document, default_collection: &str) -> Result<Change
         .and_then(|ns| ns.get_str("coll").ok())
         .unwrap_or(default_collection)
         .to_string();
-    let document_key = raw.get_document("documentKey").ok().and_then(|k| k.get("_id")).cloned();
+    let document_key = raw
+        .get_document("documentKey")
+        .ok()
+        .and_then(|k| k.get("_id"))
+        .cloned();
     let needs_key = matches!(
         operation,
         Operation::Insert | Operation::Update | Operation::Replace | Operation::Delete
     );
     if needs_key && document_key.is_none() {
-        return Err(MalformedEvent(format!("{} event has no documentKey._id", operation.as_str())));
+        return Err(MalformedEvent(format!(
+            "{} event has no documentKey._id",
+            operation.as_str()
+        )));
     }
     let full_document = match raw.get("fullDocument") {
         Some(Bson::Document(d)) => Some(d.clone()),
@@ -71,7 +85,10 @@ pub fn normalize_event(raw: Document, default_collection: &str) -> Result<Change
                 Bson::Int32(v) => i64::from(*v),
                 _ => return Err(MalformedEvent("txnNumber is not an integer".into())),
             };
-            Some(TxnId { lsid: lsid.clone(), txn_number })
+            Some(TxnId {
+                lsid: lsid.clone(),
+                txn_number,
+            })
         }
         _ => None,
     };
@@ -96,7 +113,10 @@ mod tests {
     #[test]
     fn token_cluster_time_decodes_keystring_prefix() {
         let token = doc! {"_data": "8265A1B2C3000000070000000000000001"};
-        assert_eq!(token_cluster_time(&token), Some(ClusterTime::new(0x65A1B2C3, 7)));
+        assert_eq!(
+            token_cluster_time(&token),
+            Some(ClusterTime::new(0x65A1B2C3, 7))
+        );
         assert_eq!(token_cluster_time(&doc! {"_data": "01"}), None);
         assert_eq!(token_cluster_time(&doc! {"other": 1}), None);
     }
@@ -117,7 +137,12 @@ mod tests {
         assert_eq!(ev.collection, "users");
         assert_eq!(ev.document_key, Some(Bson::ObjectId(id)));
         assert_eq!(ev.cluster_time, ClusterTime::new(100, 2));
-        assert_eq!(ev.full_document.as_ref().and_then(|d| d.get_str("email").ok()), Some("a@b.c"));
+        assert_eq!(
+            ev.full_document
+                .as_ref()
+                .and_then(|d| d.get_str("email").ok()),
+            Some("a@b.c")
+        );
         assert_eq!(ev.raw, raw);
         assert!(ev.txn.is_none());
     }

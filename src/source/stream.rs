@@ -74,7 +74,11 @@ pub enum SourceItem {
     Event(Box<ChangeEvent>),
     /// A raw event that could not be normalized; it still has a position so the checkpoint can
     /// move past it once its gap is recorded.
-    Malformed { raw: Document, reason: MalformedEvent, position: Option<Position> },
+    Malformed {
+        raw: Document,
+        reason: MalformedEvent,
+        position: Option<Position>,
+    },
     /// No event arrived; the server's post-batch resume token says how far the stream has read.
     Heartbeat(Position),
 }
@@ -128,7 +132,10 @@ impl ChangeSource {
             StartAt::Now => watch,
         };
         let stream = watch.await?.with_type::<Document>();
-        Ok(ChangeSource { stream, collection: collection.to_string() })
+        Ok(ChangeSource {
+            stream,
+            collection: collection.to_string(),
+        })
     }
 
     /// Read the next item: an event if the server has one, otherwise (after at most one await
@@ -139,7 +146,11 @@ impl ChangeSource {
                 Ok(ev) => SourceItem::Event(Box::new(ev)),
                 Err(reason) => {
                     let position = self.current_position();
-                    SourceItem::Malformed { raw, reason, position }
+                    SourceItem::Malformed {
+                        raw,
+                        reason,
+                        position,
+                    }
                 }
             }),
             None => match self.current_position() {
@@ -155,7 +166,10 @@ impl ChangeSource {
     pub fn current_position(&self) -> Option<Position> {
         let token = resume_to_document(&self.stream.resume_token()?)?;
         let cluster_time = token_cluster_time(&token)?;
-        Some(Position { token, cluster_time })
+        Some(Position {
+            token,
+            cluster_time,
+        })
     }
 
     /// False once the server closed the stream (after an invalidate event).

@@ -60,14 +60,22 @@ impl TestDb {
 
     /// Apply the reference marketplace schema.
     pub async fn apply_reference_schema(&self) {
-        let sql = std::fs::read_to_string(repo_path("deploy/marketplace/schema.sql")).expect("read schema.sql");
-        self.client().await.batch_execute(&sql).await.expect("apply schema.sql");
+        let sql = std::fs::read_to_string(repo_path("deploy/marketplace/schema.sql"))
+            .expect("read schema.sql");
+        self.client()
+            .await
+            .batch_execute(&sql)
+            .await
+            .expect("apply schema.sql");
     }
 
     pub async fn drop_db(self) {
         let admin = pg_connect(PG_ADMIN_URL).await;
         let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await;
     }
 }
@@ -87,20 +95,27 @@ pub struct Source {
 impl Source {
     /// mongosim in-process, or the replica set named by `MONGO_URL`.
     pub async fn start() -> Source {
+        init_tracing();
         let (uri, sim) = match std::env::var("MONGO_URL") {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
-                let sim = mongosim::start(mongosim::SimConfig::default()).await.expect("start mongosim");
+                let sim = mongosim::start(mongosim::SimConfig::default())
+                    .await
+                    .expect("start mongosim");
                 (sim.uri(), Some(sim))
             }
         };
-        let client = mongodb::Client::with_uri_str(&uri).await.expect("mongodb client");
+        let client = mongodb::Client::with_uri_str(&uri)
+            .await
+            .expect("mongodb client");
         Source { uri, sim, client }
     }
 
     /// The simulator, for tests that need its fault controls.
     pub fn sim(&self) -> &mongosim::SimHandle {
-        self.sim.as_ref().expect("this test needs mongosim's controls (unset MONGO_URL)")
+        self.sim
+            .as_ref()
+            .expect("this test needs mongosim's controls (unset MONGO_URL)")
     }
 
     pub fn coll(&self, db: &str, name: &str) -> mongodb::Collection<bson::Document> {
@@ -167,7 +182,11 @@ where
 
 /// Count rows matching a SQL query that returns one bigint.
 pub async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.map(|r| r.get::<_, i64>(0)).unwrap_or(-1)
+    client
+        .query_one(sql, &[])
+        .await
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(-1)
 }
 
 /// Users as (legacy id, points, email) from MongoDB, sorted.
@@ -184,7 +203,10 @@ pub async fn mongo_users(source: &Source, db: &str) -> Vec<(String, i64, Option<
     let mut out: Vec<(String, i64, Option<String>)> = docs
         .iter()
         .map(|d| {
-            let id = d.get_object_id("_id").map(|o| o.to_hex()).unwrap_or_default();
+            let id = d
+                .get_object_id("_id")
+                .map(|o| o.to_hex())
+                .unwrap_or_default();
             let points = match d.get("points") {
                 Some(bson::Bson::Int32(v)) => i64::from(*v),
                 Some(bson::Bson::Int64(v)) => *v,
@@ -200,16 +222,27 @@ pub async fn mongo_users(source: &Source, db: &str) -> Vec<(String, i64, Option<
 /// Users as (legacy id, points, email) from Postgres, sorted.
 pub async fn pg_users(pg: &tokio_postgres::Client) -> Vec<(String, i64, Option<String>)> {
     let rows = pg
-        .query("SELECT legacy_object_id, points::bigint, email FROM users ORDER BY legacy_object_id", &[])
+        .query(
+            "SELECT legacy_object_id, points::bigint, email FROM users ORDER BY legacy_object_id",
+            &[],
+        )
         .await
         .unwrap_or_default();
-    let mut out: Vec<(String, i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let mut out: Vec<(String, i64, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     out.sort();
     out
 }
 
 /// Wait until Postgres holds exactly MongoDB's users, then return them.
-pub async fn wait_users_equal(source: &Source, mdb: &str, pg: &tokio_postgres::Client, timeout: Duration) {
+pub async fn wait_users_equal(
+    source: &Source,
+    mdb: &str,
+    pg: &tokio_postgres::Client,
+    timeout: Duration,
+) {
     let deadline = Instant::now() + timeout;
     loop {
         let m = mongo_users(source, mdb).await;
@@ -234,12 +267,26 @@ pub async fn wait_users_equal(source: &Source, mdb: &str, pg: &tokio_postgres::C
 /// temporary file for a child `mongo2pg` process.
 pub fn reference_mapping_file(mongo_db: &str) -> tempfile::NamedTempFile {
     use std::io::Write;
-    let text = std::fs::read_to_string(repo_path("deploy/marketplace/mapping.toml")).expect("read mapping");
+    let text = std::fs::read_to_string(repo_path("deploy/marketplace/mapping.toml"))
+        .expect("read mapping");
     let text = text
-        .replace("database = \"marketplace\"", &format!("database = \"{mongo_db}\""))
+        .replace(
+            "database = \"marketplace\"",
+            &format!("database = \"{mongo_db}\""),
+        )
         .replace("mode = \"initial\"", "mode = \"never\"")
         .replace("batch_max_wait_ms = 200", "batch_max_wait_ms = 50");
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(text.as_bytes()).expect("write mapping");
     f
+}
+
+/// Route the replicator's logs to the test output (shown for failing tests); RUST_LOG filters.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mongo2pg=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
