@@ -158,3 +158,43 @@ async fn verify_detects_a_wrong_money_sum_down_to_the_last_digit() {
     assert!(usdt.matches);
     assert_eq!(orders.differing[0].columns[0].column, "amount");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_the_mapping_rejects_are_counted_and_left_out_of_sums_and_counts() {
+    let env = copied_env("verify_gap").await;
+    let nan: bson::Decimal128 = "NaN".parse().expect("NaN");
+    env.coll("orders")
+        .update_one(
+            bson::doc! {"_id": oid(1_000_005)},
+            bson::doc! {"$set": {"amount": nan}},
+        )
+        .await
+        .expect("corrupt the amount");
+    env.catch_up("orders", env.mongo_now().await).await;
+    assert_eq!(
+        env.count("select count(*) from public.pg_dualwrite_gaps where kind = 'invalid_number'")
+            .await,
+        1
+    );
+    let report = env.verify(&["orders"], &[("orders", "currency")]).await;
+    let orders = &report.collections[0];
+    assert!(report.clean, "{report:#?}");
+    assert_eq!((orders.unmappable_documents, orders.postgres_rows), (1, 12));
+    let usdt = orders
+        .money_sums
+        .iter()
+        .find(|m| m.group.as_deref() == Some("USDT"))
+        .expect("USDT");
+    // 0.10 + 1.10 + 2.10 + 3.10 + 4.10: order 5 is a gap, its stale row is not summed.
+    assert_eq!(
+        (usdt.mongo.as_deref(), usdt.postgres.as_deref()),
+        (Some("10.5"), Some("10.5"))
+    );
+    assert_eq!(
+        (
+            orders.child_counts[0].mongo,
+            orders.child_counts[0].postgres
+        ),
+        (22, 22)
+    );
+}

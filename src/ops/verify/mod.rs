@@ -305,6 +305,7 @@ async fn postgres_money_sums(
     money: &str,
     group: Option<(&str, &ColumnKind)>,
     id_map: &str,
+    excluded: &Vec<String>,
 ) -> Result<BTreeMap<Option<String>, String>, VerifyError> {
     let table = quote_qualified(&rules.table)?;
     let mut params = Vec::new();
@@ -313,13 +314,17 @@ async fn postgres_money_sums(
         None => "null::text".to_string(),
     };
     let sql = format!(
-        "select {group_expr}, sum(t.{m})::text from {table} t where t.{m} is not null group by 1",
-        m = quote(money)
+        "select {group_expr}, sum(t.{m})::text from {table} t
+         where t.{m} is not null and not (t.{legacy} = any(${n})) group by 1",
+        m = quote(money),
+        legacy = quote(&rules.legacy_column),
+        n = params.len() + 1
     );
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+    let mut refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
         .iter()
         .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
+    refs.push(excluded);
     let rows = pg
         .query(&sql, &refs)
         .await
@@ -346,16 +351,18 @@ async fn postgres_child_count(
     rules: &CollectionRules,
     child_table: &str,
     parent_column: &str,
+    excluded: &Vec<String>,
 ) -> Result<u64, VerifyError> {
     let sql = format!(
-        "select count(*) from {} c join {} p on c.{} = p.{}",
+        "select count(*) from {} c join {} p on c.{} = p.{} where not (p.{} = any($1))",
         quote_qualified(child_table)?,
         quote_qualified(&rules.table)?,
         quote(parent_column),
-        quote(&rules.id_column)
+        quote(&rules.id_column),
+        quote(&rules.legacy_column)
     );
     let row = pg
-        .query_one(&sql, &[])
+        .query_one(&sql, &[excluded])
         .await
         .map_err(|source| VerifyError::Postgres {
             table: child_table.to_string(),
@@ -424,7 +431,9 @@ pub async fn verify_collection(
             }
         }
     }
-    // Rows Postgres should hold: everything except soft-deleted rows and rejected documents.
+    // Rows Postgres should hold: everything except soft-deleted rows and rejected documents. The
+    // others (those and extra rows, reported above) are left out of every sum and count.
+    let mut excluded: Vec<String> = Vec::new();
     let compared_pg: BTreeMap<String, CanonRow> = pg_rows
         .into_iter()
         .filter(|(id, row)| {
@@ -435,6 +444,9 @@ pub async fn verify_collection(
                 if report.extra.len() < listed {
                     report.extra.push(id.clone());
                 }
+            }
+            if !expected {
+                excluded.push(id.clone());
             }
             expected
         })
@@ -472,7 +484,8 @@ pub async fn verify_collection(
         };
         let mongo_sums =
             money_sums(&mongo_side.rows, &money, group_kind.map(|(g, _)| g)).map_err(sum_err)?;
-        let pg_sums = postgres_money_sums(pg, rules, &money, group_kind, &id_map).await?;
+        let pg_sums =
+            postgres_money_sums(pg, rules, &money, group_kind, &id_map, &excluded).await?;
         let groups: std::collections::BTreeSet<Option<String>> =
             mongo_sums.keys().chain(pg_sums.keys()).cloned().collect();
         for g in groups {
@@ -490,7 +503,8 @@ pub async fn verify_collection(
 
     for child in &rules.children {
         let mongo_count = mongo_side.children.get(&child.table).copied().unwrap_or(0);
-        let pg_count = postgres_child_count(pg, rules, &child.table, &child.parent_column).await?;
+        let pg_count =
+            postgres_child_count(pg, rules, &child.table, &child.parent_column, &excluded).await?;
         report.child_counts.push(ChildCountReport {
             table: child.table.clone(),
             mongo: mongo_count,
