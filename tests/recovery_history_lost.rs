@@ -12,7 +12,7 @@ use mongo2pg::ops::snapshot::{
     handle_history_lost, HistoryLostOutcome, SnapshotContext, SnapshotOptions,
 };
 use mongo2pg::source::{ChangeSource, StartAt, StreamOptions};
-use recovery_support::{oid, user_doc, Env, DATABASE};
+use recovery_support::{oid, user_doc, Env};
 
 fn options() -> SnapshotOptions {
     SnapshotOptions {
@@ -47,7 +47,7 @@ async fn lose_history(env: &Env) -> ClusterTime {
         .update_one(doc! {"_id": oid(5)}, doc! {"$set": {"name": "renamed"}})
         .await
         .expect("update while down");
-    env.sim.truncate_history();
+    env.sim().truncate_history();
 
     let stored = env
         .checkpoint("users")
@@ -64,7 +64,7 @@ async fn lose_history(env: &Env) -> ClusterTime {
     };
     let opened = ChangeSource::open(
         &env.mongo,
-        DATABASE,
+        &env.database,
         "users",
         &StartAt::Token(token),
         &StreamOptions::default(),
@@ -86,7 +86,7 @@ async fn handle(env: &Env, mode: SnapshotMode) -> HistoryLostOutcome {
     let mut sink = env.sink();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
-        database: DATABASE,
+        database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,

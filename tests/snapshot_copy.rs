@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bson::doc;
 use mongo2pg::ops::snapshot::{SnapshotContext, SnapshotOptions, SnapshotProgress};
-use recovery_support::{oid, order_doc, user_doc, wait_until, Env, DATABASE};
+use recovery_support::{oid, order_doc, user_doc, wait_until, Env};
 
 fn options(page_size: u32) -> SnapshotOptions {
     SnapshotOptions {
@@ -108,13 +108,14 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
     let task = {
         let mongo = env.mongo.clone();
         let names = env.names.clone();
+        let database = env.database.clone();
         let rules = env.rules("users").clone();
         let mut pg = env.connect().await;
         let mut sink = env.sink();
         tokio::spawn(async move {
             let ctx = SnapshotContext {
                 mongo: &mongo,
-                database: DATABASE,
+                database: &database,
                 pg: &mut pg,
                 sink: &mut sink,
                 names: &names,
@@ -265,7 +266,7 @@ async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside
     let mut sink = env.sink();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
-        database: DATABASE,
+        database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,

@@ -6,7 +6,7 @@ mod recovery_support;
 use mongo2pg::config::SnapshotMode;
 use mongo2pg::ops::snapshot::{prepare_stream, SnapshotContext, SnapshotOptions};
 use proptest::prelude::*;
-use recovery_support::{user_doc, Env, DATABASE};
+use recovery_support::{user_doc, Env};
 
 async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64) {
     let env = Env::start("snap_prop").await;
@@ -34,7 +34,7 @@ async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64) {
     let mut sink = env.sink();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
-        database: DATABASE,
+        database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,

@@ -13,7 +13,7 @@ use mongo2pg::ops::snapshot::{prepare_stream, SnapshotArgs, SnapshotContext, Sna
 use mongo2pg::ops::tokens::{self, ResetArgs, ResetOutcome};
 use mongo2pg::sink::SinkError;
 use mongo2pg::source::StartAt;
-use recovery_support::{oid, user_doc, Env, DATABASE};
+use recovery_support::{oid, user_doc, Env};
 
 async fn copied_users(test: &str, n: u32) -> Env {
     let env = Env::start(test).await;
@@ -36,7 +36,7 @@ async fn reset(env: &mut Env, args: ResetArgs) -> ResetOutcome {
     let request = args
         .into_request(Some("tester".into()))
         .expect("valid reset");
-    tokens::reset(&mut env.pg, &env.mongo, DATABASE, &env.names, &request)
+    tokens::reset(&mut env.pg, &env.mongo, &env.database, &env.names, &request)
         .await
         .expect("reset")
 }
@@ -142,7 +142,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     let mut sink = env.sink();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
-        database: DATABASE,
+        database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
@@ -299,7 +299,7 @@ async fn reset_to_an_earlier_time_replays_and_converges() {
         let mut sink = env.sink();
         let ctx = SnapshotContext {
             mongo: &env.mongo,
-            database: DATABASE,
+            database: &env.database,
             pg: &mut pg,
             sink: &mut sink,
             names: &env.names,
@@ -427,7 +427,7 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
     let mut sink = env.sink();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
-        database: DATABASE,
+        database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,

@@ -1,6 +1,7 @@
 //! Shared fixture of the recovery tests (snapshot, gaps, tokens, verify): a fresh Postgres
 //! database per test with a small shop schema (users, orders with money and a child table) and the
-//! control tables, the compiled mapping for it, and an in-process mongosim reached over TCP.
+//! control tables, the compiled mapping for it, and a MongoDB source reached over TCP: mongosim
+//! in-process, or the replica set named by `MONGO_URL` (each test then uses its own database).
 
 #![allow(dead_code)]
 
@@ -15,8 +16,6 @@ use mongo2pg::sink::catalogue::Catalogue;
 use mongo2pg::sink::{BatchItem, ControlNames, Sink};
 use mongo2pg::source::{ChangeSource, SourceItem, StartAt, StreamOptions};
 use tokio_postgres::{Client, NoTls};
-
-pub const DATABASE: &str = "shop";
 
 pub const SCHEMA: &str = r#"
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
@@ -51,7 +50,7 @@ id_map = "public.id_map"
 gaps = "public.pg_dualwrite_gaps"
 
 [source]
-database = "shop"
+database = "@DATABASE@"
 
 [snapshot]
 mode = "initial"
@@ -149,7 +148,10 @@ impl Drop for TestDb {
 pub struct Env {
     pub db: TestDb,
     pub pg: Client,
-    pub sim: mongosim::SimHandle,
+    /// None when the tests run against `MONGO_URL`.
+    pub sim: Option<mongosim::SimHandle>,
+    /// The MongoDB database of this test.
+    pub database: String,
     pub mongo: mongodb::Client,
     pub mapping: CompiledMapping,
     pub catalogue: Catalogue,
@@ -161,8 +163,12 @@ impl Env {
         let db = TestDb::create(test).await;
         let mut pg = connect_to(&db.url()).await;
         pg.batch_execute(SCHEMA).await.expect("apply test schema");
-        let config = Config::from_toml_str(MAPPING, std::path::Path::new("recovery_test.toml"))
-            .expect("parse mapping");
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("shop_{}", &suffix[..10]);
+        let mapping_text = MAPPING.replace("@DATABASE@", &database);
+        let config =
+            Config::from_toml_str(&mapping_text, std::path::Path::new("recovery_test.toml"))
+                .expect("parse mapping");
         let names = mongo2pg::ops::control_names(&config.target);
         mongo2pg::sink::migrate(&mut pg, &names)
             .await
@@ -171,16 +177,23 @@ impl Env {
             .await
             .expect("catalogue");
         let mapping = config.compile(&catalogue).expect("compile mapping");
-        let sim = mongosim::start(mongosim::SimConfig::default())
-            .await
-            .expect("start mongosim");
-        let mongo = mongodb::Client::with_uri_str(sim.uri())
+        let (uri, sim) = match std::env::var("MONGO_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let sim = mongosim::start(mongosim::SimConfig::default())
+                    .await
+                    .expect("start mongosim");
+                (sim.uri(), Some(sim))
+            }
+        };
+        let mongo = mongodb::Client::with_uri_str(&uri)
             .await
             .expect("mongo client");
         Env {
             db,
             pg,
             sim,
+            database,
             mongo,
             mapping,
             catalogue,
@@ -188,12 +201,19 @@ impl Env {
         }
     }
 
+    /// The simulator, for tests that need its fault controls.
+    pub fn sim(&self) -> &mongosim::SimHandle {
+        self.sim
+            .as_ref()
+            .expect("this test needs mongosim's controls (unset MONGO_URL)")
+    }
+
     pub fn rules(&self, collection: &str) -> &CollectionRules {
         self.mapping.rules(collection).expect("mapped collection")
     }
 
     pub fn coll(&self, name: &str) -> mongodb::Collection<bson::Document> {
-        self.mongo.database(DATABASE).collection(name)
+        self.mongo.database(&self.database).collection(name)
     }
 
     /// A second Postgres connection to the test database.
@@ -219,7 +239,7 @@ impl Env {
         let mut sink = self.sink();
         let ctx = SnapshotContext {
             mongo: &self.mongo,
-            database: DATABASE,
+            database: &self.database,
             pg: &mut pg,
             sink: &mut sink,
             names: &self.names,
@@ -238,9 +258,14 @@ impl Env {
                 .collect(),
             ..VerifyOptions::default()
         };
-        mongo2pg::ops::verify::verify(&self.mongo.database(DATABASE), &self.pg, &rules, &options)
-            .await
-            .expect("verify")
+        mongo2pg::ops::verify::verify(
+            &self.mongo.database(&self.database),
+            &self.pg,
+            &rules,
+            &options,
+        )
+        .await
+        .expect("verify")
     }
 
     /// Runs one background gap-retry round with no backoff.
@@ -318,9 +343,10 @@ impl Env {
             max_await: Duration::from_millis(200),
             ..StreamOptions::default()
         };
-        let mut source = ChangeSource::open(&self.mongo, DATABASE, collection, &start, &options)
-            .await
-            .expect("open stream");
+        let mut source =
+            ChangeSource::open(&self.mongo, &self.database, collection, &start, &options)
+                .await
+                .expect("open stream");
         let mut pg = self.connect().await;
         let mut sink = self.sink();
         let rules = self.rules(collection).clone();
