@@ -17,7 +17,7 @@ pub mod compare;
 
 pub use args::{render_text, VerifyArgs, VerifyArgsError};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bson::Document;
 use futures::TryStreamExt;
@@ -169,7 +169,7 @@ fn quote(ident: &str) -> String {
 /// What the mapping makes of the MongoDB collection.
 struct MongoSide {
     documents: u64,
-    unmappable: BTreeMap<String, ()>,
+    unmappable: BTreeSet<String>,
     rows: BTreeMap<String, CanonRow>,
     children: BTreeMap<String, u64>,
 }
@@ -191,7 +191,7 @@ async fn read_mongo(
         .map_err(err)?;
     let mut side = MongoSide {
         documents: 0,
-        unmappable: BTreeMap::new(),
+        unmappable: BTreeSet::new(),
         rows: BTreeMap::new(),
         children: rules
             .children
@@ -219,7 +219,7 @@ async fn read_mongo(
             _ => None,
         };
         let Some((key, values, children)) = upsert else {
-            side.unmappable.insert(legacy.unwrap_or_default(), ());
+            side.unmappable.insert(legacy.unwrap_or_default());
             continue;
         };
         let row: CanonRow = columns
@@ -438,8 +438,7 @@ pub async fn verify_collection(
         .into_iter()
         .filter(|(id, row)| {
             let expected = mongo_side.rows.contains_key(id);
-            if !expected && !mongo_side.unmappable.contains_key(id) && !is_soft_deleted(rules, row)
-            {
+            if !expected && !mongo_side.unmappable.contains(id) && !is_soft_deleted(rules, row) {
                 report.extra_count += 1;
                 if report.extra.len() < listed {
                     report.extra.push(id.clone());
@@ -486,7 +485,7 @@ pub async fn verify_collection(
             money_sums(&mongo_side.rows, &money, group_kind.map(|(g, _)| g)).map_err(sum_err)?;
         let pg_sums =
             postgres_money_sums(pg, rules, &money, group_kind, &id_map, &excluded).await?;
-        let groups: std::collections::BTreeSet<Option<String>> =
+        let groups: BTreeSet<Option<String>> =
             mongo_sums.keys().chain(pg_sums.keys()).cloned().collect();
         for g in groups {
             let (m, p) = (mongo_sums.get(&g).cloned(), pg_sums.get(&g).cloned());
