@@ -288,3 +288,51 @@ async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside
         .collect();
     assert_eq!(still_wrong, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_resync_repairs_rows_removes_vanished_ones_and_closes_older_gaps() {
+    let env = Env::start("snap_full_resync").await;
+    env.coll("users")
+        .insert_many((0..8).map(user_doc))
+        .await
+        .expect("seed users");
+    env.snapshot("users", &options(3)).await;
+    env.coll("users")
+        .delete_one(doc! {"_id": oid(2)})
+        .await
+        .expect("delete unseen by the stream");
+    env.pg
+        .execute(
+            "update users set email = 'garbage' where legacy_object_id = $1",
+            &[&oid(6).to_hex()],
+        )
+        .await
+        .expect("garbage");
+    env.pg
+        .execute(
+            "insert into public.pg_dualwrite_gaps (collection, kind, reason, cluster_time) values ('users', 'window_lost', 'test', 1)",
+            &[],
+        )
+        .await
+        .expect("an older gap");
+    let before = env.checkpoint("users").await;
+
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let ctx = SnapshotContext {
+        mongo: &env.mongo,
+        database: &env.database,
+        pg: &mut pg,
+        sink: &mut sink,
+        names: &env.names,
+    };
+    let report = mongo2pg::ops::snapshot::resync(ctx, env.rules("users"), &options(3), &mut |_| {})
+        .await
+        .expect("re-sync");
+    assert_eq!(
+        (report.copied, report.swept, report.gaps_resolved),
+        (7, 1, 1)
+    );
+    assert!(env.verify(&["users"], &[]).await.clean);
+    assert_eq!(env.checkpoint("users").await, before);
+}

@@ -221,11 +221,12 @@ pub async fn initial_snapshot(
 }
 
 /// `mongo2pg snapshot <collection> [--from-id --to-id | --field --since --until]`: re-copies one
-/// collection (or the selected documents) while its stream keeps running, and closes the gaps it
+/// collection (or the selected documents) while its stream keeps running (a full re-copy also
+/// removes rows whose documents are gone), and closes the gaps it
 /// repaired: every open gap of the collection for a full re-copy, otherwise the gaps of the
 /// re-copied documents plus `options.resolve_gaps`. The stream position is not touched.
 pub async fn resync(
-    ctx: SnapshotContext<'_>,
+    mut ctx: SnapshotContext<'_>,
     rules: &CollectionRules,
     options: &SnapshotOptions,
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
@@ -307,6 +308,9 @@ pub async fn resync(
         on_progress(&progress);
     }
     report.complete = true;
+    if options.filter.is_full() {
+        report.swept = sweep_vanished(&mut ctx, rules, epoch, &start).await?;
+    }
     let scope = ResyncScope {
         max_id: max_gap_id,
         keys: if options.filter.is_full() {
