@@ -4,7 +4,7 @@
 //! rejected), records gaps, supersedes older gaps of documents that applied, and finally moves
 //! the checkpoint forward, all or nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient, Transaction};
@@ -18,7 +18,10 @@ use crate::sink::gaps::{self, bson_extjson, GapRecord};
 use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
 use crate::sink::migrate::ControlNames;
 use crate::sink::plan::plan;
-use crate::sink::write::{self, WriteError, WriteStats};
+use crate::sink::write::{self, WriteError};
+
+/// Rejected ranges of at most this many events are retried event by event instead of halved.
+const SPLIT_TO_SINGLES: usize = 4;
 
 /// One event of a batch with what mapping made of it.
 #[derive(Debug, Clone)]
@@ -48,7 +51,8 @@ pub struct BatchOutcome {
     pub ids_allocated: u64,
     /// Statements sent (excluding BEGIN/COMMIT and savepoint bookkeeping).
     pub statements: u64,
-    /// True when the multi-row path was rejected and events were applied one by one.
+    /// True when the multi-row write was rejected and the batch was split to isolate the
+    /// rejected events (each then under its own savepoint).
     pub per_event_fallback: bool,
     /// True when the stored checkpoint moved to `end`.
     pub checkpoint_moved: bool,
@@ -172,46 +176,54 @@ impl Sink {
         out.ids_allocated = resolution.allocated;
         out.statements += resolution.statements;
 
-        let mut stats = WriteStats::default();
         let mut applied: Vec<usize> = Vec::new();
+        // All events as one multi-row write; a rejected range is split in halves (small ranges
+        // into single events) until each rejected event is isolated under its own savepoint.
+        // Ranges are applied left to right, so the stream order is kept.
+        let mut pending: VecDeque<&[usize]> = VecDeque::new();
         if !work.is_empty() {
-            let all = plan(work.iter().flat_map(|&i| ops_of(i)));
-            match try_write(&mut tx, "m2p_batch", &self.catalogue, &resolution.ids, &all).await? {
-                Ok(s) => {
-                    stats.merge(s);
-                    applied.extend(&work);
+            pending.push_back(&work);
+        }
+        while let Some(range) = pending.pop_front() {
+            let planned = plan(range.iter().flat_map(|&i| ops_of(i)));
+            let attempt = try_write(
+                &mut tx,
+                &self.catalogue,
+                &resolution.ids,
+                &planned,
+                &mut out.statements,
+            )
+            .await?;
+            match attempt {
+                Ok(rows) => {
+                    for (table, n) in rows {
+                        *out.rows_written.entry(table).or_default() += n;
+                    }
+                    applied.extend(range);
+                }
+                Err(rejection) if range.len() == 1 => {
+                    let event = &items[range[0]].event;
+                    let (kind, reason) = rejection.into_gap();
+                    gaps.push(GapRecord::for_event(event, kind, reason));
+                    *out.gapped
+                        .entry(event.operation.as_str().to_string())
+                        .or_default() += 1;
                 }
                 Err(_) => {
                     out.per_event_fallback = true;
-                    for &i in &work {
-                        let one = plan(ops_of(i));
-                        let event = &items[i].event;
-                        match try_write(
-                            &mut tx,
-                            "m2p_event",
-                            &self.catalogue,
-                            &resolution.ids,
-                            &one,
-                        )
-                        .await?
-                        {
-                            Ok(s) => {
-                                stats.merge(s);
-                                applied.push(i);
-                            }
-                            Err(rejection) => {
-                                let (kind, reason) = rejection.into_gap();
-                                gaps.push(GapRecord::for_event(event, kind, reason));
-                                let op = event.operation.as_str().to_string();
-                                *out.gapped.entry(op).or_default() += 1;
-                            }
+                    if range.len() <= SPLIT_TO_SINGLES {
+                        for k in (0..range.len()).rev() {
+                            pending.push_front(&range[k..=k]);
                         }
+                    } else {
+                        let (left, right) = range.split_at(range.len() / 2);
+                        pending.push_front(right);
+                        pending.push_front(left);
                     }
                 }
             }
         }
-        out.statements += stats.statements;
-        out.rows_written = stats.rows;
+        applied.sort_unstable();
 
         let mut superseding = Vec::new();
         for &i in &applied {
@@ -309,12 +321,12 @@ pub fn gap_kind_for_sqlstate(code: &str) -> GapKind {
     }
 }
 
-/// Whether a statement error concerns the rows (data, constraints, triggers) rather than the
-/// connection, the schema or the transaction: only those become gaps.
+/// Whether a statement error concerns the rows (data, constraints, triggers, a value too big for
+/// an index) rather than the connection, the schema or the transaction: only those become gaps.
 fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| {
         let c = c.code();
-        c.starts_with("22") || c.starts_with("23") || c == "P0001"
+        c.starts_with("22") || c.starts_with("23") || c == "P0001" || c == "54000"
     })
 }
 
@@ -322,16 +334,16 @@ fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
 /// back because a row was rejected, `Err` for anything that must abort the batch.
 async fn try_write(
     tx: &mut Transaction<'_>,
-    name: &str,
     catalogue: &Catalogue,
     ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
     plans: &[crate::sink::plan::TablePlan<'_>],
-) -> Result<Result<WriteStats, Rejection>, SinkError> {
+    statements: &mut u64,
+) -> Result<Result<BTreeMap<String, u64>, Rejection>, SinkError> {
     let sp = tx
-        .savepoint(name)
+        .savepoint("m2p_write")
         .await
         .map_err(|e| SinkError::pg("creating a savepoint", e))?;
-    let result = write::execute(&sp, catalogue, ids, plans).await;
+    let result = write::execute(&sp, catalogue, ids, plans, statements).await;
     let rejection = match result {
         Ok(stats) => {
             sp.commit()

@@ -8,9 +8,11 @@ use tokio_postgres::error::SqlState;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// A statement failed outside any per-event handling (connection, lock, control tables).
-    #[error("postgres error while {context}: {source}")]
+    #[error("postgres error while {context}: {message}")]
     Postgres {
         context: String,
+        /// The server's message (with SQLSTATE and detail) or the client error text.
+        message: String,
         #[source]
         source: tokio_postgres::Error,
     },
@@ -62,14 +64,39 @@ pub enum SinkError {
 
 impl SinkError {
     pub(crate) fn pg(context: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        let message = match source.as_db_error() {
+            Some(db) => {
+                let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+                if let Some(detail) = db.detail() {
+                    m.push_str(": ");
+                    m.push_str(detail);
+                }
+                m
+            }
+            None => match std::error::Error::source(&source) {
+                Some(cause) => format!("{source}: {cause}"),
+                None => source.to_string(),
+            },
+        };
         SinkError::Postgres {
             context: context.into(),
+            message,
             source,
         }
     }
 
+    /// The SQLSTATE of the underlying Postgres error, if any.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            SinkError::Postgres { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
     /// True when retrying from the checkpoint may succeed: lost connection, Postgres restarting
-    /// or shutting down (class 08, 57P01-57P03), serialization failure or deadlock (40001, 40P01).
+    /// or shutting down (class 08, 57P01-57P03), serialization failure or deadlock (40001, 40P01),
+    /// a cancelled statement (57014) or exhausted resources (class 53: connections, disk,
+    /// memory), and an operator reset of the checkpoint (restart from the new position).
     /// Everything else needs an operator (or a code fix) and is fatal for the stream.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -91,6 +118,8 @@ pub fn pg_error_is_transient(err: &tokio_postgres::Error) -> bool {
         Some(code) => {
             let c = code.code();
             c.starts_with("08")
+                || c.starts_with("53")
+                || *code == SqlState::QUERY_CANCELED
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW

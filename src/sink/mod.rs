@@ -1,6 +1,11 @@
-//! Postgres side: batch apply, id_map, checkpoints, gaps, migrations. The pipeline builds a
-//! [`Sink`] from the loaded catalogue and the control-table names, then calls
-//! [`Sink::apply_batch`] once per batch; operator tools use the checkpoint and gap functions.
+//! Postgres side: batch apply, id_map, checkpoints, gaps, migrations. Nothing else in the crate
+//! writes to Postgres.
+//!
+//! The pipeline loads the catalogue ([`catalogue::load`]), builds a [`Sink`] with the
+//! control-table names ([`ControlNames`]), reads where its stream stands
+//! ([`Sink::load_checkpoint`]) and then calls [`Sink::apply_batch`] once per batch with the
+//! checkpoint epoch it started from. `migrate` creates the control tables. Errors are one
+//! [`SinkError`] whose [`SinkError::is_transient`] tells the supervisor whether to retry.
 
 pub mod batch;
 pub mod catalogue;

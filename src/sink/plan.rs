@@ -1,7 +1,9 @@
-//! Pure planning of a set of row operations into multi-row statements: the last operation per row
-//! wins (Postgres refuses to touch one row twice in one upsert), tables keep the order of their
-//! first appearance, and per table deletes go before soft deletes before upserts. Operations with
-//! the same shape (table, columns, version column, insert-only) share one statement.
+//! Pure planning of a set of row operations into multi-row statements. Postgres refuses to touch
+//! one row twice in one upsert, so several operations on one row either collapse (when the later
+//! one fully determines the row) or run in successive rounds, keeping stream order per row. Per
+//! round, tables keep the order of their first appearance and deletes go before soft deletes
+//! before upserts. Operations with the same shape (table, columns, version column, insert-only)
+//! share one statement.
 
 use std::collections::HashMap;
 
@@ -91,22 +93,96 @@ fn shape(op: &RowOp) -> Shape<'_> {
     }
 }
 
-/// Plans `ops` (in stream order) into per-table statement groups.
+/// Whether applying `prev` then `next` (same row, in this order) leaves exactly what applying
+/// `next` alone leaves, so `prev` can be dropped:
+/// - a delete erases everything before it (it is version-guarded like the rest);
+/// - an upsert overwrites an earlier upsert of the same shape and the same child tables, when
+///   it is not older (versions only grow within a stream) and the table is not append-only.
+fn supersedes(prev: &RowOp, next: &RowOp) -> bool {
+    match (prev, next) {
+        (_, RowOp::Delete { .. }) => true,
+        (
+            RowOp::Upsert {
+                children: prev_children,
+                version: prev_version,
+                insert_only: false,
+                ..
+            },
+            RowOp::Upsert {
+                children: next_children,
+                version: next_version,
+                insert_only: false,
+                ..
+            },
+        ) => {
+            let tables = |c: &[crate::mapping::ChildRows]| -> Vec<(String, String)> {
+                let mut t: Vec<_> = c
+                    .iter()
+                    .map(|r| (r.table.clone(), r.parent_column.clone()))
+                    .collect();
+                t.sort();
+                t.dedup();
+                t
+            };
+            let newer = match (prev_version, next_version) {
+                (Some((pc, pt)), Some((nc, nt))) => pc == nc && nt >= pt,
+                (None, None) => true,
+                _ => false,
+            };
+            newer && shape(prev) == shape(next) && tables(prev_children) == tables(next_children)
+        }
+        _ => false,
+    }
+}
+
+/// Plans `ops` (in stream order) into per-table statement groups. No row is touched twice by one
+/// statement: an operation that supersedes the row's previous one replaces it; any other later
+/// operation on the same row goes to a following round, so each row sees its operations in
+/// stream order. Rounds run one after another; within a round, tables keep the order of their
+/// first appearance.
 pub fn plan<'a>(ops: impl IntoIterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> {
-    // Last operation per (table, key) wins.
-    let mut kept: Vec<Option<&'a RowOp>> = Vec::new();
-    let mut position: HashMap<(&'a str, &'a str, &'a str), usize> = HashMap::new();
+    // (round, op) slots; `last` maps a row to the slot holding its latest operation.
+    let mut slots: Vec<Option<(usize, &'a RowOp)>> = Vec::new();
+    let mut last: HashMap<(&'a str, &'a str, &'a str), usize> = HashMap::new();
     for op in ops {
         let key = table_and_key(op);
-        if let Some(old) = position.insert(key, kept.len()) {
-            kept[old] = None;
-        }
-        kept.push(Some(op));
+        let round = match last.get(&key) {
+            Some(&i) => match slots[i] {
+                Some((round, prev)) if supersedes(prev, op) => {
+                    slots[i] = None;
+                    round
+                }
+                Some((round, _)) => round + 1,
+                None => 0,
+            },
+            None => 0,
+        };
+        last.insert(key, slots.len());
+        slots.push(Some((round, op)));
     }
+    let rounds = slots
+        .iter()
+        .flatten()
+        .map(|(r, _)| r + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let ops = slots
+            .iter()
+            .flatten()
+            .filter(|(r, _)| *r == round)
+            .map(|(_, op)| *op);
+        out.extend(group_by_table(ops));
+    }
+    out
+}
+
+fn group_by_table<'a>(ops: impl Iterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> {
     let mut tables: Vec<TablePlan<'a>> = Vec::new();
     let mut table_index: HashMap<&'a str, usize> = HashMap::new();
-    let mut groups: HashMap<(usize, Shape<'a>), (u8, usize)> = HashMap::new();
-    for op in kept.into_iter().flatten() {
+    let mut groups: HashMap<(usize, Shape<'a>), usize> = HashMap::new();
+    for op in ops {
         let (table, _, _) = table_and_key(op);
         let t = *table_index.entry(table).or_insert_with(|| {
             tables.push(TablePlan {
@@ -117,19 +193,14 @@ pub fn plan<'a>(ops: impl IntoIterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> 
         });
         let s = shape(op);
         let plan = &mut tables[t];
-        let kind = match s {
-            Shape::Delete { .. } => 0u8,
-            Shape::Soft { .. } => 1,
-            Shape::Upsert { .. } => 2,
+        let list = match s {
+            Shape::Delete { .. } => &mut plan.deletes,
+            Shape::Soft { .. } => &mut plan.soft_deletes,
+            Shape::Upsert { .. } => &mut plan.upserts,
         };
-        let list = match kind {
-            0 => &mut plan.deletes,
-            1 => &mut plan.soft_deletes,
-            _ => &mut plan.upserts,
-        };
-        let (_, g) = *groups.entry((t, s)).or_insert_with(|| {
+        let g = *groups.entry((t, s)).or_insert_with(|| {
             list.push(Vec::new());
-            (kind, list.len() - 1)
+            list.len() - 1
         });
         list[g].push(op);
     }
@@ -191,5 +262,70 @@ mod tests {
         assert_eq!(plans[1].table, "a");
         assert!(plans[1].upserts.is_empty());
         assert_eq!(plans[1].deletes, vec![vec![&ops[4]]]);
+    }
+
+    #[test]
+    fn an_operation_that_does_not_fully_determine_the_row_runs_in_a_later_round() {
+        let soft = RowOp::SoftDelete {
+            table: "b".into(),
+            legacy_column: "legacy_object_id".into(),
+            key: key("1"),
+            column: "deleted_at".into(),
+            value: SqlValue::Bool(true),
+            version: Some(("version".into(), ClusterTime(1))),
+        };
+        let mut other_columns = upsert("b", "1", "9");
+        if let RowOp::Upsert { columns, .. } = &mut other_columns {
+            columns.push(ColumnValue {
+                column: "note".into(),
+                value: SqlValue::Null,
+            });
+        }
+        let ops = [
+            upsert("b", "1", "1"),
+            soft,
+            upsert("b", "1", "2"),
+            other_columns,
+            upsert("b", "2", "3"),
+        ];
+        let plans = plan(ops.iter());
+        let rounds: Vec<(Vec<&RowOp>, Vec<&RowOp>)> = plans
+            .iter()
+            .map(|p| {
+                assert_eq!(p.table, "b");
+                (
+                    p.soft_deletes.iter().flatten().copied().collect(),
+                    p.upserts.iter().flatten().copied().collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rounds,
+            vec![
+                (vec![], vec![&ops[0], &ops[4]]),
+                (vec![&ops[1]], vec![]),
+                (vec![], vec![&ops[2]]),
+                (vec![], vec![&ops[3]]),
+            ]
+        );
+    }
+
+    #[test]
+    fn append_only_rows_and_older_versions_never_collapse() {
+        let mut first = upsert("l", "1", "1");
+        let mut second = upsert("l", "1", "2");
+        for op in [&mut first, &mut second] {
+            if let RowOp::Upsert { insert_only, .. } = op {
+                *insert_only = true;
+            }
+        }
+        assert_eq!(plan([&first, &second]).len(), 2);
+        let newer = upsert("b", "1", "1");
+        let mut older = upsert("b", "1", "2");
+        if let RowOp::Upsert { version, .. } = &mut older {
+            *version = Some(("version".into(), ClusterTime(0)));
+        }
+        assert_eq!(plan([&newer, &older]).len(), 2);
+        assert_eq!(plan([&older, &newer]).len(), 1);
     }
 }

@@ -40,7 +40,7 @@ impl From<SinkError> for WriteError {
 
 /// Rows written per table and statements sent.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct WriteStats {
+struct WriteStats {
     pub rows: BTreeMap<String, u64>,
     pub statements: u64,
 }
@@ -51,13 +51,6 @@ impl WriteStats {
             *self.rows.entry(table.to_string()).or_default() += n;
         }
     }
-
-    pub fn merge(&mut self, other: WriteStats) {
-        for (t, n) in other.rows {
-            *self.rows.entry(t).or_default() += n;
-        }
-        self.statements += other.statements;
-    }
 }
 
 struct Ctx<'a> {
@@ -66,28 +59,39 @@ struct Ctx<'a> {
     ids: &'a HashMap<LegacyRef, uuid::Uuid>,
 }
 
-/// Executes the plan in order.
+/// Executes the plan in order; returns rows written per table. `statements` counts every
+/// statement sent, including the one that failed.
 pub(crate) async fn execute(
     tx: &Transaction<'_>,
     catalogue: &Catalogue,
     ids: &HashMap<LegacyRef, uuid::Uuid>,
     plans: &[TablePlan<'_>],
-) -> Result<WriteStats, WriteError> {
-    // Reborrow with one lifetime for the helpers.
+    statements: &mut u64,
+) -> Result<BTreeMap<String, u64>, WriteError> {
     let ctx = Ctx { tx, catalogue, ids };
     let mut stats = WriteStats::default();
+    let result = execute_plans(&ctx, plans, &mut stats).await;
+    *statements += stats.statements;
+    result.map(|()| stats.rows)
+}
+
+async fn execute_plans(
+    ctx: &Ctx<'_>,
+    plans: &[TablePlan<'_>],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
     for plan in plans {
         for group in &plan.deletes {
-            delete_group(&ctx, plan.table, group, &mut stats).await?;
+            delete_group(ctx, plan.table, group, stats).await?;
         }
         for group in &plan.soft_deletes {
-            soft_delete_group(&ctx, plan.table, group, &mut stats).await?;
+            soft_delete_group(ctx, plan.table, group, stats).await?;
         }
         for group in &plan.upserts {
-            upsert_group(&ctx, plan.table, group, &mut stats).await?;
+            upsert_group(ctx, plan.table, group, stats).await?;
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 fn table<'c>(cat: &'c Catalogue, name: &str) -> Result<&'c TableInfo, SinkError> {
@@ -347,14 +351,17 @@ async fn upsert_group(
     };
     let sql = format!(
         "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} \
-         ON CONFLICT ({id}) {conflict} RETURNING t.{id}",
+         ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
         u = unnest(all_cols.len()),
         id = ident(id_column),
     );
     let rows = query(ctx, stats, &sql, &arrays).await?;
-    let written: HashSet<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let written = rows
+        .iter()
+        .map(|r| r.try_get::<_, uuid::Uuid>(0))
+        .collect::<Result<HashSet<_>, _>>()?;
     stats.add_rows(table_name, written.len() as u64);
 
     if *insert_only && written.len() < ops.len() && !data_cols.is_empty() {
@@ -394,7 +401,7 @@ async fn upsert_group(
         if let Some(row) = changed.first() {
             return Err(WriteError::Immutable {
                 table: table_name.to_string(),
-                legacy_id: row.get::<_, Option<String>>(0).unwrap_or_default(),
+                legacy_id: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
             });
         }
     }
