@@ -30,6 +30,8 @@ pub struct BatchLimits {
 pub enum StreamExit {
     /// The process is shutting down.
     Shutdown,
+    /// An operator reset the stream's position: reopen it from the stored checkpoint.
+    Restart,
 }
 
 /// What flows from the reader to the consumer.
@@ -200,6 +202,8 @@ pub struct Consumer<'a> {
     pub client: &'a mut tokio_postgres::Client,
     pub sink: &'a mut crate::sink::Sink,
     pub metrics: &'a Metrics,
+    /// Notified when an operator reset this stream's position.
+    pub restart: Arc<tokio::sync::Notify>,
 }
 
 impl Consumer<'_> {
@@ -220,6 +224,11 @@ impl Consumer<'_> {
                 _ = shutdown.changed() => {
                     self.flush(&mut pending).await?;
                     return Ok(StreamExit::Shutdown);
+                }
+                _ = self.restart.notified() => {
+                    // The stored position changed under us: what is pending belongs to the old
+                    // position, so it is dropped, and the stream reopens from the new one.
+                    return Ok(StreamExit::Restart);
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if pending.started.is_some() => {
                     self.flush(&mut pending).await?;

@@ -3,12 +3,13 @@
 //! the process), fatal errors stop that stream only and tell the operator what to do. Also runs the
 //! readiness probes and the periodic housekeeping tasks.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
@@ -51,6 +52,9 @@ use crate::sink::SinkError;
 
 /// How often readiness probes run and the watchdog is touched.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the background gap retry runs, and the first retry delay of a fresh gap.
+pub const GAP_RETRY_INTERVAL: Duration = Duration::from_secs(2);
+pub const GAP_RETRY_MIN_DELAY: Duration = Duration::from_secs(1);
 /// How often the open-gaps gauge is refreshed from the gaps table.
 pub const GAPS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -127,6 +131,8 @@ pub struct RunContext {
     pub holder: String,
     /// Where streams without a checkpoint start: the cluster time when the process started.
     pub started_at: StartAt,
+    /// Per stream: woken when an operator reset the stream's position (LISTEN/NOTIFY).
+    pub restart: BTreeMap<String, Arc<Notify>>,
 }
 
 /// A running replicator: one supervised stream per mapped collection plus housekeeping tasks.
@@ -196,6 +202,12 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         _ => StartAt::Now,
     };
 
+    if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {
+        if let StartAt::Time(t) = &started_at {
+            pin_start_positions(&settings.pg_url, &names, &mapping, *t).await?;
+        }
+    }
+
     let metrics = Metrics::new()?;
     let health = Health::new(metrics.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -218,6 +230,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         metrics: metrics.clone(),
         health: health.clone(),
         holder: settings.holder.clone(),
+        restart: mapping.collections.keys().map(|c| (c.clone(), Arc::new(Notify::new()))).collect(),
         mapping,
         started_at,
     });
@@ -228,20 +241,22 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
             .collect();
         metrics.declare_collection(collection, &tables);
         health.set_stream(collection, StreamState::Starting);
-        let ctx = context.clone();
-        let coll = collection.clone();
-        let rx = shutdown_rx.clone();
-        tasks.spawn(
-            async move { supervise_stream(ctx, coll, rx).await }
-                .instrument(tracing::info_span!("stream", collection = %collection)),
-        );
     }
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { bootstrap(ctx, rx).await });
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { probe_loop(ctx, rx).await });
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { gaps_gauge_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { gap_retry_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { reset_listener_loop(ctx, rx).await });
     info!(
         streams = context.mapping.collections.len(),
         "replicator started"
@@ -267,6 +282,29 @@ async fn supervise_stream(
         let result = run_stream_once(&ctx, &collection, shutdown.clone()).await;
         match result {
             Ok(StreamExit::Shutdown) => break,
+            Ok(StreamExit::Restart) => {
+                ctx.metrics.stream_restarted(&collection, RestartReason::TokenReset);
+                continue;
+            }
+            Err(StreamError::HistoryLost { message, .. }) => {
+                ctx.metrics.stream_restarted(&collection, RestartReason::HistoryLost);
+                match history_lost(&ctx, &collection, &message).await {
+                    Ok(None) => continue,
+                    Ok(Some(command)) => {
+                        let reason = format!("change stream history lost: {message}; a window_lost gap records the skipped window; run `{command}`");
+                        error!(%reason, "stream stopped");
+                        ctx.health.set_stream(&collection, StreamState::Failed { reason });
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "recording the lost window failed; retrying");
+                        ctx.health.set_stream(&collection, StreamState::Retrying { reason: e.clone() });
+                        if sleep_or_shutdown(backoff.next().unwrap_or(RESTART_MAX_DELAY), &mut shutdown).await {
+                            break;
+                        }
+                    }
+                }
+            }
             Err(err) => {
                 let reason = reason_label(&err);
                 match classify(&err) {
@@ -350,12 +388,39 @@ async fn run_stream_once(
         .map_err(StreamError::PgConnect)?;
     let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
         .with_holder(ctx.holder.clone());
+    // A `--resnapshot` reset (or an unfinished copy) is honoured on every (re)start.
+    if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
+        let options = crate::ops::snapshot::SnapshotOptions {
+            page_size: u32::try_from(ctx.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        let snap = crate::ops::snapshot::SnapshotContext {
+            mongo: &ctx.mongo,
+            database: &ctx.mapping.config.source.database,
+            pg: &mut client,
+            sink: &mut sink,
+            names: &ctx.names,
+        };
+        let metrics = ctx.metrics.clone();
+        let coll = collection.to_string();
+        let mut cb = |p: &crate::ops::snapshot::SnapshotProgress| {
+            metrics.snapshot_copied(&coll, p.page_documents);
+            metrics.set_snapshot_remaining(&coll, p.remaining.saturating_sub(p.copied));
+        };
+        crate::ops::snapshot::prepare_stream(snap, ctx.mapping.config.snapshot.mode, &rules, &options, &mut cb)
+            .await
+            .map_err(|e| StreamError::Snapshot { collection: collection.to_string(), message: redact(&e) })?;
+    }
     let stored = sink.load_checkpoint(&client, collection).await?;
     let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
-    let start = match stored.as_ref().and_then(|c| c.position.clone()) {
-        Some(p) => StartAt::Token(p.token),
-        None => ctx.started_at.clone(),
-    };
+    // Strictly after the stored token, or at a stored time (pinned start, `--to-time` reset).
+    let start = crate::ops::tokens::stored_start(&client, &ctx.names, collection)
+        .await
+        .map_err(|e| StreamError::Snapshot { collection: collection.to_string(), message: e.to_string() })?
+        .unwrap_or_else(|| ctx.started_at.clone());
+    if let Some(p) = stored.as_ref().and_then(|c| c.position.as_ref()) {
+        ctx.metrics.checkpoint_committed(collection, p.cluster_time);
+    }
     let stream_cfg = &ctx.mapping.config.stream;
     let options = StreamOptions {
         full_document: stream_cfg.full_document.into(),
@@ -382,6 +447,7 @@ async fn run_stream_once(
         max_events: stream_cfg.batch_max_events,
         max_wait: Duration::from_millis(stream_cfg.batch_max_wait_ms),
     };
+    let restart = ctx.restart.get(collection).cloned().unwrap_or_default();
     let mut consumer = Consumer {
         stream: collection,
         epoch,
@@ -389,6 +455,7 @@ async fn run_stream_once(
         client: &mut client,
         sink: &mut sink,
         metrics: &ctx.metrics,
+        restart,
     };
     consumer.run(rx, shutdown).await
 }
@@ -482,4 +549,188 @@ async fn gaps_gauge_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<boo
 
 fn debug_log_gaps_error(e: &tokio_postgres::Error) {
     tracing::debug!(error = %e, "refreshing the open-gaps gauge failed");
+}
+
+/// Copy every collection that needs it (parents first), then start one supervised task per
+/// stream. A failed copy is retried with backoff; a copy that stopped midway resumes from its
+/// last `_id`.
+async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
+        let mut backoff = restart_backoff();
+        loop {
+            match snapshot_all(&ctx).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(RESTART_MAX_DELAY);
+                    warn!(error = %e, delay_ms = delay.as_millis() as u64, "initial snapshot failed; retrying");
+                    if sleep_or_shutdown(delay, &mut shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    let mut streams = JoinSet::new();
+    for collection in ctx.mapping.collections.keys() {
+        let c = ctx.clone();
+        let coll = collection.clone();
+        let rx = shutdown.clone();
+        streams.spawn(
+            async move { supervise_stream(c, coll, rx).await }
+                .instrument(tracing::info_span!("stream", collection = %collection)),
+        );
+    }
+    while streams.join_next().await.is_some() {}
+}
+
+async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
+    let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    let metrics = ctx.metrics.clone();
+    let mut on_progress = |collection: &str, p: &crate::ops::snapshot::SnapshotProgress| {
+        metrics.snapshot_copied(collection, p.page_documents);
+        metrics.set_snapshot_remaining(collection, p.remaining.saturating_sub(p.copied));
+        if p.done {
+            info!(collection, copied = p.copied, "snapshot finished");
+        }
+    };
+    let reports = crate::ops::snapshot::snapshot_all(
+        &ctx.mongo,
+        &mut pg,
+        &mut sink,
+        &ctx.mapping,
+        &ctx.names,
+        &mut on_progress,
+    )
+    .await
+    .map_err(|e| redact(&e))?;
+    for r in reports {
+        info!(collection = %r.collection, copied = r.copied, failed = r.failed, "collection copied");
+    }
+    Ok(())
+}
+
+fn redact(e: &dyn std::fmt::Display) -> String {
+    crate::config::redact_uri(&e.to_string())
+}
+
+/// Retry open gaps in the background (fk_missing heals once the parent arrives).
+async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    let options = crate::ops::gaps::RetryOptions {
+        min_delay: GAP_RETRY_MIN_DELAY,
+        ..crate::ops::gaps::RetryOptions::default()
+    };
+    let mut conn: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    loop {
+        if sleep_or_shutdown(GAP_RETRY_INTERVAL, &mut shutdown).await {
+            return;
+        }
+        if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            conn = connect_pg(&ctx.pg_url).await.ok();
+        }
+        let Some((pg, _)) = conn.as_mut() else { continue };
+        let mut retry = crate::ops::gaps::RetryContext {
+            mongo: &ctx.mongo,
+            pg,
+            sink: &mut sink,
+            names: &ctx.names,
+            mapping: &ctx.mapping,
+        };
+        match crate::ops::gaps::retry_open_gaps(&mut retry, &options).await {
+            Ok(report) if report.attempted > 0 => {
+                info!(attempted = report.attempted, resolved = report.resolved, superseded = report.superseded, still_open = report.still_open, "gap retry round");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %redact(&e), "gap retry round failed");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Wake a stream when an operator resets its position, so it restarts from the new position
+/// within moments (the epoch check in every batch is the guarantee; this is the speed).
+async fn reset_listener_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::ops::tokens::listen_for_resets(ctx.pg_url.expose()).await {
+            Ok(mut listener) => loop {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    msg = listener.resets.recv() => match msg {
+                        Some(stream) => {
+                            info!(stream = %stream, "resume-token reset noticed");
+                            ctx.metrics.resume_token_reset(&stream);
+                            if let Some(n) = ctx.restart.get(&stream) {
+                                n.notify_one();
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            },
+            Err(e) => warn!(error = %redact(&e), "cannot listen for token resets; retrying"),
+        }
+        if sleep_or_shutdown(RESTART_MAX_DELAY.min(Duration::from_secs(2)), &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// History is gone for this stream: record the lost window, then re-sync (`when_needed`) and
+/// return None, or return the command the operator must run.
+async fn history_lost(ctx: &RunContext, collection: &str, message: &str) -> Result<Option<String>, String> {
+    let Some(rules) = ctx.mapping.rules(collection) else {
+        return Ok(None);
+    };
+    let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    let snap = crate::ops::snapshot::SnapshotContext {
+        mongo: &ctx.mongo,
+        database: &ctx.mapping.config.source.database,
+        pg: &mut pg,
+        sink: &mut sink,
+        names: &ctx.names,
+    };
+    let options = crate::ops::snapshot::SnapshotOptions {
+        page_size: u32::try_from(ctx.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let mut cb = |_: &crate::ops::snapshot::SnapshotProgress| {};
+    let outcome = crate::ops::snapshot::handle_history_lost(
+        snap,
+        ctx.mapping.config.snapshot.mode,
+        rules,
+        &options,
+        message,
+        &mut cb,
+    )
+    .await
+    .map_err(|e| redact(&e))?;
+    Ok(outcome.operator_command)
+}
+
+/// Without a snapshot, a stream that has never committed a position starts at the process start
+/// time. Record that position durably before any stream opens, so a crash before the first batch
+/// commits restarts from the same point instead of a later "now" (which would skip writes).
+async fn pin_start_positions(
+    pg_url: &Secret,
+    names: &ControlNames,
+    mapping: &CompiledMapping,
+    at: crate::event::ClusterTime,
+) -> Result<(), StartError> {
+    let (pg, _conn) = connect_pg(pg_url).await.map_err(StartError::PgConnect)?;
+    let sql = format!(
+        "INSERT INTO {t} AS c (stream, cluster_time, snapshot_state) VALUES ($1, $2, $3)
+         ON CONFLICT (stream) DO UPDATE SET cluster_time = EXCLUDED.cluster_time, updated_at = now()
+         WHERE c.resume_token IS NULL AND c.cluster_time IS NULL",
+        t = names.checkpoints
+    );
+    for collection in mapping.collections.keys() {
+        pg.execute(sql.as_str(), &[collection, &at.as_i64(), &crate::ops::tokens::store::SNAPSHOT_DONE])
+            .await
+            .map_err(|e| StartError::Sink(SinkError::pg("recording the start position", e)))?;
+    }
+    Ok(())
 }
