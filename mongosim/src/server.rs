@@ -60,7 +60,12 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
             return Ok(());
         };
         let name = request.body.keys().next().cloned().unwrap_or_default();
-        let bypass = name == names::RESUME;
+        // Handshakes and monitor checks are answered while paused, so a paused simulator looks like
+        // a slow server rather than a vanished one, and a new connection can still send resume.
+        let bypass = matches!(
+            name.as_str(),
+            names::PAUSE | names::RESUME | "hello" | "isMaster" | "ismaster"
+        );
         if name == names::DROP_CONNECTIONS {
             // Answer the caller first, then close like every other connection.
             if let Outcome::Reply(body) = commands::execute(&shared, &mut conn, request.body).await
