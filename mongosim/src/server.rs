@@ -11,6 +11,11 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
+/// Resolves once shutdown was requested (even if it was requested before subscribing).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
+
 /// Accepts connections until shutdown.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.subscribe();
@@ -33,7 +38,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = stopped(&mut shutdown) => break,
         }
     }
     info!("listener stopped");
@@ -54,7 +59,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
         let request = tokio::select! {
             r = wire::read_request(&mut reader, &mut scratch) => r?,
             _ = drop_rx.changed() => return Ok(()),
-            _ = shutdown.changed() => return Ok(()),
+            _ = stopped(&mut shutdown) => return Ok(()),
         };
         let Some(request) = request else {
             return Ok(());
@@ -93,7 +98,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
                 o
             } => o,
             _ = drop_rx.changed() => return Ok(()),
-            _ = shutdown.changed() => return Ok(()),
+            _ = stopped(&mut shutdown) => return Ok(()),
         };
         match outcome {
             Outcome::Close => return Ok(()),

@@ -442,3 +442,34 @@ async fn the_post_batch_resume_token_follows_the_wall_clock_while_idle() {
     }
     sim.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn while_paused_the_stream_position_stops_advancing_so_lag_grows() {
+    let sim = common::start().await;
+    let c = sim.client.database("shop").collection::<Document>("paused");
+    let mut stream = c
+        .watch()
+        .max_await_time(Duration::from_millis(100))
+        .await
+        .expect("watch");
+    assert!(stream.next_if_any().await.expect("first").is_none());
+    sim.handle.pause();
+    let waited = tokio::time::timeout(Duration::from_millis(1500), stream.next_if_any()).await;
+    assert!(waited.is_err(), "no answer while paused");
+    let stale = token_seconds(&token_data(&stream.resume_token().expect("token")));
+    sim.handle.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let _ = stream.next_if_any().await.expect("getMore after resume");
+        let secs = token_seconds(&token_data(&stream.resume_token().expect("token")));
+        if secs > stale {
+            break secs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never moved after resume"
+        );
+    };
+    assert!(fresh + 1 >= unix_now());
+    sim.handle.shutdown().await;
+}
