@@ -5,6 +5,7 @@
 
 use crate::clock::{ts_key, ClusterClock};
 use crate::store::write::{Change, ChangeKind};
+use crate::rawdoc::RawDoc;
 use crate::token::{Token, TokenKind};
 use bson::{doc, Bson, DateTime, Document, Timestamp};
 use std::collections::VecDeque;
@@ -64,18 +65,6 @@ pub(crate) struct History {
     window: usize,
     /// Tokens with a sequence below this point are no longer resumable.
     lost_below: u64,
-}
-
-fn splice_doc(event: &mut Vec<u8>, key: &str, raw_doc: &[u8]) {
-    // Drop the terminating NUL, append an embedded-document element, re-terminate, fix the length.
-    event.pop();
-    event.push(0x03);
-    event.extend_from_slice(key.as_bytes());
-    event.push(0);
-    event.extend_from_slice(raw_doc);
-    event.push(0);
-    let len = event.len() as i32;
-    event[..4].copy_from_slice(&len.to_le_bytes());
 }
 
 impl History {
@@ -223,42 +212,37 @@ fn build_entry(
         ),
         ChangeKind::DropDatabase => (EntryKind::DropDatabase, "dropDatabase"),
     };
-    let mut head = doc! {
-        "_id": token.to_doc(),
-        "operationType": op_type,
-        "clusterTime": time,
-        "wallTime": wall,
-    };
+    let mut event = RawDoc::with_capacity(160 + change.full.as_ref().map_or(0, Vec::len));
+    let mut id = RawDoc::with_capacity(64);
+    id.str("_data", &token.data());
+    event.raw_doc("_id", &id.finish());
+    event.str("operationType", op_type);
+    event.timestamp("clusterTime", time);
+    event.datetime("wallTime", wall);
     if let Some(t) = txn {
-        head.insert("lsid", t.lsid.clone());
-        head.insert("txnNumber", t.txn_number);
+        event.doc("lsid", &t.lsid);
+        event.i64("txnNumber", t.txn_number);
     }
-    if kind == EntryKind::DropDatabase {
-        head.insert("ns", doc! { "db": change.db.clone() });
-    } else {
-        head.insert(
-            "ns",
-            doc! { "db": change.db.clone(), "coll": change.coll.clone() },
-        );
+    let mut ns = RawDoc::with_capacity(64);
+    ns.str("db", &change.db);
+    if kind != EntryKind::DropDatabase {
+        ns.str("coll", &change.coll);
     }
+    event.raw_doc("ns", &ns.finish());
     if let Some(id) = &change.id {
-        head.insert("documentKey", doc! { "_id": id.clone() });
+        let mut key = RawDoc::with_capacity(32);
+        key.value("_id", id);
+        event.raw_doc("documentKey", &key.finish());
     }
     match &change.kind {
-        ChangeKind::Update { description } => {
-            head.insert("updateDescription", description.clone());
-        }
-        ChangeKind::Rename { to_db, to_coll } => {
-            head.insert("to", doc! { "db": to_db.clone(), "coll": to_coll.clone() });
-        }
+        ChangeKind::Update { description } => event.doc("updateDescription", description),
+        ChangeKind::Rename { to_db, to_coll } => event.doc("to", &doc! { "db": to_db.clone(), "coll": to_coll.clone() }),
         _ => {}
     }
-    let mut event = Vec::with_capacity(128 + change.full.as_ref().map_or(0, Vec::len));
-    // Writing an in-memory document into a Vec cannot fail.
-    let _ = head.to_writer(&mut event);
     if let Some(full) = &change.full {
-        splice_doc(&mut event, "fullDocument", full);
+        event.raw_doc("fullDocument", full);
     }
+    let event = event.finish();
     let (pre, post) = if change.images {
         (change.pre, change.post)
     } else {
