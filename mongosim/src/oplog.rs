@@ -4,8 +4,8 @@
 //! reported as lost. Lookup by sequence number is O(1).
 
 use crate::clock::{ts_key, ClusterClock};
-use crate::store::write::{Change, ChangeKind};
 use crate::rawdoc::RawDoc;
+use crate::store::write::{Change, ChangeKind};
 use crate::token::{Token, TokenKind};
 use bson::{doc, Bson, DateTime, Document, Timestamp};
 use std::collections::VecDeque;
@@ -96,7 +96,7 @@ impl History {
     }
 
     /// Entries with sequence >= `seq`, oldest first.
-    pub(crate) fn from_seq(&self, seq: u64) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn entries_from(&self, seq: u64) -> impl Iterator<Item = &Entry> {
         let start = match self.entries.front() {
             Some(f) if seq > f.seq => (seq - f.seq) as usize,
             _ => 0,
@@ -236,7 +236,9 @@ fn build_entry(
     }
     match &change.kind {
         ChangeKind::Update { description } => event.doc("updateDescription", description),
-        ChangeKind::Rename { to_db, to_coll } => event.doc("to", &doc! { "db": to_db.clone(), "coll": to_coll.clone() }),
+        ChangeKind::Rename { to_db, to_coll } => {
+            event.doc("to", &doc! { "db": to_db.clone(), "coll": to_coll.clone() })
+        }
         _ => {}
     }
     if let Some(full) = &change.full {
@@ -277,11 +279,16 @@ mod tests {
         }
         assert_eq!(h.len(), 2);
         assert_eq!(h.lost_below(), 2);
-        assert_eq!(h.from_seq(3).map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            h.entries_from(3).map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3]
+        );
         h.truncate(&mut clock);
         assert_eq!(h.lost_below(), 4);
         assert_eq!(
-            h.from_seq(0).map(|e| e.kind.clone()).collect::<Vec<_>>(),
+            h.entries_from(0)
+                .map(|e| e.kind.clone())
+                .collect::<Vec<_>>(),
             vec![EntryKind::Noop]
         );
     }

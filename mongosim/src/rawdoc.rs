@@ -42,7 +42,8 @@ impl RawDoc {
 
     pub(crate) fn datetime(&mut self, key: &str, dt: bson::DateTime) {
         self.key(0x09, key);
-        self.buf.extend_from_slice(&dt.timestamp_millis().to_le_bytes());
+        self.buf
+            .extend_from_slice(&dt.timestamp_millis().to_le_bytes());
     }
 
     /// Appends any BSON value (common scalar types written directly).

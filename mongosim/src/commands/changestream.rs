@@ -320,13 +320,12 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
     }
     let mut docs = Vec::new();
     let mut bytes = 0usize;
-    let mut examined = 0usize;
     let mut last_delivered: Option<Token> = None;
     let mut last_scanned: Option<Token> = None;
     let mut closed = false;
     let mut full = false;
     let mut more = false;
-    for e in inner.history.from_seq(c.next_seq) {
+    for (examined, e) in inner.history.entries_from(c.next_seq).enumerate() {
         if docs.len() >= max || bytes >= MAX_BATCH_BYTES {
             full = true;
             break;
@@ -335,7 +334,6 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
             more = true;
             break;
         }
-        examined += 1;
         c.next_seq = e.seq + 1;
         last_scanned = Some(Token {
             kind: TokenKind::HighWater,
