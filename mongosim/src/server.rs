@@ -9,7 +9,7 @@ use crate::wire;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 /// Resolves once shutdown was requested (even if it was requested before subscribing).
 async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
@@ -27,11 +27,16 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let shared = Arc::clone(&shared);
                     let id = shared.next_connection_id();
                     debug!(connection = id, %peer, "connection accepted");
-                    tokio::spawn(async move {
-                        if let Err(err) = serve(stream, Arc::clone(&shared), id).await {
-                            debug!(connection = id, error = %err, "connection ended with an error");
+                    let span = tracing::debug_span!("connection", id);
+                    tokio::spawn(
+                        async move {
+                            match serve(stream, Arc::clone(&shared), id).await {
+                                Ok(()) => debug!("connection closed"),
+                                Err(err) => debug!(error = %err, "connection ended with an error"),
+                            }
                         }
-                    });
+                        .instrument(span),
+                    );
                 }
                 Err(err) => {
                     warn!(error = %err, "accept failed");

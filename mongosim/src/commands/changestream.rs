@@ -39,6 +39,8 @@ pub(crate) struct StreamCursor {
     ns: String,
     scope: Scope,
     next_seq: u64,
+    /// startAtOperationTime: entries older than this are skipped.
+    min_time: Option<u64>,
     full: Image,
     before: Image,
     stages: Vec<Stage>,
@@ -188,11 +190,16 @@ pub(crate) fn open(shared: &Shared, body: &Document) -> Result<Body, CommandErro
         inner.history.next_seq()
     };
     let id = inner.new_cursor_id();
+    let min_time = match opts.get("startAtOperationTime") {
+        Some(Bson::Timestamp(ts)) => Some(crate::clock::ts_key(*ts)),
+        _ => None,
+    };
     let mut cursor = Box::new(StreamCursor {
         id,
         ns,
         scope,
         next_seq,
+        min_time,
         full,
         before,
         stages: follow,
@@ -340,7 +347,7 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
             op_index: u32::MAX,
             ..e.token(TokenKind::HighWater)
         });
-        if !visible(&c.scope, e) {
+        if !visible(&c.scope, e) || c.min_time.is_some_and(|t| crate::clock::ts_key(e.time) < t) {
             continue;
         }
         if let Some(d) = render(inner, c, e)? {
