@@ -470,6 +470,49 @@ async fn while_paused_the_stream_position_stops_advancing_so_lag_grows() {
             "the token never moved after resume"
         );
     };
-    assert!(fresh + 1 >= unix_now());
+    assert!(fresh + 2 >= unix_now());
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_resume_token_advances_past_events_a_match_stage_filters_out() {
+    let sim = common::start().await;
+    let c = sim
+        .client
+        .database("shop")
+        .collection::<Document>("filtered");
+    let mut stream = c
+        .watch()
+        .pipeline(vec![doc! { "$match": { "operationType": "delete" } }])
+        .max_await_time(Duration::from_millis(100))
+        .await
+        .expect("watch");
+    let before = token_data(&stream.resume_token().expect("initial token"));
+    c.insert_many((0..5).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            stream.next_if_any().await.expect("getMore").is_none(),
+            "inserts are filtered out"
+        );
+        let now = token_data(&stream.resume_token().expect("token"));
+        let seq = |d: &str| u64::from_str_radix(&d[20..36], 16).unwrap_or(0);
+        if seq(&now) >= seq(&before) + 5 {
+            assert!(now > before);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never moved past the filtered events"
+        );
+    }
+    c.delete_one(doc! { "_id": 3 }).await.expect("delete");
+    let ev = stream.next().await.expect("event").expect("ok");
+    assert_eq!(
+        (ev.operation_type, ev.document_key),
+        (Op::Delete, Some(doc! { "_id": 3 }))
+    );
     sim.handle.shutdown().await;
 }
