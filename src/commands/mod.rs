@@ -88,9 +88,8 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let line = e.line();
-            error!(error = %line, "command failed");
-            eprintln!("error: {line}");
+            // One line on stderr; the log would only repeat it.
+            eprintln!("error: {}", e.line());
             e.exit_code()
         }
     }
