@@ -132,12 +132,7 @@ pub async fn wait_caught_up(
         if started.elapsed() > timeout {
             let behind: Vec<String> = lags(&status, last_write)
                 .into_iter()
-                .filter(|(c, _)| {
-                    !status
-                        .positions
-                        .get(c)
-                        .is_some_and(|p| last_write.get(c).is_some_and(|w| p >= w))
-                })
+                .filter(|(_, lag)| *lag > 0)
                 .map(|(c, _)| c)
                 .collect();
             return Err(format!(

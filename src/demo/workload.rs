@@ -70,7 +70,7 @@ fn money(cents: u64) -> Bson {
 }
 
 fn is_seller(i: u32) -> bool {
-    i % 4 == 0
+    i.is_multiple_of(4)
 }
 
 fn buyer_of(i: u32) -> ObjectId {
@@ -91,7 +91,7 @@ fn user_doc(i: u32, live: bool) -> Document {
         "role": if is_seller(i) { "seller" } else { "user" },
         "referralCode": format!("REF{i:05}"),
         "points": i64::from(i) * 10,
-        "isVerified": i % 3 != 0,
+        "isVerified": !i.is_multiple_of(3),
         "walletAddress": format!("0x{:040x}", u64::from(i) * 7919),
         "createdAt": at(i64::from(i)),
         "updatedAt": at(i64::from(i)),
@@ -103,7 +103,7 @@ fn user_doc(i: u32, live: bool) -> Document {
     } else if live {
         d.insert("referredBy", oid(T_USER, i % USERS));
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         d.insert(
             "passkeys",
             vec![Bson::Document(doc! {
@@ -113,7 +113,7 @@ fn user_doc(i: u32, live: bool) -> Document {
             })],
         );
     }
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         d.insert(
             "refreshTokens",
             vec![Bson::Document(doc! {
@@ -151,7 +151,7 @@ fn request_doc(i: u32) -> Document {
     doc! {
         "_id": oid(T_REQUEST, i), "buyerId": buyer_of(i), "title": format!("Request {i}"),
         "description": "wanted", "status": "active", "budget": money(10_000 + u64::from(i) * 1_234),
-        "budgetCurrency": "USDT", "quantity": 1 + i64::from(i % 3), "tags": ["demo", if i % 2 == 0 { "tech" } else { "home" }],
+        "budgetCurrency": "USDT", "quantity": 1 + i64::from(i % 3), "tags": ["demo", if i.is_multiple_of(2) { "tech" } else { "home" }],
         "categoryId": oid(T_CATEGORY, i % CATEGORIES), "offers": [],
         "preferredSellerIds": [seller_of(i), seller_of(i + 1)],
         "deliveryInfo": { "method": "courier", "recipientName": format!("Person {i}"), "city": "Izmir", "country": "TR" },
@@ -189,11 +189,11 @@ fn payment_doc(n: u32, status: &str) -> Document {
         "metadata": { "source": "demo", "n": i64::from(n) },
         "createdAt": at(i64::from(n)), "updatedAt": at(i64::from(n)),
     };
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let offer = n % OFFERS;
         d.insert("purchaseRequestId", oid(T_REQUEST, offer % REQUESTS));
         d.insert("sellerOfferId", oid(T_OFFER, offer));
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             d.insert("sellerId", seller_of(offer).to_hex());
         } else {
             d.insert("sellerId", seller_of(offer));
@@ -276,7 +276,7 @@ pub fn seed_documents() -> Vec<(&'static str, Vec<Document>)> {
                 .map(|n| {
                     payment_doc(
                         n,
-                        if n % 3 == 0 {
+                        if n.is_multiple_of(3) {
                             "completed"
                         } else {
                             "processing"
