@@ -1,5 +1,6 @@
 //! The operator commands end to end through the real binary, against a fresh Postgres database
-//! and mongosim: migrate, a targeted re-sync that records a bad document as a gap, `tokens
+//! and mongosim: migrate, targeted re-syncs that record bad documents as gaps, `gaps retry` by id
+//! and by filter (an fk_missing gap resolving once its parent is copied), `tokens
 //! reset` (dry run and real) and `tokens show --json`, `gaps list/show/ignore --json`, and
 //! `verify` exiting 0 when clean and 1 after a row is altered behind the replicator's back.
 
@@ -181,11 +182,71 @@ async fn operator_commands_show_reset_list_ignore_and_verify_through_the_binary(
     assert_eq!(tokens[0]["epoch"], 1);
     assert!(tokens[0]["lag_seconds"].as_i64().is_some_and(|l| l > 0));
 
+    // An address whose user is not in Postgres yet: fk_missing, retried by id (still open,
+    // exit 1), then, once the user is copied, retried by filter and resolved.
+    let late_user = ObjectId::parse_str("650000000000000000000003").expect("hex");
+    let early_address = "650000000000000000000004";
+    source
+        .coll(&mongo_db, "addresses")
+        .insert_one(
+            doc! { "_id": ObjectId::parse_str(early_address).expect("hex"),
+            "userId": late_user, "city": "Ankara" },
+        )
+        .await
+        .expect("insert address");
+    let copied = cli
+        .json(&[
+            "snapshot",
+            "addresses",
+            "--from-id",
+            early_address,
+            "--to-id",
+            early_address,
+            "--json",
+        ])
+        .await;
+    assert_eq!(
+        (copied["copied"].as_i64(), copied["failed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let fk = cli
+        .json(&["gaps", "list", "--kind", "fk_missing", "--json"])
+        .await;
+    let fk_id = fk[0]["id"].as_i64().expect("fk_missing gap").to_string();
+    let still_open = cli.ok(&["gaps", "retry", &fk_id], 1).await;
+    assert!(
+        still_open.contains(&format!("gap {fk_id}: still open")),
+        "{still_open}"
+    );
+    source
+        .coll(&mongo_db, "users")
+        .insert_one(doc! { "_id": late_user, "email": "late@example.com", "points": 1 })
+        .await
+        .expect("insert user");
+    cli.json(&["snapshot", "users", "--json"]).await;
+    let retried = cli
+        .json(&["gaps", "retry", "--collection", "addresses", "--json"])
+        .await;
+    assert_eq!(
+        (retried["attempted"].as_i64(), retried["resolved"].as_i64()),
+        (Some(1), Some(1)),
+        "{retried}"
+    );
+    let resolved = cli
+        .json(&["gaps", "list", "--status", "resolved", "--json"])
+        .await;
+    assert_eq!(
+        resolved[0]["id"].as_i64().map(|i| i.to_string()),
+        Some(fk_id)
+    );
+
     let clean = cli.ok(&["verify", "users", "addresses"], 0).await;
     assert!(clean.contains("verify: clean"), "{clean}");
     db.client()
         .await
-        .batch_execute("UPDATE users SET points = 999")
+        .batch_execute(
+            "UPDATE users SET points = 999 WHERE legacy_object_id = '650000000000000000000001'",
+        )
         .await
         .expect("alter a row");
     let report = cli.run(&["verify", "users", "--json"]).await;
