@@ -43,6 +43,9 @@ pub enum Command {
     Verify(VerifyCmdArgs),
     /// Start an in-process MongoDB simulator with a marketplace workload and replicate it into a
     /// fresh local Postgres database, then verify the result.
+    ///
+    /// The status and the verify report go to stdout; the replicator's own log lines go to stderr
+    /// (`RUST_LOG=warn` hides them). The exit code is 0 only when verify is clean.
     Demo(DemoArgs),
 }
 
