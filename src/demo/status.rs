@@ -90,14 +90,16 @@ pub fn caught_up(status: &Status, last_write: &BTreeMap<String, ClusterTime>) ->
         .all(|(c, w)| status.positions.get(c).is_some_and(|p| p >= w))
 }
 
-/// One compact line: elapsed time, writes, then `collection rows[/gaps]` per collection.
+/// One compact line: elapsed time, writes, the largest lag, then per collection its rows in
+/// Postgres, its open gaps and how far its checkpoint is behind its last write (when it is).
 pub fn render_line(
     elapsed: Duration,
     writes: u64,
     status: &Status,
     last_write: &BTreeMap<String, ClusterTime>,
 ) -> String {
-    let lag = lags(status, last_write).into_values().max().unwrap_or(0);
+    let per_collection = lags(status, last_write);
+    let lag = per_collection.values().copied().max().unwrap_or(0);
     let mut out = format!(
         "[{:>4}s] writes {:>5} | lag {:>2}s |",
         elapsed.as_secs(),
@@ -108,6 +110,9 @@ pub fn render_line(
         let _ = write!(out, " {collection} {rows}");
         if let Some(g) = status.open_gaps.get(collection) {
             let _ = write!(out, " ({g} gap{})", if *g == 1 { "" } else { "s" });
+        }
+        if let Some(l) = per_collection.get(collection).filter(|l| **l > 0) {
+            let _ = write!(out, " [{l}s behind]");
         }
     }
     out
@@ -201,5 +206,21 @@ mod tests {
         let lag = lags(&status(&[("users", 100), ("payments", 102)]), &writes);
         assert_eq!(lag.get("payments"), Some(&3));
         assert_eq!(lag.get("users"), Some(&0));
+    }
+
+    #[test]
+    fn the_status_line_names_rows_gaps_and_lag_per_collection() {
+        let mut s = status(&[("users", 100), ("payments", 102)]);
+        s.rows = [("users".to_string(), 41), ("payments".to_string(), 30)].into();
+        s.open_gaps = [("payments".to_string(), 1)].into();
+        let writes: BTreeMap<String, ClusterTime> = [
+            ("users".to_string(), ClusterTime::new(100, 1)),
+            ("payments".to_string(), ClusterTime::new(105, 1)),
+        ]
+        .into();
+        assert_eq!(
+            render_line(Duration::from_secs(4), 250, &s, &writes),
+            "[   4s] writes   250 | lag  3s | payments 30 (1 gap) [3s behind] users 41"
+        );
     }
 }
