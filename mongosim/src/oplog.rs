@@ -4,6 +4,7 @@
 //! reported as lost. Lookup by sequence number is O(1).
 
 use crate::clock::{ts_key, ClusterClock};
+use crate::rawdoc::RawDoc;
 use crate::store::write::{Change, ChangeKind};
 use crate::token::{Token, TokenKind};
 use bson::{doc, Bson, DateTime, Document, Timestamp};
@@ -66,18 +67,6 @@ pub(crate) struct History {
     lost_below: u64,
 }
 
-fn splice_doc(event: &mut Vec<u8>, key: &str, raw_doc: &[u8]) {
-    // Drop the terminating NUL, append an embedded-document element, re-terminate, fix the length.
-    event.pop();
-    event.push(0x03);
-    event.extend_from_slice(key.as_bytes());
-    event.push(0);
-    event.extend_from_slice(raw_doc);
-    event.push(0);
-    let len = event.len() as i32;
-    event[..4].copy_from_slice(&len.to_le_bytes());
-}
-
 impl History {
     pub(crate) fn new(window: usize) -> History {
         History {
@@ -107,7 +96,7 @@ impl History {
     }
 
     /// Entries with sequence >= `seq`, oldest first.
-    pub(crate) fn from_seq(&self, seq: u64) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn entries_from(&self, seq: u64) -> impl Iterator<Item = &Entry> {
         let start = match self.entries.front() {
             Some(f) if seq > f.seq => (seq - f.seq) as usize,
             _ => 0,
@@ -223,42 +212,39 @@ fn build_entry(
         ),
         ChangeKind::DropDatabase => (EntryKind::DropDatabase, "dropDatabase"),
     };
-    let mut head = doc! {
-        "_id": token.to_doc(),
-        "operationType": op_type,
-        "clusterTime": time,
-        "wallTime": wall,
-    };
+    let mut event = RawDoc::with_capacity(160 + change.full.as_ref().map_or(0, Vec::len));
+    let mut id = RawDoc::with_capacity(64);
+    id.str("_data", &token.data());
+    event.raw_doc("_id", &id.finish());
+    event.str("operationType", op_type);
+    event.timestamp("clusterTime", time);
+    event.datetime("wallTime", wall);
     if let Some(t) = txn {
-        head.insert("lsid", t.lsid.clone());
-        head.insert("txnNumber", t.txn_number);
+        event.doc("lsid", &t.lsid);
+        event.i64("txnNumber", t.txn_number);
     }
-    if kind == EntryKind::DropDatabase {
-        head.insert("ns", doc! { "db": change.db.clone() });
-    } else {
-        head.insert(
-            "ns",
-            doc! { "db": change.db.clone(), "coll": change.coll.clone() },
-        );
+    let mut ns = RawDoc::with_capacity(64);
+    ns.str("db", &change.db);
+    if kind != EntryKind::DropDatabase {
+        ns.str("coll", &change.coll);
     }
+    event.raw_doc("ns", &ns.finish());
     if let Some(id) = &change.id {
-        head.insert("documentKey", doc! { "_id": id.clone() });
+        let mut key = RawDoc::with_capacity(32);
+        key.value("_id", id);
+        event.raw_doc("documentKey", &key.finish());
     }
     match &change.kind {
-        ChangeKind::Update { description } => {
-            head.insert("updateDescription", description.clone());
-        }
+        ChangeKind::Update { description } => event.doc("updateDescription", description),
         ChangeKind::Rename { to_db, to_coll } => {
-            head.insert("to", doc! { "db": to_db.clone(), "coll": to_coll.clone() });
+            event.doc("to", &doc! { "db": to_db.clone(), "coll": to_coll.clone() })
         }
         _ => {}
     }
-    let mut event = Vec::with_capacity(128 + change.full.as_ref().map_or(0, Vec::len));
-    // Writing an in-memory document into a Vec cannot fail.
-    let _ = head.to_writer(&mut event);
     if let Some(full) = &change.full {
-        splice_doc(&mut event, "fullDocument", full);
+        event.raw_doc("fullDocument", full);
     }
+    let event = event.finish();
     let (pre, post) = if change.images {
         (change.pre, change.post)
     } else {
@@ -293,11 +279,16 @@ mod tests {
         }
         assert_eq!(h.len(), 2);
         assert_eq!(h.lost_below(), 2);
-        assert_eq!(h.from_seq(3).map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            h.entries_from(3).map(|e| e.seq).collect::<Vec<_>>(),
+            vec![3]
+        );
         h.truncate(&mut clock);
         assert_eq!(h.lost_below(), 4);
         assert_eq!(
-            h.from_seq(0).map(|e| e.kind.clone()).collect::<Vec<_>>(),
+            h.entries_from(0)
+                .map(|e| e.kind.clone())
+                .collect::<Vec<_>>(),
             vec![EntryKind::Noop]
         );
     }

@@ -34,6 +34,42 @@ impl RawDoc {
         self.buf.push(0);
     }
 
+    pub(crate) fn timestamp(&mut self, key: &str, ts: bson::Timestamp) {
+        self.key(0x11, key);
+        self.buf.extend_from_slice(&ts.increment.to_le_bytes());
+        self.buf.extend_from_slice(&ts.time.to_le_bytes());
+    }
+
+    pub(crate) fn datetime(&mut self, key: &str, dt: bson::DateTime) {
+        self.key(0x09, key);
+        self.buf
+            .extend_from_slice(&dt.timestamp_millis().to_le_bytes());
+    }
+
+    /// Appends any BSON value (common scalar types written directly).
+    pub(crate) fn value(&mut self, key: &str, v: &bson::Bson) {
+        match v {
+            bson::Bson::Int32(i) => {
+                self.key(0x10, key);
+                self.buf.extend_from_slice(&i.to_le_bytes());
+            }
+            bson::Bson::Int64(i) => self.i64(key, *i),
+            bson::Bson::String(s) => self.str(key, s),
+            bson::Bson::ObjectId(o) => {
+                self.key(0x07, key);
+                self.buf.extend_from_slice(&o.bytes());
+            }
+            other => {
+                let mut one = Document::new();
+                one.insert(key, other.clone());
+                let mut tmp = Vec::new();
+                // Writing an in-memory document into a Vec cannot fail.
+                let _ = one.to_writer(&mut tmp);
+                self.extend(&tmp);
+            }
+        }
+    }
+
     /// Appends an embedded document given as serialized bytes.
     pub(crate) fn raw_doc(&mut self, key: &str, bytes: &[u8]) {
         self.key(0x03, key);

@@ -9,7 +9,12 @@ use crate::wire;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
+
+/// Resolves once shutdown was requested (even if it was requested before subscribing).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await.map(|_| ());
+}
 
 /// Accepts connections until shutdown.
 pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -22,18 +27,23 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let shared = Arc::clone(&shared);
                     let id = shared.next_connection_id();
                     debug!(connection = id, %peer, "connection accepted");
-                    tokio::spawn(async move {
-                        if let Err(err) = serve(stream, Arc::clone(&shared), id).await {
-                            debug!(connection = id, error = %err, "connection ended with an error");
+                    let span = tracing::debug_span!("connection", id);
+                    tokio::spawn(
+                        async move {
+                            match serve(stream, Arc::clone(&shared), id).await {
+                                Ok(()) => debug!("connection closed"),
+                                Err(err) => debug!(error = %err, "connection ended with an error"),
+                            }
                         }
-                    });
+                        .instrument(span),
+                    );
                 }
                 Err(err) => {
                     warn!(error = %err, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = stopped(&mut shutdown) => break,
         }
     }
     info!("listener stopped");
@@ -54,13 +64,18 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
         let request = tokio::select! {
             r = wire::read_request(&mut reader, &mut scratch) => r?,
             _ = drop_rx.changed() => return Ok(()),
-            _ = shutdown.changed() => return Ok(()),
+            _ = stopped(&mut shutdown) => return Ok(()),
         };
         let Some(request) = request else {
             return Ok(());
         };
         let name = request.body.keys().next().cloned().unwrap_or_default();
-        let bypass = name == names::RESUME;
+        // Handshakes and monitor checks are answered while paused, so a paused simulator looks like
+        // a slow server rather than a vanished one, and a new connection can still send resume.
+        let bypass = matches!(
+            name.as_str(),
+            names::PAUSE | names::RESUME | "hello" | "isMaster" | "ismaster"
+        );
         if name == names::DROP_CONNECTIONS {
             // Answer the caller first, then close like every other connection.
             if let Outcome::Reply(body) = commands::execute(&shared, &mut conn, request.body).await
@@ -88,7 +103,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
                 o
             } => o,
             _ = drop_rx.changed() => return Ok(()),
-            _ = shutdown.changed() => return Ok(()),
+            _ = stopped(&mut shutdown) => return Ok(()),
         };
         match outcome {
             Outcome::Close => return Ok(()),

@@ -432,7 +432,7 @@ async fn the_post_batch_resume_token_follows_the_wall_clock_while_idle() {
         let now_token = token_data(&stream.resume_token().expect("token"));
         assert!(now_token >= first);
         assert!(
-            token_seconds(&now_token) + 1 >= unix_now(),
+            token_seconds(&now_token) + 2 >= unix_now(),
             "lag stays near zero"
         );
         if token_seconds(&now_token) >= token_seconds(&first) + 2 {
@@ -440,5 +440,79 @@ async fn the_post_batch_resume_token_follows_the_wall_clock_while_idle() {
         }
         assert!(Instant::now() < deadline, "the token never advanced");
     }
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn while_paused_the_stream_position_stops_advancing_so_lag_grows() {
+    let sim = common::start().await;
+    let c = sim.client.database("shop").collection::<Document>("paused");
+    let mut stream = c
+        .watch()
+        .max_await_time(Duration::from_millis(100))
+        .await
+        .expect("watch");
+    assert!(stream.next_if_any().await.expect("first").is_none());
+    sim.handle.pause();
+    let waited = tokio::time::timeout(Duration::from_millis(1500), stream.next_if_any()).await;
+    assert!(waited.is_err(), "no answer while paused");
+    let stale = token_seconds(&token_data(&stream.resume_token().expect("token")));
+    sim.handle.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let _ = stream.next_if_any().await.expect("getMore after resume");
+        let secs = token_seconds(&token_data(&stream.resume_token().expect("token")));
+        if secs > stale {
+            break secs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never moved after resume"
+        );
+    };
+    assert!(fresh + 2 >= unix_now());
+    sim.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_resume_token_advances_past_events_a_match_stage_filters_out() {
+    let sim = common::start().await;
+    let c = sim
+        .client
+        .database("shop")
+        .collection::<Document>("filtered");
+    let mut stream = c
+        .watch()
+        .pipeline(vec![doc! { "$match": { "operationType": "delete" } }])
+        .max_await_time(Duration::from_millis(100))
+        .await
+        .expect("watch");
+    let before = token_data(&stream.resume_token().expect("initial token"));
+    c.insert_many((0..5).map(|i| doc! { "_id": i }))
+        .await
+        .expect("insert");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            stream.next_if_any().await.expect("getMore").is_none(),
+            "inserts are filtered out"
+        );
+        let now = token_data(&stream.resume_token().expect("token"));
+        let seq = |d: &str| u64::from_str_radix(&d[20..36], 16).unwrap_or(0);
+        if seq(&now) >= seq(&before) + 5 {
+            assert!(now > before);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the token never moved past the filtered events"
+        );
+    }
+    c.delete_one(doc! { "_id": 3 }).await.expect("delete");
+    let ev = stream.next().await.expect("event").expect("ok");
+    assert_eq!(
+        (ev.operation_type, ev.document_key),
+        (Op::Delete, Some(doc! { "_id": 3 }))
+    );
     sim.handle.shutdown().await;
 }

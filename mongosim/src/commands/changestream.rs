@@ -39,6 +39,8 @@ pub(crate) struct StreamCursor {
     ns: String,
     scope: Scope,
     next_seq: u64,
+    /// startAtOperationTime: entries older than this are skipped.
+    min_time: Option<u64>,
     full: Image,
     before: Image,
     stages: Vec<Stage>,
@@ -188,11 +190,16 @@ pub(crate) fn open(shared: &Shared, body: &Document) -> Result<Body, CommandErro
         inner.history.next_seq()
     };
     let id = inner.new_cursor_id();
+    let min_time = match opts.get("startAtOperationTime") {
+        Some(Bson::Timestamp(ts)) => Some(crate::clock::ts_key(*ts)),
+        _ => None,
+    };
     let mut cursor = Box::new(StreamCursor {
         id,
         ns,
         scope,
         next_seq,
+        min_time,
         full,
         before,
         stages: follow,
@@ -320,13 +327,12 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
     }
     let mut docs = Vec::new();
     let mut bytes = 0usize;
-    let mut examined = 0usize;
     let mut last_delivered: Option<Token> = None;
     let mut last_scanned: Option<Token> = None;
     let mut closed = false;
     let mut full = false;
     let mut more = false;
-    for e in inner.history.from_seq(c.next_seq) {
+    for (examined, e) in inner.history.entries_from(c.next_seq).enumerate() {
         if docs.len() >= max || bytes >= MAX_BATCH_BYTES {
             full = true;
             break;
@@ -335,14 +341,13 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
             more = true;
             break;
         }
-        examined += 1;
         c.next_seq = e.seq + 1;
         last_scanned = Some(Token {
             kind: TokenKind::HighWater,
             op_index: u32::MAX,
             ..e.token(TokenKind::HighWater)
         });
-        if !visible(&c.scope, e) {
+        if !visible(&c.scope, e) || c.min_time.is_some_and(|t| crate::clock::ts_key(e.time) < t) {
             continue;
         }
         if let Some(d) = render(inner, c, e)? {

@@ -126,7 +126,7 @@ fn operator_matches(values: &[&Bson], op: &str, arg: &Bson) -> Result<bool, Comm
                 Bson::Boolean(b) => *b,
                 other => super::value::as_f64(other).is_some_and(|n| n != 0.0),
             };
-            want == !values.is_empty()
+            want != values.is_empty()
         }
         "$not" => match arg {
             Bson::Document(ops) => {

@@ -175,12 +175,10 @@ fn check_conflicts(ops: &Document) -> Result<(), CommandError> {
         }
     }
     for (i, a) in paths.iter().enumerate() {
-        if *a == "_id" || a.is_empty() || a.contains(".$") || a.starts_with('$') {
-            if a.contains('$') {
-                return Err(CommandError::bad_value(format!(
-                    "positional updates are not supported: '{a}'"
-                )));
-            }
+        if a.contains(".$") || a.starts_with('$') {
+            return Err(CommandError::bad_value(format!(
+                "positional updates are not supported: '{a}'"
+            )));
         }
         for b in &paths[i + 1..] {
             let clash =

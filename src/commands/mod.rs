@@ -1,0 +1,280 @@
+//! One function per CLI command; `dispatch` maps each outcome to the process exit code
+//! (0 success, 1 failure or a verify mismatch, 2 bad configuration or usage). Every error is
+//! printed as one line with connection strings redacted.
+
+mod gaps;
+mod resync;
+mod tokens;
+mod verify;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing::{error, info};
+
+use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
+use crate::config::{redact_uri, CompiledMapping, Config, ConfigError, Secret};
+use crate::sink::migrate::ControlNames;
+use crate::supervisor::{self, AbortOnDrop, RunSettings};
+
+/// Exit code for an invalid mapping or command line.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failed command (and for `verify` finding a mismatch).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// How long a command waits for MongoDB to become reachable unless the URL says otherwise.
+pub const MONGO_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A flag value the command cannot use.
+    #[error("{0}")]
+    Usage(String),
+    #[error("invalid mapping configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to postgres: {0}")]
+    PgConnect(#[source] tokio_postgres::Error),
+    #[error("cannot connect to mongodb: {0}")]
+    Mongo(#[source] mongodb::error::Error),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    Tokens(#[from] crate::ops::tokens::TokensError),
+    #[error(transparent)]
+    Gaps(#[from] crate::ops::gaps::GapsError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::ops::snapshot::SnapshotError),
+    #[error(transparent)]
+    Verify(#[from] crate::ops::verify::VerifyError),
+    #[error("cannot render JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Demo(String),
+}
+
+impl CommandError {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CommandError::Usage(_) | CommandError::Config(_) => ExitCode::from(EXIT_CONFIG),
+            _ => ExitCode::from(EXIT_FAILURE),
+        }
+    }
+
+    /// The one line printed for the operator (connection strings redacted).
+    pub fn line(&self) -> String {
+        redact_uri(&self.to_string()).replace('\n', " ")
+    }
+}
+
+/// Run the parsed command line.
+pub async fn dispatch(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Migrate(args) => return migrate(args).await,
+        Command::Run(args) => return run(args).await,
+        Command::Tokens(TokensCommand::Show(a)) => tokens::show(a).await,
+        Command::Tokens(TokensCommand::Reset(a)) => tokens::reset(a).await,
+        Command::Gaps(GapsCommand::List(a)) => gaps::list(a).await,
+        Command::Gaps(GapsCommand::Show(a)) => gaps::show(a).await,
+        Command::Gaps(GapsCommand::Retry(a)) => gaps::retry(a).await,
+        Command::Gaps(GapsCommand::Resolve(a)) => gaps::resolve(a).await,
+        Command::Gaps(GapsCommand::Ignore(a)) => gaps::ignore(a).await,
+        Command::Snapshot(a) => resync::snapshot(a).await,
+        Command::Verify(a) => verify::verify(a).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line on stderr; the log would only repeat it.
+            eprintln!("error: {}", e.line());
+            e.exit_code()
+        }
+    }
+}
+
+/// The mapping and an open Postgres connection: what every operator command starts from.
+pub struct Target {
+    pub config: Config,
+    pub names: ControlNames,
+    pub pg: tokio_postgres::Client,
+    _pg_task: AbortOnDrop,
+}
+
+impl Target {
+    /// Loads the mapping and connects to Postgres.
+    pub async fn open(mapping: &Path, pg_url: &str) -> Result<Target, CommandError> {
+        let config = Config::from_path(mapping)?;
+        Target::with_config(config, pg_url).await
+    }
+
+    /// Connects to Postgres for an already loaded mapping.
+    pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
+        let names = supervisor::control_names(&config);
+        let (pg, task) = supervisor::connect_pg(&Secret::new(pg_url))
+            .await
+            .map_err(CommandError::PgConnect)?;
+        Ok(Target {
+            config,
+            names,
+            pg,
+            _pg_task: task,
+        })
+    }
+
+    /// From `--mapping` and `--pg-url`.
+    pub async fn from_args(args: &PgArgs) -> Result<Target, CommandError> {
+        Target::open(&args.mapping, &args.pg_url).await
+    }
+
+    /// The mapping checked against the live Postgres catalogue.
+    pub async fn compile(&self) -> Result<CompiledMapping, CommandError> {
+        let catalogue =
+            crate::sink::catalogue::load(&self.pg, &self.config.mapped_tables()).await?;
+        Ok(self.config.compile(&catalogue)?)
+    }
+
+    /// A sink over the live catalogue, for commands that write rows.
+    pub async fn sink(&self) -> Result<crate::sink::Sink, CommandError> {
+        let catalogue =
+            crate::sink::catalogue::load(&self.pg, &self.config.mapped_tables()).await?;
+        Ok(crate::sink::Sink::new(catalogue, self.names.clone()).with_holder(default_holder()))
+    }
+}
+
+/// A MongoDB client that has answered a ping (so unreachable servers fail here, with one line).
+pub async fn connect_mongo(url: &str) -> Result<mongodb::Client, CommandError> {
+    let mut options = mongodb::options::ClientOptions::parse(url)
+        .await
+        .map_err(CommandError::Mongo)?;
+    if options.server_selection_timeout.is_none() {
+        options.server_selection_timeout = Some(MONGO_SELECTION_TIMEOUT);
+    }
+    let client = mongodb::Client::with_options(options).map_err(CommandError::Mongo)?;
+    client
+        .database("admin")
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(CommandError::Mongo)?;
+    Ok(client)
+}
+
+/// `--actor`, else `$USER`, else `operator`.
+pub fn actor_or_user(actor: Option<String>) -> String {
+    actor
+        .filter(|a| !a.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.trim().is_empty()))
+        .unwrap_or_else(|| "operator".to_string())
+}
+
+/// Pretty JSON of `value` followed by a newline.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CommandError> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::from_path(path).map_err(|e| {
+        error!(error = %e, "invalid mapping configuration");
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn migrate(args: MigrateArgs) -> ExitCode {
+    let names = match &args.mapping {
+        Some(path) => match load_config(path) {
+            Ok(c) => supervisor::control_names(&c),
+            Err(code) => return code,
+        },
+        None => ControlNames::default(),
+    };
+    let url = Secret::new(args.pg_url);
+    let (mut client, _conn) = match supervisor::connect_pg(&url).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: cannot connect to postgres: {}",
+                redact_uri(&e.to_string())
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::sink::migrate::migrate(&mut client, &names).await {
+        Ok(applied) => {
+            if applied.is_empty() {
+                println!("control tables are up to date");
+            } else {
+                for m in applied {
+                    println!("applied {m}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", redact_uri(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> ExitCode {
+    let config = match load_config(&args.conn.mapping) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let holder = args.holder.unwrap_or_else(default_holder);
+    let settings = RunSettings {
+        mongo_url: Secret::new(args.conn.mongo_url),
+        pg_url: Secret::new(args.conn.pg_url),
+        config,
+        metrics_addr: Some(args.metrics_addr),
+        holder,
+    };
+    let replicator = match supervisor::start(settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = redact_uri(&e.to_string());
+            error!(error = %msg, "cannot start");
+            eprintln!("error: {msg}");
+            return match e {
+                supervisor::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    if let Some(addr) = replicator.metrics_addr() {
+        info!(%addr, "metrics endpoint");
+    }
+    replicator.run_until(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// `host:pid`, recorded as the holder of the streams.
+pub fn default_holder() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

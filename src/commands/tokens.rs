@@ -1,0 +1,73 @@
+//! `mongo2pg tokens show` and `mongo2pg tokens reset`: the operator's view and steering of the
+//! stored stream positions, over `ops::tokens`.
+
+use std::process::ExitCode;
+
+use super::{connect_mongo, to_json, CommandError, Target};
+use crate::cli::{TokensResetArgs, TokensShowArgs};
+use crate::ops::tokens::{self, ResetArgs};
+
+/// Prints every stream's position; the lag is filled when MongoDB is reachable.
+pub async fn show(args: TokensShowArgs) -> Result<ExitCode, CommandError> {
+    let target = Target::from_args(&args.pg).await?;
+    let mongo_now = match &args.mongo_url {
+        Some(url) => match connect_mongo(url).await {
+            Ok(client) => match tokens::mongo_cluster_time(&client).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!(
+                        "warning: lag unknown: {}",
+                        crate::config::redact_uri(&e.to_string())
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                eprintln!("warning: lag unknown: {}", e.line());
+                None
+            }
+        },
+        None => None,
+    };
+    let views = tokens::show(&target.pg, &target.names, mongo_now, chrono::Utc::now()).await?;
+    if args.json {
+        print!("{}", to_json(&views)?);
+    } else {
+        print!("{}", tokens::render_table(&views));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves one stream (or, with `--dry-run`, says what would move) and prints the outcome.
+pub async fn reset(args: TokensResetArgs) -> Result<ExitCode, CommandError> {
+    let raw = ResetArgs {
+        collection: args.collection.clone(),
+        to_token: args.target.to_token,
+        to_time: args.target.to_time,
+        to_now: args.target.to_now,
+        resnapshot: args.target.resnapshot,
+        no_gap: args.no_gap,
+        dry_run: args.dry_run,
+        reason: Some(args.reason),
+        actor: Some(super::actor_or_user(args.actor)),
+    };
+    let request = raw
+        .into_request(std::env::var("USER").ok())
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    let mut target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    if !target.config.collections.contains_key(&request.collection) {
+        return Err(CommandError::Usage(format!(
+            "collection {} is not mapped",
+            request.collection
+        )));
+    }
+    let mongo = connect_mongo(&args.conn.mongo_url).await?;
+    let database = target.config.source.database.clone();
+    let outcome = tokens::reset(&mut target.pg, &mongo, &database, &target.names, &request).await?;
+    if args.json {
+        print!("{}", to_json(&outcome)?);
+    } else {
+        print!("{}", tokens::render_reset(&outcome));
+    }
+    Ok(ExitCode::SUCCESS)
+}
