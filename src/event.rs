@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Stored in Postgres as `bigint` (version columns, checkpoints); the packing keeps ordering, so SQL
 /// can compare versions with `<`/`>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct ClusterTime(pub u64);
 
 impl ClusterTime {
@@ -32,7 +34,10 @@ impl ClusterTime {
         ClusterTime(v.max(0) as u64)
     }
     pub fn to_timestamp(self) -> Timestamp {
-        Timestamp { time: self.seconds(), increment: self.increment() }
+        Timestamp {
+            time: self.seconds(),
+            increment: self.increment(),
+        }
     }
     /// Wall-clock instant of this cluster time (second precision).
     pub fn to_datetime(self) -> chrono::DateTime<chrono::Utc> {

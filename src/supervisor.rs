@@ -230,7 +230,11 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         metrics: metrics.clone(),
         health: health.clone(),
         holder: settings.holder.clone(),
-        restart: mapping.collections.keys().map(|c| (c.clone(), Arc::new(Notify::new()))).collect(),
+        restart: mapping
+            .collections
+            .keys()
+            .map(|c| (c.clone(), Arc::new(Notify::new())))
+            .collect(),
         mapping,
         started_at,
     });
@@ -283,23 +287,32 @@ async fn supervise_stream(
         match result {
             Ok(StreamExit::Shutdown) => break,
             Ok(StreamExit::Restart) => {
-                ctx.metrics.stream_restarted(&collection, RestartReason::TokenReset);
+                ctx.metrics
+                    .stream_restarted(&collection, RestartReason::TokenReset);
                 continue;
             }
             Err(StreamError::HistoryLost { message, .. }) => {
-                ctx.metrics.stream_restarted(&collection, RestartReason::HistoryLost);
+                ctx.metrics
+                    .stream_restarted(&collection, RestartReason::HistoryLost);
                 match history_lost(&ctx, &collection, &message).await {
                     Ok(None) => continue,
                     Ok(Some(command)) => {
                         let reason = format!("change stream history lost: {message}; a window_lost gap records the skipped window; run `{command}`");
                         error!(%reason, "stream stopped");
-                        ctx.health.set_stream(&collection, StreamState::Failed { reason });
+                        ctx.health
+                            .set_stream(&collection, StreamState::Failed { reason });
                         break;
                     }
                     Err(e) => {
                         warn!(error = %e, "recording the lost window failed; retrying");
-                        ctx.health.set_stream(&collection, StreamState::Retrying { reason: e.clone() });
-                        if sleep_or_shutdown(backoff.next().unwrap_or(RESTART_MAX_DELAY), &mut shutdown).await {
+                        ctx.health
+                            .set_stream(&collection, StreamState::Retrying { reason: e.clone() });
+                        if sleep_or_shutdown(
+                            backoff.next().unwrap_or(RESTART_MAX_DELAY),
+                            &mut shutdown,
+                        )
+                        .await
+                        {
                             break;
                         }
                     }
@@ -407,16 +420,28 @@ async fn run_stream_once(
             metrics.snapshot_copied(&coll, p.page_documents);
             metrics.set_snapshot_remaining(&coll, p.remaining.saturating_sub(p.copied));
         };
-        crate::ops::snapshot::prepare_stream(snap, ctx.mapping.config.snapshot.mode, &rules, &options, &mut cb)
-            .await
-            .map_err(|e| StreamError::Snapshot { collection: collection.to_string(), message: redact(&e) })?;
+        crate::ops::snapshot::prepare_stream(
+            snap,
+            ctx.mapping.config.snapshot.mode,
+            &rules,
+            &options,
+            &mut cb,
+        )
+        .await
+        .map_err(|e| StreamError::Snapshot {
+            collection: collection.to_string(),
+            message: redact(&e),
+        })?;
     }
     let stored = sink.load_checkpoint(&client, collection).await?;
     let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
     // Strictly after the stored token, or at a stored time (pinned start, `--to-time` reset).
     let start = crate::ops::tokens::stored_start(&client, &ctx.names, collection)
         .await
-        .map_err(|e| StreamError::Snapshot { collection: collection.to_string(), message: e.to_string() })?
+        .map_err(|e| StreamError::Snapshot {
+            collection: collection.to_string(),
+            message: e.to_string(),
+        })?
         .unwrap_or_else(|| ctx.started_at.clone());
     if let Some(p) = stored.as_ref().and_then(|c| c.position.as_ref()) {
         ctx.metrics.checkpoint_committed(collection, p.cluster_time);
@@ -585,7 +610,8 @@ async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
 
 async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
+        .with_holder(ctx.holder.clone());
     let metrics = ctx.metrics.clone();
     let mut on_progress = |collection: &str, p: &crate::ops::snapshot::SnapshotProgress| {
         metrics.snapshot_copied(collection, p.page_documents);
@@ -621,7 +647,8 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         ..crate::ops::gaps::RetryOptions::default()
     };
     let mut conn: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
+        .with_holder(ctx.holder.clone());
     loop {
         if sleep_or_shutdown(GAP_RETRY_INTERVAL, &mut shutdown).await {
             return;
@@ -629,7 +656,9 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             conn = connect_pg(&ctx.pg_url).await.ok();
         }
-        let Some((pg, _)) = conn.as_mut() else { continue };
+        let Some((pg, _)) = conn.as_mut() else {
+            continue;
+        };
         let mut retry = crate::ops::gaps::RetryContext {
             mongo: &ctx.mongo,
             pg,
@@ -639,7 +668,13 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         };
         match crate::ops::gaps::retry_open_gaps(&mut retry, &options).await {
             Ok(report) if report.attempted > 0 => {
-                info!(attempted = report.attempted, resolved = report.resolved, superseded = report.superseded, still_open = report.still_open, "gap retry round");
+                info!(
+                    attempted = report.attempted,
+                    resolved = report.resolved,
+                    superseded = report.superseded,
+                    still_open = report.still_open,
+                    "gap retry round"
+                );
             }
             Ok(_) => {}
             Err(e) => {
@@ -680,12 +715,17 @@ async fn reset_listener_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver
 
 /// History is gone for this stream: record the lost window, then re-sync (`when_needed`) and
 /// return None, or return the command the operator must run.
-async fn history_lost(ctx: &RunContext, collection: &str, message: &str) -> Result<Option<String>, String> {
+async fn history_lost(
+    ctx: &RunContext,
+    collection: &str,
+    message: &str,
+) -> Result<Option<String>, String> {
     let Some(rules) = ctx.mapping.rules(collection) else {
         return Ok(None);
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone()).with_holder(ctx.holder.clone());
+    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
+        .with_holder(ctx.holder.clone());
     let snap = crate::ops::snapshot::SnapshotContext {
         mongo: &ctx.mongo,
         database: &ctx.mapping.config.source.database,
@@ -728,9 +768,16 @@ async fn pin_start_positions(
         t = names.checkpoints
     );
     for collection in mapping.collections.keys() {
-        pg.execute(sql.as_str(), &[collection, &at.as_i64(), &crate::ops::tokens::store::SNAPSHOT_DONE])
-            .await
-            .map_err(|e| StartError::Sink(SinkError::pg("recording the start position", e)))?;
+        pg.execute(
+            sql.as_str(),
+            &[
+                collection,
+                &at.as_i64(),
+                &crate::ops::tokens::store::SNAPSHOT_DONE,
+            ],
+        )
+        .await
+        .map_err(|e| StartError::Sink(SinkError::pg("recording the start position", e)))?;
     }
     Ok(())
 }

@@ -135,7 +135,12 @@ async fn each_bad_document_becomes_one_gap_and_the_stream_continues() {
     )
     .await;
     wait_until("every bad document has its gap", WAIT, || async {
-        count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'").await >= bad.len() as i64
+        count(
+            &pg,
+            "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'",
+        )
+        .await
+            >= bad.len() as i64
     })
     .await;
 
@@ -164,7 +169,11 @@ async fn each_bad_document_becomes_one_gap_and_the_stream_continues() {
         assert_eq!(rows[0].get::<_, String>(3), "open");
     }
     assert_eq!(
-        count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'").await,
+        count(
+            &pg,
+            "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'"
+        )
+        .await,
         bad.len() as i64,
         "no other open gap"
     );

@@ -314,7 +314,11 @@ async fn reference_domain_rows_arrive_exactly_with_mixed_ids_children_and_money(
         1
     );
     assert_eq!(
-        count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'").await,
+        count(
+            &pg,
+            "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'"
+        )
+        .await,
         1,
         "no other open gap (cross-stream fk_missing gaps heal by retry)"
     );

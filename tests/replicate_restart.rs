@@ -94,7 +94,11 @@ async fn graceful_restarts_and_aborted_tasks_lose_nothing_and_apply_nothing_twic
     })
     .await;
     assert_eq!(
-        count(&pg, "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'").await,
+        count(
+            &pg,
+            "SELECT count(*) FROM public.pg_dualwrite_gaps WHERE status = 'open'"
+        )
+        .await,
         0,
         "no gap left open on clean data"
     );
@@ -110,6 +114,15 @@ async fn graceful_restarts_and_aborted_tasks_lose_nothing_and_apply_nothing_twic
     replicator.shutdown().await;
     source.stop().await;
     db.drop_db().await;
+}
+
+/// Kills the child replicator when the test ends, whatever the outcome.
+struct ChildGuard(std::process::Child);
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,11 +144,22 @@ async fn a_child_process_killed_with_sigkill_resumes_without_loss_or_duplicates(
             .env("PG_URL", &db.url)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn mongo2pg")
     };
-    let mut child = spawn();
+    let mut child = ChildGuard(spawn());
+    // Without a snapshot a fresh replicator starts at its own start time: wait until it pinned
+    // that position before writing.
+    wait_until("the child pinned its start positions", WAIT, || async {
+        count(
+            &pg,
+            "SELECT count(*) FROM mongo2pg.checkpoints WHERE cluster_time IS NOT NULL",
+        )
+        .await
+            == 8
+    })
+    .await;
     for round in 0..4 {
         workload(&source, &mdb, round).await;
         let before = count(&pg, "SELECT count(*) FROM users").await;
@@ -143,17 +167,16 @@ async fn a_child_process_killed_with_sigkill_resumes_without_loss_or_duplicates(
             count(&pg, "SELECT count(*) FROM users").await > before
         })
         .await;
-        child.kill().expect("SIGKILL the child");
-        let _ = child.wait();
-        child = spawn();
+        child.0.kill().expect("SIGKILL the child");
+        let _ = child.0.wait();
+        child = ChildGuard(spawn());
     }
     wait_users_equal(&source, &mdb, &pg, WAIT).await;
     wait_until("ledger equal, each entry once", WAIT, || {
         ledger_matches(&source, &mdb, &pg)
     })
     .await;
-    child.kill().expect("stop the child");
-    let _ = child.wait();
+    drop(child);
     source.stop().await;
     db.drop_db().await;
 }
