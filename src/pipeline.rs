@@ -32,11 +32,13 @@ pub enum StreamExit {
     Shutdown,
     /// An operator reset the stream's position: reopen it from the stored checkpoint.
     Restart,
+    /// Another process holds the stream's lease; try again later.
+    Standby,
 }
 
 /// What flows from the reader to the consumer.
 enum Item {
-    Event(BatchItem),
+    Event(Box<BatchItem>),
     Heartbeat(Position),
     /// The reader failed; the consumer flushes what it has and returns this error.
     Failed(StreamError),
@@ -70,17 +72,33 @@ fn ends_stream(op: &Operation) -> bool {
     )
 }
 
+/// What the reader of one stream reads and where its output goes.
+pub struct ReaderSpec<'a> {
+    pub mongo: &'a mongodb::Client,
+    pub database: &'a str,
+    pub collection: &'a str,
+    pub start: &'a StartAt,
+    pub options: &'a StreamOptions,
+    pub rules: Arc<crate::mapping::CollectionRules>,
+    /// Capacity of the bounded channel to the consumer (backpressure).
+    pub capacity: usize,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Start the reader: open the stream at `start`, then forward items until the channel closes.
 pub async fn spawn_reader(
-    mongo: &mongodb::Client,
-    database: &str,
-    collection: &str,
-    start: &StartAt,
-    options: &StreamOptions,
-    rules: Arc<crate::mapping::CollectionRules>,
-    capacity: usize,
-    metrics: Arc<Metrics>,
+    spec: ReaderSpec<'_>,
 ) -> Result<(mpsc::Receiver<ItemOut>, JoinHandle<()>), StreamError> {
+    let ReaderSpec {
+        mongo,
+        database,
+        collection,
+        start,
+        options,
+        rules,
+        capacity,
+        metrics,
+    } = spec;
     let mut source = match ChangeSource::open(mongo, database, collection, start, options).await {
         Ok(s) => s,
         Err(e) if is_history_lost(&e) => {
@@ -99,7 +117,7 @@ pub async fn spawn_reader(
                 Ok(SourceItem::Event(ev)) => {
                     metrics.events_read(&coll, &ev.operation, 1);
                     let mapped = map_for_stream(&rules, &ev);
-                    Item::Event(BatchItem { event: *ev, mapped })
+                    Item::Event(Box::new(BatchItem { event: *ev, mapped }))
                 }
                 Ok(SourceItem::Heartbeat(p)) => Item::Heartbeat(p),
                 Ok(SourceItem::Malformed {
@@ -134,7 +152,7 @@ pub async fn spawn_reader(
                         kind: GapKind::MalformedEvent,
                         reason: reason.to_string(),
                     });
-                    Item::Event(BatchItem { event, mapped })
+                    Item::Event(Box::new(BatchItem { event, mapped }))
                 }
                 Err(e) if is_history_lost(&e) => Item::Failed(StreamError::HistoryLost {
                     collection: coll.clone(),
@@ -163,6 +181,8 @@ struct PendingBatch {
     started: Option<Instant>,
     /// The last position committed, so idle heartbeats that do not advance are not written.
     committed: Option<(ClusterTime, String)>,
+    /// When the last batch committed.
+    last_commit: Option<Instant>,
 }
 
 impl PendingBatch {
@@ -204,6 +224,8 @@ pub struct Consumer<'a> {
     pub metrics: &'a Metrics,
     /// Notified when an operator reset this stream's position.
     pub restart: Arc<tokio::sync::Notify>,
+    /// An idle stream writes its heartbeat checkpoint at most this often.
+    pub heartbeat_interval: Duration,
 }
 
 impl Consumer<'_> {
@@ -246,7 +268,7 @@ impl Consumer<'_> {
                             }
                             let operation = b.event.operation.as_str().to_string();
                             let collection = b.event.collection.clone();
-                            pending.items.push(b);
+                            pending.items.push(*b);
                             pending.started.get_or_insert_with(Instant::now);
                             if ends {
                                 self.flush(&mut pending).await?;
@@ -258,9 +280,15 @@ impl Consumer<'_> {
                         }
                         Item::Heartbeat(p) => {
                             // Everything read before this heartbeat is in `pending` already (one
-                            // ordered channel), so the heartbeat may close the batch.
+                            // ordered channel), so the heartbeat may close the batch. An idle
+                            // stream only writes it every `heartbeat_interval`.
                             pending.advance_end(p);
-                            self.flush(&mut pending).await?;
+                            let idle_write_due = pending
+                                .last_commit
+                                .is_none_or(|t| t.elapsed() >= self.heartbeat_interval);
+                            if !pending.items.is_empty() || idle_write_due {
+                                self.flush(&mut pending).await?;
+                            }
                         }
                         Item::Failed(e) => {
                             self.flush(&mut pending).await?;
@@ -289,6 +317,7 @@ impl Consumer<'_> {
         if let Some(p) = &end {
             pending.committed = Some(position_key(p));
         }
+        pending.last_commit = Some(Instant::now());
         tracing::debug!(
             events = n,
             applied = ?outcome.applied,

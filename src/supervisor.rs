@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn, Instrument};
 
 use crate::error::{classify, reason_label, Disposition, StreamError};
-use crate::pipeline::{spawn_reader, BatchLimits, Consumer, StreamExit};
+use crate::pipeline::{spawn_reader, BatchLimits, Consumer, ReaderSpec, StreamExit};
 use crate::source::{StartAt, StreamOptions};
 
 /// Minimum and maximum delay between restarts of a failing stream.
@@ -52,6 +52,8 @@ use crate::sink::SinkError;
 
 /// How often readiness probes run and the watchdog is touched.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a standby replica tries to take a stream's lease.
+pub const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the background gap retry runs, and the first retry delay of a fresh gap.
 pub const GAP_RETRY_INTERVAL: Duration = Duration::from_secs(2);
 pub const GAP_RETRY_MIN_DELAY: Duration = Duration::from_secs(1);
@@ -291,6 +293,14 @@ async fn supervise_stream(
                     .stream_restarted(&collection, RestartReason::TokenReset);
                 continue;
             }
+            Ok(StreamExit::Standby) => {
+                ctx.metrics.set_stream_held(&collection, false);
+                ctx.health.set_stream(&collection, StreamState::Standby);
+                if sleep_or_shutdown(LEASE_RETRY_INTERVAL, &mut shutdown).await {
+                    break;
+                }
+                continue;
+            }
             Err(StreamError::HistoryLost { message, .. }) => {
                 ctx.metrics
                     .stream_restarted(&collection, RestartReason::HistoryLost);
@@ -301,7 +311,9 @@ async fn supervise_stream(
                         error!(%reason, "stream stopped");
                         ctx.health
                             .set_stream(&collection, StreamState::Failed { reason });
-                        break;
+                        if wait_for_reset(&ctx, &collection, &mut shutdown).await {
+                            break;
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, "recording the lost window failed; retrying");
@@ -354,7 +366,9 @@ async fn supervise_stream(
                                 reason: format!("{err}; {advice}"),
                             },
                         );
-                        break;
+                        if wait_for_reset(&ctx, &collection, &mut shutdown).await {
+                            break;
+                        }
                     }
                 }
             }
@@ -399,6 +413,19 @@ async fn run_stream_once(
     let (mut client, _conn) = connect_pg(&ctx.pg_url)
         .await
         .map_err(StreamError::PgConnect)?;
+    // The stream's lease: a session advisory lock on this connection. Only its holder runs the
+    // stream; other replicas wait in standby and take over when the holder's connection ends.
+    let held: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+            &[&ctx.names.checkpoints, &collection],
+        )
+        .await
+        .map_err(|e| StreamError::Sink(SinkError::pg("taking the stream lease", e)))?
+        .get(0);
+    if !held {
+        return Ok(StreamExit::Standby);
+    }
     let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
         .with_holder(ctx.holder.clone());
     // A `--resnapshot` reset (or an unfinished copy) is honoured on every (re)start.
@@ -453,16 +480,16 @@ async fn run_stream_once(
         max_await: Duration::from_millis(stream_cfg.max_await_ms),
         batch_size: None,
     };
-    let (rx, reader) = spawn_reader(
-        &ctx.mongo,
-        &ctx.mapping.config.source.database,
+    let (rx, reader) = spawn_reader(ReaderSpec {
+        mongo: &ctx.mongo,
+        database: &ctx.mapping.config.source.database,
         collection,
-        &start,
-        &options,
+        start: &start,
+        options: &options,
         rules,
-        stream_cfg.channel_capacity,
-        ctx.metrics.clone(),
-    )
+        capacity: stream_cfg.channel_capacity,
+        metrics: ctx.metrics.clone(),
+    })
     .await?;
     let _reader = AbortOnDrop(reader);
     ctx.health.set_stream(collection, StreamState::Running);
@@ -481,6 +508,7 @@ async fn run_stream_once(
         sink: &mut sink,
         metrics: &ctx.metrics,
         restart,
+        heartbeat_interval: Duration::from_millis(stream_cfg.heartbeat_interval_ms),
     };
     consumer.run(rx, shutdown).await
 }
@@ -780,4 +808,25 @@ async fn pin_start_positions(
         .map_err(|e| StartError::Sink(SinkError::pg("recording the start position", e)))?;
     }
     Ok(())
+}
+
+/// A stopped stream waits here until an operator resets its position (`mongo2pg tokens reset`
+/// notifies the running process) and then starts again. True when shutting down instead.
+async fn wait_for_reset(
+    ctx: &RunContext,
+    collection: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    ctx.metrics.set_stream_held(collection, false);
+    let Some(restart) = ctx.restart.get(collection).cloned() else {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        return true;
+    };
+    tokio::select! {
+        _ = restart.notified() => {
+            info!("position reset by an operator; starting the stream again");
+            false
+        }
+        _ = shutdown.wait_for(|stop| *stop) => true,
+    }
 }

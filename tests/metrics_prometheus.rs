@@ -113,7 +113,7 @@ fn drive(metrics: &Metrics, health: &Health, tick: u64) {
         ("payments", "fk_missing", tick as i64),
         ("categories", "window_lost", 1),
     ]);
-    if tick % 5 == 0 {
+    if tick.is_multiple_of(5) {
         metrics.postgres_transaction_retried("payments");
         metrics.stream_restarted("categories", RestartReason::MongoError);
         metrics.resume_token_reset("categories");

@@ -180,3 +180,37 @@ async fn a_child_process_killed_with_sigkill_resumes_without_loss_or_duplicates(
     source.stop().await;
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replica_stands_by_and_takes_over_when_the_holder_dies() {
+    let source = Source::start().await;
+    let db = TestDb::create("lease").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let config = reference_config(&mdb);
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let first = start_replicator(&source, &db, &config).await;
+    wait_until("the first replica holds every stream", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await == 8
+    })
+    .await;
+    let second = start_replicator(&source, &db, &config).await;
+    workload(&source, &mdb, 0).await;
+    wait_users_equal(&source, &mdb, &pg, WAIT).await;
+    // Exactly one holder per stream: the second replica is on standby.
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await,
+        8
+    );
+    first.abort().await;
+    workload(&source, &mdb, 1).await;
+    wait_users_equal(&source, &mdb, &pg, WAIT).await;
+    wait_until("ledger equal after the takeover", WAIT, || {
+        ledger_matches(&source, &mdb, &pg)
+    })
+    .await;
+    second.shutdown().await;
+    source.stop().await;
+    db.drop_db().await;
+}

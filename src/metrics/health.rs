@@ -27,6 +27,7 @@ pub const STREAM_STATE_LABELS: &[&str] = &[
     "retrying",
     "stopped_by_operator",
     "failed",
+    "standby",
 ];
 
 /// What a stream is doing, as the supervisor sees it.
@@ -42,6 +43,8 @@ pub enum StreamState {
     StoppedByOperator { reason: String },
     /// Stopped by a fatal error; the reason says what the operator must do.
     Failed { reason: String },
+    /// Another replicator process holds this stream's lease; this one takes over if it goes away.
+    Standby,
 }
 
 impl StreamState {
@@ -53,12 +56,13 @@ impl StreamState {
             StreamState::Retrying { .. } => "retrying",
             StreamState::StoppedByOperator { .. } => "stopped_by_operator",
             StreamState::Failed { .. } => "failed",
+            StreamState::Standby => "standby",
         }
     }
 
     pub fn reason(&self) -> Option<&str> {
         match self {
-            StreamState::Starting | StreamState::Running => None,
+            StreamState::Starting | StreamState::Running | StreamState::Standby => None,
             StreamState::Retrying { reason }
             | StreamState::StoppedByOperator { reason }
             | StreamState::Failed { reason } => Some(reason),
@@ -69,7 +73,7 @@ impl StreamState {
     pub fn is_ready(&self) -> bool {
         matches!(
             self,
-            StreamState::Running | StreamState::StoppedByOperator { .. }
+            StreamState::Running | StreamState::StoppedByOperator { .. } | StreamState::Standby
         )
     }
 
@@ -78,6 +82,7 @@ impl StreamState {
         match self {
             StreamState::Starting => StreamState::Starting,
             StreamState::Running => StreamState::Running,
+            StreamState::Standby => StreamState::Standby,
             StreamState::Retrying { reason } => StreamState::Retrying {
                 reason: clean(reason),
             },

@@ -138,6 +138,7 @@ pub fn reference_config(mongo_db: &str) -> Config {
     config.snapshot.mode = SnapshotMode::Never;
     config.stream.batch_max_wait_ms = 50;
     config.stream.max_await_ms = 200;
+    config.stream.heartbeat_interval_ms = 200;
     config
 }
 
