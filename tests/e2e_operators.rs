@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{migrate, reference_config, repo_path, unique_name, wait_until, Source, TestDb};
 use e2e_support::{
-    capture_logs, captured_logs, gauge_for, http_get, prom_query, prom_scalar, start_prometheus,
-    PgProxy,
+    capture_logs, captured_logs, gauge_for, http_get, prom_query, prom_scalar, prom_targets,
+    start_prometheus, PgProxy,
 };
 use mongo2pg::config::Secret;
 use mongo2pg::metrics::dashboard::{panel_queries, DASHBOARD_PATH};
@@ -121,7 +121,7 @@ async fn operators_see_true_lag_dashboard_data_readiness_and_no_secrets() {
     let mut seen = Seen::default();
 
     let prom_dir = tempfile::tempdir().unwrap();
-    let (_prometheus, prom) = start_prometheus(addr, prom_dir.path());
+    let (_prometheus, prom) = start_prometheus(addr, prom_dir.path()).await;
 
     // Workload: a user every 100 ms until stopped.
     let users = source.coll(&mdb, "users");
@@ -156,14 +156,17 @@ async fn operators_see_true_lag_dashboard_data_readiness_and_no_secrets() {
         }
         pending = still;
         if !pending.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "dashboard queries without data: {:#?}",
-                pending
-                    .iter()
-                    .map(|q| (&q.panel, &q.expr))
-                    .collect::<Vec<_>>()
-            );
+            if Instant::now() > deadline {
+                panic!(
+                    "dashboard queries without data after {:?}: {:#?}\nprometheus targets: {}",
+                    started.elapsed(),
+                    pending
+                        .iter()
+                        .map(|q| (&q.panel, &q.expr))
+                        .collect::<Vec<_>>(),
+                    prom_targets(&prom).await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -272,8 +275,9 @@ async fn operators_see_true_lag_dashboard_data_readiness_and_no_secrets() {
     replicator.shutdown().await;
     let logs = captured_logs();
     assert!(
-        logs.lines().count() > 5,
-        "the replicator's logs were captured:\n{logs}"
+        logs.lines()
+            .any(|l| l.contains("WARN") && l.to_lowercase().contains("postgres")),
+        "the logs scanned include the warnings of the postgres outage:\n{logs}"
     );
     for (what, text) in seen
         .0

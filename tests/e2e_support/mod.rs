@@ -8,6 +8,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,9 +31,10 @@ pub fn free_port() -> u16 {
         .expect("bind a free port")
 }
 
-/// Start Prometheus scraping `target` every second with the project's alert rules; returns the
-/// child and its base URL. Fails loudly when the binary is missing.
-pub fn start_prometheus(target: SocketAddr, dir: &std::path::Path) -> (ChildGuard, String) {
+/// Start Prometheus scraping `target` every second with the project's alert rules and wait until
+/// it is ready; returns the child and its base URL. A start that loses its port to another process
+/// is retried on a fresh port. Fails loudly when the binary is missing.
+pub async fn start_prometheus(target: SocketAddr, dir: &std::path::Path) -> (ChildGuard, String) {
     let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_string());
     let config = dir.join("prometheus.yml");
     std::fs::write(
@@ -45,24 +47,57 @@ pub fn start_prometheus(target: SocketAddr, dir: &std::path::Path) -> (ChildGuar
         ),
     )
     .expect("write prometheus.yml");
-    let port = free_port();
-    let child = Command::new(&bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {bin} ({e}): install it with `apt-get install prometheus` \
-                 or set PROMETHEUS_BIN"
-            )
-        });
-    (ChildGuard(child), format!("http://127.0.0.1:{port}"))
+    let log_path = dir.join("prometheus.log");
+    for attempt in 1..=3 {
+        let port = free_port();
+        let log = std::fs::File::create(&log_path).expect("create prometheus.log");
+        let child = Command::new(&bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join(format!("data{attempt}")).display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {bin} ({e}): install it with `apt-get install prometheus` \
+                     or set PROMETHEUS_BIN"
+                )
+            });
+        let mut guard = ChildGuard(child);
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = guard.0.try_wait() {
+                break;
+            }
+            if http_ready(&format!("{base}/-/ready")).await {
+                return (guard, base);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    panic!(
+        "prometheus never became ready; its log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+}
+
+async fn http_ready(url: &str) -> bool {
+    reqwest::get(url)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Prometheus' view of its scrape targets, for failure messages.
+pub async fn prom_targets(base: &str) -> String {
+    match reqwest::get(format!("{base}/api/v1/targets")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => format!("targets unavailable: {e}"),
+    }
 }
 
 fn encode(query: &str) -> String {
