@@ -309,6 +309,7 @@ impl Consumer<'_> {
         let end = pending.end.take();
         pending.started = None;
         let n = items.len();
+        let newest_event = items.iter().map(|b| b.event.cluster_time).max();
         let started = Instant::now();
         let outcome = self
             .sink
@@ -331,6 +332,7 @@ impl Consumer<'_> {
             self.stream,
             &outcome,
             end.as_ref(),
+            newest_event,
             n,
             started.elapsed(),
         );
@@ -344,6 +346,7 @@ fn record_batch(
     stream: &str,
     outcome: &crate::sink::BatchOutcome,
     end: Option<&Position>,
+    newest_event: Option<ClusterTime>,
     events: usize,
     took: Duration,
 ) {
@@ -358,6 +361,9 @@ fn record_batch(
         metrics.rows_written(table, *n);
     }
     metrics.id_map_lookups(stream, outcome.id_cache_hits, outcome.id_cache_misses);
+    if let Some(t) = newest_event {
+        metrics.set_last_applied(stream, t);
+    }
     if let Some(p) = end {
         if outcome.checkpoint_moved {
             metrics.checkpoint_committed(stream, p.cluster_time);
