@@ -137,6 +137,22 @@ pub struct RunContext {
     pub restart: BTreeMap<String, Arc<Notify>>,
 }
 
+impl RunContext {
+    /// A sink for one task (each stream, the snapshot and the gap retry have their own).
+    pub fn new_sink(&self) -> crate::sink::Sink {
+        crate::sink::Sink::new((*self.catalogue).clone(), self.names.clone())
+            .with_holder(self.holder.clone())
+    }
+
+    /// Copy options from the mapping's `[snapshot]` section.
+    pub fn snapshot_options(&self) -> crate::ops::snapshot::SnapshotOptions {
+        crate::ops::snapshot::SnapshotOptions {
+            page_size: u32::try_from(self.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
+            ..Default::default()
+        }
+    }
+}
+
 /// A running replicator: one supervised stream per mapped collection plus housekeeping tasks.
 pub struct Replicator {
     shutdown: watch::Sender<bool>,
@@ -426,14 +442,10 @@ async fn run_stream_once(
     if !held {
         return Ok(StreamExit::Standby);
     }
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
-        .with_holder(ctx.holder.clone());
+    let mut sink = ctx.new_sink();
     // A `--resnapshot` reset (or an unfinished copy) is honoured on every (re)start.
     if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
-        let options = crate::ops::snapshot::SnapshotOptions {
-            page_size: u32::try_from(ctx.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
-            ..Default::default()
-        };
+        let options = ctx.snapshot_options();
         let snap = crate::ops::snapshot::SnapshotContext {
             mongo: &ctx.mongo,
             database: &ctx.mapping.config.source.database,
@@ -638,8 +650,7 @@ async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
 
 async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
-        .with_holder(ctx.holder.clone());
+    let mut sink = ctx.new_sink();
     let metrics = ctx.metrics.clone();
     let mut on_progress = |collection: &str, p: &crate::ops::snapshot::SnapshotProgress| {
         metrics.snapshot_copied(collection, p.page_documents);
@@ -675,8 +686,7 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         ..crate::ops::gaps::RetryOptions::default()
     };
     let mut conn: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
-        .with_holder(ctx.holder.clone());
+    let mut sink = ctx.new_sink();
     loop {
         if sleep_or_shutdown(GAP_RETRY_INTERVAL, &mut shutdown).await {
             return;
@@ -752,8 +762,7 @@ async fn history_lost(
         return Ok(None);
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
-    let mut sink = crate::sink::Sink::new((*ctx.catalogue).clone(), ctx.names.clone())
-        .with_holder(ctx.holder.clone());
+    let mut sink = ctx.new_sink();
     let snap = crate::ops::snapshot::SnapshotContext {
         mongo: &ctx.mongo,
         database: &ctx.mapping.config.source.database,
@@ -761,10 +770,7 @@ async fn history_lost(
         sink: &mut sink,
         names: &ctx.names,
     };
-    let options = crate::ops::snapshot::SnapshotOptions {
-        page_size: u32::try_from(ctx.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
-        ..Default::default()
-    };
+    let options = ctx.snapshot_options();
     let mut cb = |_: &crate::ops::snapshot::SnapshotProgress| {};
     let outcome = crate::ops::snapshot::handle_history_lost(
         snap,
