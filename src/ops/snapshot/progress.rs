@@ -24,6 +24,22 @@ pub struct SnapshotProgress {
     pub done: bool,
 }
 
+impl SnapshotProgress {
+    /// Nothing copied yet, `remaining` documents to go.
+    pub fn starting(remaining: u64) -> Self {
+        SnapshotProgress {
+            remaining,
+            ..SnapshotProgress::default()
+        }
+    }
+
+    /// Marks the final update of a finished copy.
+    pub fn finish(&mut self) {
+        self.done = true;
+        self.page_documents = 0;
+    }
+}
+
 /// Minimum interval between two log lines when there is no terminal.
 pub const LOG_INTERVAL: Duration = Duration::from_secs(5);
 

@@ -68,6 +68,35 @@ pub struct SnapshotReport {
     pub swept: u64,
 }
 
+impl SnapshotReport {
+    /// A report for a copy that starts now from `start`.
+    fn started(collection: &str, start: &Position, resumed_after: Option<String>) -> Self {
+        SnapshotReport {
+            collection: collection.to_string(),
+            copied: 0,
+            pages: 0,
+            failed: 0,
+            resumed_after,
+            start_cluster_time: Some(start.cluster_time.as_i64()),
+            handed_over: false,
+            complete: false,
+            gaps_resolved: 0,
+            swept: 0,
+        }
+    }
+
+    /// Counts one applied page of `documents`, `failed` of which became gaps, in the report and
+    /// in `progress`.
+    fn page_applied(&mut self, progress: &mut SnapshotProgress, documents: u64, failed: u64) {
+        self.failed += failed;
+        self.copied += documents;
+        self.pages += 1;
+        progress.copied = self.copied;
+        progress.pages = self.pages;
+        progress.page_documents = documents;
+    }
+}
+
 /// Everything a copy needs.
 pub struct SnapshotContext<'a> {
     pub mongo: &'a mongodb::Client,
@@ -142,25 +171,8 @@ pub async fn initial_snapshot(
     .await
     .map_err(mongo_err)?;
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-    let mut progress = SnapshotProgress {
-        copied: 0,
-        remaining,
-        pages: 0,
-        page_documents: 0,
-        done: false,
-    };
-    let mut report = SnapshotReport {
-        collection: collection.to_string(),
-        copied: 0,
-        pages: 0,
-        failed: 0,
-        resumed_after,
-        start_cluster_time: Some(start.cluster_time.as_i64()),
-        handed_over: false,
-        complete: false,
-        gaps_resolved: 0,
-        swept: 0,
-    };
+    let mut progress = SnapshotProgress::starting(remaining);
+    let mut report = SnapshotReport::started(collection, &start, resumed_after);
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
@@ -178,12 +190,7 @@ pub async fn initial_snapshot(
         // Progress is written right after the page committed: it can lag one page behind (the
         // page is then copied again, harmlessly) but never claims a page that did not commit.
         state::record_progress(&*ctx.pg, ctx.names, stream, epoch, &last_id).await?;
-        report.failed += outcome.gaps.len() as u64;
-        report.copied += n;
-        report.pages += 1;
-        progress.copied = report.copied;
-        progress.pages = report.pages;
-        progress.page_documents = n;
+        report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
         on_progress(&progress);
     }
     if options.filter.is_full() {
@@ -208,8 +215,7 @@ pub async fn initial_snapshot(
         .await
         .map_err(SnapshotError::from)?;
     }
-    progress.done = true;
-    progress.page_documents = 0;
+    progress.finish();
     on_progress(&progress);
     tracing::info!(
         collection,
@@ -257,25 +263,8 @@ pub async fn resync(
     .await
     .map_err(mongo_err)?;
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-    let mut progress = SnapshotProgress {
-        copied: 0,
-        remaining,
-        pages: 0,
-        page_documents: 0,
-        done: false,
-    };
-    let mut report = SnapshotReport {
-        collection: collection.to_string(),
-        copied: 0,
-        pages: 0,
-        failed: 0,
-        resumed_after: None,
-        start_cluster_time: Some(start.cluster_time.as_i64()),
-        handed_over: false,
-        complete: false,
-        gaps_resolved: 0,
-        swept: 0,
-    };
+    let mut progress = SnapshotProgress::starting(remaining);
+    let mut report = SnapshotReport::started(collection, &start, None);
     let mut keys: Vec<String> = Vec::new();
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
@@ -299,12 +288,7 @@ pub async fn resync(
             .sink
             .apply_batch(ctx.pg, collection, epoch, items, None)
             .await?;
-        report.failed += outcome.gaps.len() as u64;
-        report.copied += n;
-        report.pages += 1;
-        progress.copied = report.copied;
-        progress.pages = report.pages;
-        progress.page_documents = n;
+        report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
         on_progress(&progress);
     }
     report.complete = true;
@@ -329,8 +313,7 @@ pub async fn resync(
     )
     .await
     .map_err(SnapshotError::from)?;
-    progress.done = true;
-    progress.page_documents = 0;
+    progress.finish();
     on_progress(&progress);
     tracing::info!(
         collection,
