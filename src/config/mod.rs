@@ -289,7 +289,7 @@ impl Config {
                 "must name the MongoDB database".into(),
             );
         }
-        if !collection::is_identifier(&self.target.schema) {
+        if !crate::sink::name::is_identifier(&self.target.schema) {
             report(
                 "target",
                 "schema",

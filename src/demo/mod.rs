@@ -18,6 +18,7 @@ use crate::config::{redact_uri, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
 use crate::ops::snapshot::{self, SnapshotProgress};
 use crate::ops::verify::{self, VerifyArgs};
+use crate::sink::name::quote_ident;
 use crate::supervisor::{self, RunSettings};
 
 /// The reference marketplace schema (applied to the demo database).
@@ -50,10 +51,6 @@ pub fn demo_config() -> Result<Config, CommandError> {
     config.stream.max_await_ms = 200;
     config.stream.heartbeat_interval_ms = 1_000;
     Ok(config)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Drops and recreates the database `url` names (connecting to `postgres` on the same server),

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::ops::tokens;
-use crate::sink::ControlNames;
+use crate::sink::name::quote_qualified;
+use crate::sink::{ControlNames, SinkError};
 
 /// Rows per mapped table, open gaps per collection and checkpoint positions per stream.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,24 +20,22 @@ pub struct Status {
     pub positions: BTreeMap<String, ClusterTime>,
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 /// Reads the current status from Postgres.
 pub async fn read(
     pg: &tokio_postgres::Client,
     mapping: &CompiledMapping,
     names: &ControlNames,
-) -> Result<Status, tokio_postgres::Error> {
+) -> Result<Status, SinkError> {
+    let failed = |e| SinkError::pg("reading the replication status", e);
     let mut status = Status::default();
     for (collection, rules) in &mapping.collections {
         let row = pg
             .query_one(
-                &format!("select count(*) from {}", quote(&rules.table)),
+                &format!("select count(*) from {}", quote_qualified(&rules.table)?),
                 &[],
             )
-            .await?;
+            .await
+            .map_err(failed)?;
         status.rows.insert(collection.clone(), row.get(0));
     }
     let rows = pg
@@ -47,7 +46,8 @@ pub async fn read(
             ),
             &[],
         )
-        .await?;
+        .await
+        .map_err(failed)?;
     for r in rows {
         status.open_gaps.insert(r.get(0), r.get(1));
     }
@@ -59,7 +59,8 @@ pub async fn read(
             ),
             &[],
         )
-        .await?;
+        .await
+        .map_err(failed)?;
     for r in rows {
         status
             .positions

@@ -32,9 +32,9 @@ pub enum SinkError {
         "row operation refers to unknown column {table}.{column} (mapping and schema disagree)"
     )]
     UnknownColumn { table: String, column: String },
-    /// A configured control-table or schema name is not a plain SQL identifier.
-    #[error("invalid control table name {name:?}: {reason}")]
-    InvalidName { name: String, reason: String },
+    /// A configured table or schema name is not a usable SQL identifier.
+    #[error(transparent)]
+    InvalidName(#[from] crate::sink::name::InvalidName),
     /// The migrations runner failed.
     #[error("applying control-table migrations failed: {source}")]
     Migration {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod gaps;
 pub mod idmap;
 pub mod migrate;
+pub mod name;
 mod plan;
 pub mod text;
 mod write;

@@ -32,8 +32,8 @@ pub enum GapsError {
     },
     #[error("applying the re-read document failed: {0}")]
     Sink(#[from] crate::sink::SinkError),
-    #[error("invalid gaps table name {0:?}")]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] crate::sink::name::InvalidName),
     #[error("gap {0} does not exist")]
     NotFound(i64),
     #[error("gap {id} is {status}, not open")]

@@ -20,7 +20,7 @@ use super::GapsError;
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::mapping::{legacy_id_text, map_event, CollectionRules, GapKind};
-use crate::ops::verify::quote_qualified;
+use crate::sink::name::quote_qualified;
 use crate::sink::{BatchItem, ControlNames, Sink};
 use crate::source::snapshot::snapshot_event;
 
@@ -129,8 +129,7 @@ async fn row_version(
     let Some(version) = &rules.version_column else {
         return Ok(None);
     };
-    let table =
-        quote_qualified(&rules.table).map_err(|_| GapsError::InvalidName(rules.table.clone()))?;
+    let table = quote_qualified(&rules.table)?;
     let sql = format!(
         "select \"{version}\" from {table} where \"{}\" = $1",
         rules.legacy_column
@@ -294,8 +293,7 @@ pub async fn retry_open_gaps(
     ctx: &mut RetryContext<'_>,
     options: &RetryOptions,
 ) -> Result<RetryReport, GapsError> {
-    let table = quote_qualified(&ctx.names.gaps)
-        .map_err(|_| GapsError::InvalidName(ctx.names.gaps.clone()))?;
+    let table = quote_qualified(&ctx.names.gaps)?;
     let sql = format!(
         "select id, attempts, extract(epoch from now() - last_seen)::float8 from {table}
          where status = 'open' and kind not in ('window_lost', 'stream_invalidated', 'immutable_change', 'malformed_event')

@@ -7,14 +7,14 @@ use tokio_postgres::GenericClient;
 
 use super::filter::{GapFilter, GapStatus, GapView};
 use super::GapsError;
-use crate::ops::verify::quote_qualified;
+use crate::sink::name::quote_qualified;
 
 const COLUMNS: &str =
     "id, collection, document_key, kind, reason, status, attempts, cluster_time, \
      window_start, window_end, first_seen, last_seen, resolved_at, note, operation";
 
 fn table(name: &str) -> Result<String, GapsError> {
-    quote_qualified(name).map_err(|_| GapsError::InvalidName(name.to_string()))
+    Ok(quote_qualified(name)?)
 }
 
 fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> GapsError {

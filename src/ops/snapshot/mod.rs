@@ -43,8 +43,8 @@ pub enum SnapshotError {
     Gaps(Box<crate::ops::gaps::GapsError>),
     #[error(transparent)]
     Tokens(#[from] crate::ops::tokens::TokensError),
-    #[error("invalid control table name {0:?}")]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] crate::sink::name::InvalidName),
     #[error("collection {0} is not mapped")]
     UnknownCollection(String),
     /// An operator reset the stream while the copy ran; the copy's hand-over was refused.

@@ -13,7 +13,7 @@ use crate::event::Position;
 use crate::mapping::CollectionRules;
 use crate::ops::gaps::store as gaps_store;
 use crate::ops::gaps::ResyncScope;
-use crate::ops::verify::quote_qualified;
+use crate::sink::name::quote_qualified;
 use crate::sink::{BatchItem, ControlNames, Sink};
 use crate::source::snapshot::{
     capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
@@ -338,7 +338,7 @@ async fn sweep_vanished(
     let Some(version) = &rules.version_column else {
         return Ok(0);
     };
-    let q = |n: &str| quote_qualified(n).map_err(|_| SnapshotError::InvalidName(n.to_string()));
+    let q = |n: &str| quote_qualified(n).map_err(SnapshotError::from);
     let sql = format!(
         "select t.\"{legacy}\" from {table} t
          where (t.\"{version}\" is null or t.\"{version}\" < $1)

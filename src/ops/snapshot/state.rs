@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 use super::policy::SnapshotState;
 use super::SnapshotError;
 use crate::event::{ClusterTime, Position};
-use crate::ops::verify::quote_qualified;
+use crate::sink::name::quote_qualified;
 use crate::sink::ControlNames;
 
 /// `snapshot_state` while a copy runs (it resumes after `snapshot_last_id`).
@@ -61,8 +61,7 @@ fn token_from_text(text: &str) -> Option<Document> {
 }
 
 fn table(names: &ControlNames) -> Result<String, SnapshotError> {
-    quote_qualified(&names.checkpoints)
-        .map_err(|_| SnapshotError::InvalidName(names.checkpoints.clone()))
+    Ok(quote_qualified(&names.checkpoints)?)
 }
 
 fn pg(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SnapshotError {

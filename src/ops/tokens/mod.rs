@@ -43,8 +43,8 @@ pub enum TokensError {
         #[source]
         source: Box<mongodb::error::Error>,
     },
-    #[error("invalid control table name {0:?}")]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] crate::sink::name::InvalidName),
     /// The cluster time of a `--to-token` cannot be read from it, so the checkpoint could not
     /// order it; reset to its time (`--to-time`) instead.
     #[error("the cluster time of token {0} cannot be decoded; use --to-time instead")]

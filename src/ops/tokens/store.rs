@@ -6,11 +6,11 @@ use tokio_postgres::GenericClient;
 
 use super::{ResetOutcome, TokensError};
 use crate::event::ClusterTime;
-use crate::ops::verify::quote_qualified;
+use crate::sink::name::quote_qualified;
 use crate::sink::ControlNames;
 
 fn q(name: &str) -> Result<String, TokensError> {
-    quote_qualified(name).map_err(|_| TokensError::InvalidName(name.to_string()))
+    Ok(quote_qualified(name)?)
 }
 
 /// One checkpoint row.
