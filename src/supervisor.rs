@@ -542,7 +542,7 @@ async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
         .map_err(|_| "mongodb ping timed out".to_string())
         .and_then(|r| {
             r.map(|_| ())
-                .map_err(|e| crate::config::redact_uri(&e.to_string()))
+                .map_err(|e| crate::config::redact_secrets(&e.to_string()).into_owned())
         });
         ctx.health.set_mongo(mongo_result);
         if sleep_or_shutdown(PROBE_INTERVAL, &mut shutdown).await {
@@ -559,7 +559,7 @@ async fn probe_pg(
         let connected = tokio::time::timeout(PROBE_INTERVAL, connect_pg(&ctx.pg_url)).await;
         *pg = match connected {
             Ok(Ok(c)) => Some(c),
-            Ok(Err(e)) => return Err(crate::config::redact_uri(&e.to_string())),
+            Ok(Err(e)) => return Err(crate::config::redact_secrets(&e.to_string()).into_owned()),
             Err(_) => return Err("postgres connect timed out".into()),
         };
     }
@@ -570,7 +570,7 @@ async fn probe_pg(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
             *pg = None;
-            Err(crate::config::redact_uri(&e.to_string()))
+            Err(crate::config::redact_secrets(&e.to_string()).into_owned())
         }
         Err(_) => {
             *pg = None;
@@ -676,7 +676,7 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
 }
 
 fn redact(e: &dyn std::fmt::Display) -> String {
-    crate::config::redact_uri(&e.to_string())
+    crate::config::redact_secrets(&e.to_string()).into_owned()
 }
 
 /// Retry open gaps in the background (fk_missing heals once the parent arrives).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::{error, info};
 
 use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
-use crate::config::{redact_uri, CompiledMapping, Config, ConfigError, Secret};
+use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
 use crate::sink::migrate::ControlNames;
 use crate::supervisor::{self, AbortOnDrop, RunSettings};
 
@@ -65,7 +65,7 @@ impl CommandError {
 
     /// The one line printed for the operator (connection strings redacted).
     pub fn line(&self) -> String {
-        redact_uri(&self.to_string()).replace('\n', " ")
+        redact_secrets(&self.to_string()).replace('\n', " ")
     }
 }
 
@@ -196,7 +196,7 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
         Err(e) => {
             eprintln!(
                 "error: cannot connect to postgres: {}",
-                redact_uri(&e.to_string())
+                redact_secrets(&e.to_string())
             );
             return ExitCode::FAILURE;
         }
@@ -213,7 +213,7 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", redact_uri(&e.to_string()));
+            eprintln!("error: {}", redact_secrets(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -235,7 +235,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let replicator = match supervisor::start(settings).await {
         Ok(r) => r,
         Err(e) => {
-            let msg = redact_uri(&e.to_string());
+            let msg = redact_secrets(&e.to_string()).into_owned();
             error!(error = %msg, "cannot start");
             eprintln!("error: {msg}");
             return match e {

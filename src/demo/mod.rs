@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::DemoArgs;
 use crate::commands::{connect_mongo, CommandError, Target};
-use crate::config::{redact_uri, Config, Secret, SnapshotMode};
+use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
 use crate::ops::snapshot::{self, SnapshotProgress};
 use crate::ops::verify::{self, VerifyArgs};
@@ -39,7 +39,7 @@ pub const GROUP_BY: [&str; 3] = [
 ];
 
 fn fail(context: &str, e: impl std::fmt::Display) -> CommandError {
-    CommandError::Demo(format!("{context}: {}", redact_uri(&e.to_string())))
+    CommandError::Demo(format!("{context}: {}", redact_secrets(&e.to_string())))
 }
 
 /// The demo mapping: the embedded reference mapping with short batch timings.

@@ -5,7 +5,7 @@
 //! answers 503. Readiness needs both databases reachable (the supervisor's periodic probes set
 //! `set_postgres` / `set_mongo`) and every enabled stream either running or deliberately stopped
 //! by an operator. Every reason and error text stored here is passed through
-//! `logging::redact_secrets` first, so a connection string never reaches an HTTP response. State
+//! `config::redact_secrets` first, so a connection string never reaches an HTTP response. State
 //! changes are mirrored into the `stream_state`, `postgres_up` and `mongo_up` metrics.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{system_clock, Clock, Metrics};
-use crate::logging::redact_secrets;
+use crate::config::redact_secrets;
 
 /// How long the watchdog may go untouched before `/healthz` reports the process as stuck.
 pub const DEFAULT_WATCHDOG_TIMEOUT: Duration = Duration::from_secs(60);
