@@ -47,6 +47,7 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
 use crate::config::{CompiledMapping, Config, ConfigError, Secret};
 use crate::metrics::{Health, Metrics, RestartReason, ServerHandle, StreamState};
 use crate::sink::catalogue::Catalogue;
+use crate::sink::connect::{connect_pg, AbortOnDrop};
 use crate::sink::ControlNames;
 use crate::sink::SinkError;
 
@@ -97,27 +98,6 @@ pub fn control_names(config: &Config) -> ControlNames {
         gaps: config.target.gaps.clone(),
         checkpoints: config.target.checkpoints_table(),
         audit: config.target.audit_table(),
-    }
-}
-
-/// Connect to Postgres and drive the connection in the background.
-pub async fn connect_pg(
-    url: &Secret,
-) -> Result<(tokio_postgres::Client, AbortOnDrop), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls).await?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection ended");
-        }
-    });
-    Ok((client, AbortOnDrop(task)))
-}
-
-/// Aborts a background task when dropped.
-pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -727,11 +707,11 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
 /// within moments (the epoch check in every batch is the guarantee; this is the speed).
 async fn reset_listener_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        match crate::ops::tokens::listen_for_resets(ctx.pg_url.expose()).await {
+        match crate::ops::tokens::listen_for_resets(&ctx.pg_url).await {
             Ok(mut listener) => loop {
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    msg = listener.resets.recv() => match msg {
+                    msg = listener.next_reset() => match msg {
                         Some(stream) => {
                             info!(stream = %stream, "resume-token reset noticed");
                             ctx.metrics.resume_token_reset(&stream);

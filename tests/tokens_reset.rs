@@ -58,7 +58,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         .insert_many((100..110).map(user_doc))
         .await
         .expect("writes in the skipped window");
-    let mut listener = tokens::listen_for_resets(&env.db.url())
+    let mut listener = tokens::listen_for_resets(&mongo2pg::config::Secret::new(env.db.url()))
         .await
         .expect("listener");
 
@@ -117,7 +117,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     assert_eq!(audit.get::<_, Option<i64>>(4), Some(to.as_i64()));
     assert!(audit.get::<_, bool>(5));
 
-    let payload = tokio::time::timeout(Duration::from_secs(5), listener.resets.recv())
+    let payload = tokio::time::timeout(Duration::from_secs(5), listener.next_reset())
         .await
         .expect("notified in time");
     assert_eq!(payload.as_deref(), Some("users"));

@@ -15,8 +15,9 @@ use tracing::{error, info};
 
 use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
 use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
+use crate::sink::connect::{connect_pg, AbortOnDrop};
 use crate::sink::migrate::ControlNames;
-use crate::supervisor::{self, AbortOnDrop, RunSettings};
+use crate::supervisor::{self, RunSettings};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -113,7 +114,7 @@ impl Target {
     /// Connects to Postgres for an already loaded mapping.
     pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
         let names = supervisor::control_names(&config);
-        let (pg, task) = supervisor::connect_pg(&Secret::new(pg_url))
+        let (pg, task) = connect_pg(&Secret::new(pg_url))
             .await
             .map_err(CommandError::PgConnect)?;
         Ok(Target {
@@ -191,7 +192,7 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
         None => ControlNames::default(),
     };
     let url = Secret::new(args.pg_url);
-    let (mut client, _conn) = match supervisor::connect_pg(&url).await {
+    let (mut client, _conn) = match connect_pg(&url).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!(

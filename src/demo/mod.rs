@@ -18,6 +18,7 @@ use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
 use crate::ops::snapshot::{self, SnapshotProgress};
 use crate::ops::verify::{self, VerifyArgs};
+use crate::sink::connect::connect_config;
 use crate::sink::name::quote_ident;
 use crate::supervisor::{self, RunSettings};
 
@@ -72,13 +73,9 @@ async fn prepare_database(url: &str, config: &Config) -> Result<String, CommandE
     }
     let mut admin_config = parsed.clone();
     admin_config.dbname("postgres");
-    let (admin, connection) = admin_config
-        .connect(tokio_postgres::NoTls)
+    let (admin, _connection) = connect_config(&admin_config)
         .await
         .map_err(CommandError::PgConnect)?;
-    let _driver = supervisor::AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
     let quoted = quote_ident(&name);
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
@@ -103,13 +100,9 @@ async fn drop_database(url: &str, name: &str) -> Result<(), CommandError> {
         .parse()
         .map_err(|e| CommandError::Usage(format!("invalid Postgres URL: {e}")))?;
     parsed.dbname("postgres");
-    let (admin, connection) = parsed
-        .connect(tokio_postgres::NoTls)
+    let (admin, _connection) = connect_config(&parsed)
         .await
         .map_err(CommandError::PgConnect)?;
-    let _driver = supervisor::AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",

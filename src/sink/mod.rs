@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod catalogue;
 pub mod checkpoint;
+pub mod connect;
 pub mod error;
 pub mod gaps;
 pub mod idmap;
