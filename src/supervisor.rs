@@ -48,8 +48,8 @@ use crate::config::{CompiledMapping, Config, ConfigError, Secret};
 use crate::metrics::{Health, Metrics, RestartReason, ServerHandle, StreamState};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::connect::{connect_pg, AbortOnDrop};
-use crate::sink::ControlNames;
 use crate::sink::SinkError;
+use crate::sink::{checkpoint, Checkpoint, ControlNames};
 
 /// How often readiness probes run and the watchdog is touched.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -411,15 +411,7 @@ async fn run_stream_once(
         .map_err(StreamError::PgConnect)?;
     // The stream's lease: a session advisory lock on this connection. Only its holder runs the
     // stream; other replicas wait in standby and take over when the holder's connection ends.
-    let held: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
-            &[&ctx.names.checkpoints, &collection],
-        )
-        .await
-        .map_err(|e| StreamError::Sink(SinkError::pg("taking the stream lease", e)))?
-        .get(0);
-    if !held {
+    if !checkpoint::try_take_lease(&client, &ctx.names.checkpoints, collection).await? {
         return Ok(StreamExit::Standby);
     }
     let mut sink = ctx.new_sink();
@@ -454,15 +446,13 @@ async fn run_stream_once(
     }
     let stored = sink.load_checkpoint(&client, collection).await?;
     let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
-    // Strictly after the stored token, or at a stored time (pinned start, `--to-time` reset).
-    let start = crate::ops::tokens::stored_start(&client, &ctx.names, collection)
-        .await
-        .map_err(|e| StreamError::Snapshot {
-            collection: collection.to_string(),
-            message: e.to_string(),
-        })?
-        .unwrap_or_else(|| ctx.started_at.clone());
-    if let Some(p) = stored.as_ref().and_then(|c| c.position.as_ref()) {
+    let start = start_position(stored.as_ref())?.unwrap_or_else(|| ctx.started_at.clone());
+    if let Some(p) = stored
+        .as_ref()
+        .map(Checkpoint::position)
+        .transpose()?
+        .flatten()
+    {
         ctx.metrics.checkpoint_committed(collection, p.cluster_time);
     }
     let stream_cfg = &ctx.mapping.config.stream;
@@ -503,6 +493,20 @@ async fn run_stream_once(
         heartbeat_interval: Duration::from_millis(stream_cfg.heartbeat_interval_ms),
     };
     consumer.run(rx, shutdown).await
+}
+
+/// Where a stream opens, from its stored checkpoint: strictly after the stored token; at the
+/// stored cluster time when an operator reset it to a time (token cleared, `--to-time`) or the
+/// start was pinned; None when there is no position at all (then it starts at the process start).
+pub fn start_position(stored: Option<&Checkpoint>) -> Result<Option<StartAt>, SinkError> {
+    let Some(c) = stored else {
+        return Ok(None);
+    };
+    Ok(match (c.token()?, c.cluster_time) {
+        (Some(token), _) => Some(StartAt::Token(token)),
+        (None, Some(t)) => Some(StartAt::Time(t)),
+        (None, None) => None,
+    })
 }
 
 /// Readiness probes and the liveness watchdog.
@@ -775,24 +779,8 @@ async fn pin_start_positions(
     at: crate::event::ClusterTime,
 ) -> Result<(), StartError> {
     let (pg, _conn) = connect_pg(pg_url).await.map_err(StartError::PgConnect)?;
-    let sql = format!(
-        "INSERT INTO {t} AS c (stream, cluster_time, snapshot_state) VALUES ($1, $2, $3)
-         ON CONFLICT (stream) DO UPDATE SET cluster_time = EXCLUDED.cluster_time, updated_at = now()
-         WHERE c.resume_token IS NULL AND c.cluster_time IS NULL",
-        t = names.checkpoints
-    );
-    for collection in mapping.collections.keys() {
-        pg.execute(
-            sql.as_str(),
-            &[
-                collection,
-                &at.as_i64(),
-                &crate::ops::tokens::store::SNAPSHOT_DONE,
-            ],
-        )
-        .await
-        .map_err(|e| StartError::Sink(SinkError::pg("recording the start position", e)))?;
-    }
+    let streams = mapping.collections.keys().map(String::as_str);
+    checkpoint::pin_start(&pg, &names.checkpoints, streams, at).await?;
     Ok(())
 }
 

@@ -52,7 +52,7 @@ async fn lose_history(env: &Env) -> ClusterTime {
     let stored = env
         .checkpoint("users")
         .await
-        .and_then(|c| c.token)
+        .and_then(|c| c.resume_token)
         .expect("token");
     let token = match bson::Bson::try_from(
         serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
@@ -140,7 +140,7 @@ async fn history_lost_in_when_needed_mode_records_the_window_resyncs_and_verifie
     assert!(report.clean, "{report:#?}");
     // The stream resumes from the re-copy's start position.
     let stored = env.checkpoint("users").await.expect("checkpoint");
-    assert_eq!(stored.snapshot_state.as_deref(), Some("done"));
+    assert_eq!(stored.snapshot_state.map(|s| s.as_str()), Some("done"));
     assert_eq!(
         stored.cluster_time.map(|t| t.as_i64()),
         resync.start_cluster_time

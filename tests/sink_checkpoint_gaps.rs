@@ -269,7 +269,7 @@ async fn the_checkpoint_only_moves_forward() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cp.position, Some(position(20)));
+    assert_eq!(cp.position().unwrap(), Some(position(20)));
     assert_eq!((cp.epoch, cp.holder.as_deref()), (0, Some("test")));
     // Same cluster time, later token: moves; same position again: does not.
     let mut later = position(20);
@@ -292,7 +292,7 @@ async fn the_checkpoint_only_moves_forward() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cp.position, Some(later));
+    assert_eq!(cp.position().unwrap(), Some(later));
 }
 
 #[tokio::test]
@@ -354,7 +354,10 @@ async fn an_operator_reset_aborts_the_in_flight_batch_and_is_never_overwritten()
         .unwrap()
         .unwrap();
     assert_eq!(cp.epoch, 1);
-    assert_eq!(cp.position.unwrap().cluster_time, ClusterTime::new(5, 1));
+    assert_eq!(
+        cp.position().unwrap().unwrap().cluster_time,
+        ClusterTime::new(5, 1)
+    );
     // Restarted with the new epoch, the stream writes again.
     let items = vec![ops_item(
         "users",

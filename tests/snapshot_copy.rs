@@ -137,9 +137,9 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
     env.wait_for_other_sessions_to_end().await;
 
     let stored = env.checkpoint("users").await.expect("checkpoint row");
-    assert_eq!(stored.snapshot_state.as_deref(), Some("running"));
+    assert_eq!(stored.snapshot_state.map(|s| s.as_str()), Some("running"));
     assert!(
-        stored.token.is_none(),
+        stored.resume_token.is_none(),
         "no stream position before the hand-over"
     );
     let copied_before = env.count("select count(*) from users").await;
@@ -148,7 +148,7 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
     let last_id = stored.snapshot_last_id.expect("last id recorded");
     assert_eq!(
         last_id,
-        mongo2pg::ops::snapshot::state::id_to_text(&bson::Bson::ObjectId(oid(
+        mongo2pg::sink::extjson::bson_extjson(&bson::Bson::ObjectId(oid(
             (copied_before - 1) as u32
         )))
     );
@@ -159,8 +159,8 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
     assert_eq!(report.copied, 95 - copied_before as u64);
     assert!(report.handed_over);
     let done = env.checkpoint("users").await.expect("checkpoint row");
-    assert_eq!(done.snapshot_state.as_deref(), Some("done"));
-    assert!(done.token.is_some());
+    assert_eq!(done.snapshot_state.map(|s| s.as_str()), Some("done"));
+    assert!(done.resume_token.is_some());
     wait_until("verify clean", Duration::from_secs(5), || async {
         env.verify(&["users"], &[]).await.clean
     })

@@ -80,7 +80,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         (after.epoch, after.cluster_time),
         (before.epoch + 1, Some(to))
     );
-    assert!(after.token.is_some());
+    assert!(after.resume_token.is_some());
 
     let gap = env
         .pg
@@ -285,13 +285,14 @@ async fn reset_to_an_earlier_time_replays_and_converges() {
     )
     .await;
     let stored = env.checkpoint("users").await.expect("checkpoint");
-    assert_eq!((stored.token, stored.cluster_time), (None, Some(t1)));
+    assert_eq!(
+        (stored.resume_token.clone(), stored.cluster_time),
+        (None, Some(t1))
+    );
     assert_eq!(stored.epoch, outcome.epoch_to);
     // The stream reopens at the time; no copy runs for an operator-set position.
     assert_eq!(
-        tokens::stored_start(&env.pg, &env.names, "users")
-            .await
-            .expect("start"),
+        mongo2pg::supervisor::start_position(Some(&stored)).expect("start"),
         Some(StartAt::Time(t1))
     );
     {
@@ -410,16 +411,14 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
     let stored = env.checkpoint("users").await.expect("checkpoint");
     assert_eq!(
         (
-            stored.token,
+            stored.resume_token.clone(),
             stored.cluster_time,
-            stored.snapshot_state.as_deref()
+            stored.snapshot_state.map(|s| s.as_str())
         ),
         (None, None, Some("pending"))
     );
     assert_eq!(
-        tokens::stored_start(&env.pg, &env.names, "users")
-            .await
-            .expect("start"),
+        mongo2pg::supervisor::start_position(Some(&stored)).expect("start"),
         None
     );
 
@@ -445,8 +444,7 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
     assert_eq!((copy.copied, copy.swept), (5, 1));
     assert!(env.verify(&["users"], &[]).await.clean);
     assert!(matches!(
-        tokens::stored_start(&env.pg, &env.names, "users")
-            .await
+        mongo2pg::supervisor::start_position(env.checkpoint("users").await.as_ref())
             .expect("start"),
         Some(StartAt::Token(_))
     ));

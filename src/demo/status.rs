@@ -10,7 +10,7 @@ use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::ops::tokens;
 use crate::sink::name::quote_qualified;
-use crate::sink::{ControlNames, SinkError};
+use crate::sink::{checkpoint, ControlNames, SinkError};
 
 /// Rows per mapped table, open gaps per collection and checkpoint positions per stream.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,20 +51,10 @@ pub async fn read(
     for r in rows {
         status.open_gaps.insert(r.get(0), r.get(1));
     }
-    let rows = pg
-        .query(
-            &format!(
-                "select stream, cluster_time from {} where cluster_time is not null",
-                names.checkpoints
-            ),
-            &[],
-        )
-        .await
-        .map_err(failed)?;
-    for r in rows {
-        status
-            .positions
-            .insert(r.get(0), ClusterTime::from_i64(r.get(1)));
+    for c in checkpoint::load_all(pg, &names.checkpoints).await? {
+        if let Some(t) = c.cluster_time {
+            status.positions.insert(c.stream, t);
+        }
     }
     Ok(status)
 }

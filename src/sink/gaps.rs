@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 
-use bson::{Bson, Document};
 use tokio_postgres::GenericClient;
 
 use crate::event::{ChangeEvent, ClusterTime};
 use crate::mapping::GapKind;
 use crate::sink::error::SinkError;
+use crate::sink::extjson::{bson_extjson, document_extjson};
+use crate::sink::name::quote_qualified;
 
 /// One gap row to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,29 +61,6 @@ impl GapRecord {
             resume_token: None,
             window: None,
         }
-    }
-}
-
-/// Canonical extended JSON of a BSON value (deterministic: used to match document keys).
-pub fn bson_extjson(value: &Bson) -> String {
-    value.clone().into_canonical_extjson().to_string()
-}
-
-/// Canonical extended JSON of a document.
-pub fn document_extjson(doc: &Document) -> String {
-    bson_extjson(&Bson::Document(doc.clone()))
-}
-
-/// Parses extended JSON (canonical or relaxed) back into a document.
-pub fn document_from_extjson(what: &str, text: &str) -> Result<Document, SinkError> {
-    let invalid = |reason: String| SinkError::InvalidStored {
-        what: what.to_string(),
-        reason,
-    };
-    let json: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-    match Bson::try_from(json).map_err(|e| invalid(e.to_string()))? {
-        Bson::Document(d) => Ok(d),
-        other => Err(invalid(format!("expected a document, got {other}"))),
     }
 }
 
@@ -193,4 +171,38 @@ pub async fn supersede<C: GenericClient>(
         .execute(&sql, &[&collection, &key, &time])
         .await
         .map_err(|e| SinkError::pg("superseding gaps", e))
+}
+
+/// Records a skipped window of `collection` as an open `window_lost` gap (bounds as wall-clock
+/// instants, the window's end cluster time as the gap's cluster time); returns its id. Recording
+/// the same window again only touches `last_seen`.
+pub async fn record_window_gap<C: GenericClient>(
+    client: &C,
+    gaps_table: &str,
+    collection: &str,
+    window: (ClusterTime, ClusterTime),
+    reason: &str,
+) -> Result<i64, SinkError> {
+    let sql = format!(
+        "insert into {} (collection, kind, reason, cluster_time, window_start, window_end)
+         values ($1, 'window_lost', $2, $3, $4, $5)
+         on conflict (collection, (coalesce(document_key, '')), (coalesce(cluster_time, -1)), kind)
+         do update set last_seen = now()
+         returning id",
+        quote_qualified(gaps_table)?
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &collection,
+                &reason,
+                &window.1.as_i64(),
+                &window.0.to_datetime(),
+                &window.1.to_datetime(),
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("recording the skipped window", e))?;
+    Ok(row.get(0))
 }

@@ -7,11 +7,13 @@
 //! checkpoint epoch it started from. `migrate` creates the control tables. Errors are one
 //! [`SinkError`] whose [`SinkError::is_transient`] tells the supervisor whether to retry.
 
+pub mod audit;
 pub mod batch;
 pub mod catalogue;
 pub mod checkpoint;
 pub mod connect;
 pub mod error;
+pub mod extjson;
 pub mod gaps;
 pub mod idmap;
 pub mod migrate;
@@ -21,7 +23,7 @@ pub mod text;
 mod write;
 
 pub use batch::{gap_kind_for_sqlstate, BatchItem, BatchOutcome, Sink};
-pub use checkpoint::{load_checkpoint, Checkpoint};
+pub use checkpoint::{Checkpoint, SnapshotState};
 pub use error::SinkError;
 pub use gaps::{record_gaps, GapRecord};
 pub use migrate::{migrate, ControlNames};

@@ -310,15 +310,10 @@ impl Env {
     }
 
     /// The stored checkpoint row of a stream.
-    pub async fn checkpoint(
-        &self,
-        stream: &str,
-    ) -> Option<mongo2pg::ops::tokens::StoredCheckpoint> {
-        mongo2pg::ops::tokens::store::load_all(&self.pg, &self.names)
+    pub async fn checkpoint(&self, stream: &str) -> Option<mongo2pg::sink::Checkpoint> {
+        mongo2pg::sink::checkpoint::load(&self.pg, &self.names.checkpoints, stream)
             .await
-            .expect("checkpoints")
-            .into_iter()
-            .find(|c| c.stream == stream)
+            .expect("checkpoint")
     }
 
     /// Streams `collection` from its stored position (token, or cluster time after a reset to a
@@ -328,14 +323,8 @@ impl Env {
             .checkpoint(collection)
             .await
             .expect("a checkpoint to stream from");
-        let start = match (stored.token.as_deref(), stored.cluster_time) {
-            (Some(t), _) => {
-                let json: serde_json::Value = serde_json::from_str(t).expect("stored token json");
-                match bson::Bson::try_from(json).expect("stored token") {
-                    bson::Bson::Document(d) => StartAt::Token(d),
-                    other => panic!("stored token is not a document: {other:?}"),
-                }
-            }
+        let start = match (stored.token().expect("stored token"), stored.cluster_time) {
+            (Some(token), _) => StartAt::Token(token),
             (None, Some(t)) => StartAt::Time(t),
             (None, None) => StartAt::Now,
         };

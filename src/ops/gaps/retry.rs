@@ -363,7 +363,7 @@ mod tests {
         let hex = "650000000000000000000001";
         let oid = ObjectId::parse_str(hex).expect("hex");
         assert_eq!(
-            gap_key(&crate::sink::gaps::bson_extjson(&Bson::ObjectId(oid))),
+            gap_key(&crate::sink::extjson::bson_extjson(&Bson::ObjectId(oid))),
             Some(Bson::ObjectId(oid))
         );
         assert_eq!(gap_key("\"tpl-1\""), Some(Bson::String("tpl-1".into())));

@@ -9,16 +9,14 @@ pub mod args;
 pub mod policy;
 pub mod progress;
 pub mod run;
-pub mod state;
 
 use crate::config::{CompiledMapping, SnapshotMode};
 use crate::event::Position;
 use crate::mapping::CollectionRules;
-use crate::ops::tokens::store as token_store;
-use crate::sink::ControlNames;
+use crate::sink::{checkpoint, gaps, ControlNames};
 
 pub use args::{SnapshotArgs, SnapshotArgsError};
-pub use policy::{history_lost_action, needs_snapshot, HistoryLostAction, SnapshotState};
+pub use policy::{history_lost_action, needs_snapshot, stage, HistoryLostAction, StreamStage};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport};
 
@@ -41,8 +39,6 @@ pub enum SnapshotError {
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
     Gaps(Box<crate::ops::gaps::GapsError>),
-    #[error(transparent)]
-    Tokens(#[from] crate::ops::tokens::TokensError),
     #[error(transparent)]
     InvalidName(#[from] crate::sink::name::InvalidName),
     #[error("collection {0} is not mapped")]
@@ -68,11 +64,8 @@ pub async fn prepare_stream(
     options: &SnapshotOptions,
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<Option<SnapshotReport>, SnapshotError> {
-    let stored = state::load(&*ctx.pg, ctx.names, &rules.collection).await?;
-    let current = stored
-        .as_ref()
-        .map_or(SnapshotState::NoCheckpoint, state::StoredSnapshot::state);
-    if !needs_snapshot(mode, &current) {
+    let stored = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &rules.collection).await?;
+    if !needs_snapshot(mode, &stage(stored.as_ref())) {
         return Ok(None);
     }
     initial_snapshot(ctx, rules, options, on_progress)
@@ -145,10 +138,8 @@ pub async fn handle_history_lost(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<HistoryLostOutcome, SnapshotError> {
     let collection = rules.collection.clone();
-    let stored = token_store::load_all(&*ctx.pg, ctx.names).await?;
-    let last = stored
-        .iter()
-        .find(|c| c.stream == collection)
+    let last = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &collection)
+        .await?
         .and_then(|c| c.cluster_time)
         .unwrap_or_default();
     let now: Position =
@@ -165,7 +156,7 @@ pub async fn handle_history_lost(
         crate::ops::tokens::format_cluster_time(end)
     );
     let gap_id =
-        token_store::insert_window_gap(&*ctx.pg, ctx.names, &collection, (last, end), &reason)
+        gaps::record_window_gap(&*ctx.pg, &ctx.names.gaps, &collection, (last, end), &reason)
             .await?;
     tracing::error!(collection = %collection, gap_id, window_start = last.0, window_end = end.0, "change stream history lost");
     let mut outcome = HistoryLostOutcome {
@@ -182,7 +173,7 @@ pub async fn handle_history_lost(
             let mut options = options.clone();
             options.resolve_gaps.push(gap_id);
             // A fresh copy (not a resume of an older one) with a new start position.
-            state::begin(&*ctx.pg, ctx.names, &collection, &now).await?;
+            checkpoint::begin_snapshot(&*ctx.pg, &ctx.names.checkpoints, &collection, &now).await?;
             let report = initial_snapshot(ctx, rules, &options, on_progress).await?;
             outcome.resynced = Some(report);
         }

@@ -7,14 +7,14 @@
 use bson::Bson;
 
 use super::progress::SnapshotProgress;
-use super::state::{self, STATE_RUNNING};
 use super::SnapshotError;
 use crate::event::Position;
 use crate::mapping::CollectionRules;
 use crate::ops::gaps::store as gaps_store;
 use crate::ops::gaps::ResyncScope;
+use crate::sink::extjson::bson_extjson;
 use crate::sink::name::quote_qualified;
-use crate::sink::{BatchItem, ControlNames, Sink};
+use crate::sink::{checkpoint, BatchItem, ControlNames, Sink, SnapshotState};
 use crate::source::snapshot::{
     capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
 };
@@ -131,31 +131,33 @@ pub async fn initial_snapshot(
         collection: collection.to_string(),
         source: Box::new(source),
     };
-    let stored = state::load(&*ctx.pg, ctx.names, stream).await?;
+    let checkpoints = ctx.names.checkpoints.as_str();
+    let stored = checkpoint::load(&*ctx.pg, checkpoints, stream).await?;
     let resume = stored
         .as_ref()
-        .filter(|s| s.state.as_deref() == Some(STATE_RUNNING));
-    let (start, resume_after, epoch): (Position, Option<Bson>, i64) =
-        match resume.and_then(|s| s.start.clone()) {
-            Some(start) => {
-                let s = resume
-                    .map(|s| (s.last_id.clone(), s.epoch))
-                    .unwrap_or((None, 0));
-                (start, s.0, s.1)
-            }
-            None => {
-                // Taken before the first read: everything written from here on reaches the stream.
-                let start = capture_start_position(ctx.mongo, ctx.database, collection)
-                    .await
-                    .map_err(mongo_err)?;
-                let epoch = state::begin(&*ctx.pg, ctx.names, stream, &start).await?;
-                (start, None, epoch)
-            }
-        };
+        .filter(|s| s.snapshot_state == Some(SnapshotState::Running));
+    let (start, resume_after, epoch): (Position, Option<Bson>, i64) = match resume
+        .and_then(|s| s.snapshot_start())
+    {
+        Some(start) => {
+            let s = resume
+                .map(|s| (s.snapshot_last_id(), s.epoch))
+                .unwrap_or((None, 0));
+            (start, s.0, s.1)
+        }
+        None => {
+            // Taken before the first read: everything written from here on reaches the stream.
+            let start = capture_start_position(ctx.mongo, ctx.database, collection)
+                .await
+                .map_err(mongo_err)?;
+            let epoch = checkpoint::begin_snapshot(&*ctx.pg, checkpoints, stream, &start).await?;
+            (start, None, epoch)
+        }
+    };
     let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
         .await
         .map_err(SnapshotError::from)?;
-    let resumed_after = resume_after.as_ref().map(state::id_to_text);
+    let resumed_after = resume_after.as_ref().map(bson_extjson);
     if let Some(after) = &resumed_after {
         tracing::info!(collection, after = %after, "resuming snapshot");
     }
@@ -189,14 +191,24 @@ pub async fn initial_snapshot(
             .await?;
         // Progress is written right after the page committed: it can lag one page behind (the
         // page is then copied again, harmlessly) but never claims a page that did not commit.
-        state::record_progress(&*ctx.pg, ctx.names, stream, epoch, &last_id).await?;
+        if !checkpoint::record_snapshot_progress(&*ctx.pg, checkpoints, stream, epoch, &last_id)
+            .await?
+        {
+            return Err(SnapshotError::Moved {
+                stream: stream.to_string(),
+            });
+        }
         report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
         on_progress(&progress);
     }
     if options.filter.is_full() {
         report.swept = sweep_vanished(&mut ctx, rules, epoch, &start).await?;
     }
-    state::hand_over(&*ctx.pg, ctx.names, stream, epoch, &start).await?;
+    if !checkpoint::hand_over(&*ctx.pg, checkpoints, stream, epoch, &start).await? {
+        return Err(SnapshotError::Moved {
+            stream: stream.to_string(),
+        });
+    }
     report.handed_over = true;
     report.complete = true;
     if options.filter.is_full() {
@@ -245,7 +257,7 @@ pub async fn resync(
     let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
         .await
         .map_err(SnapshotError::from)?;
-    let epoch = state::load(&*ctx.pg, ctx.names, collection)
+    let epoch = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, collection)
         .await?
         .map_or(0, |s| s.epoch);
     let start = capture_start_position(ctx.mongo, ctx.database, collection)
@@ -281,7 +293,7 @@ pub async fn resync(
                     .iter()
                     .filter(|i| i.mapped.is_ok())
                     .filter_map(|i| i.event.document_key.as_ref())
-                    .map(crate::sink::gaps::bson_extjson),
+                    .map(crate::sink::extjson::bson_extjson),
             );
         }
         let outcome = ctx
