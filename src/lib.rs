@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod gap_retry;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;

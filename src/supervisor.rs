@@ -565,22 +565,14 @@ async fn probe_pg(
 
 /// Refresh the open-gaps gauge from the gaps table.
 async fn gaps_gauge_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
-    let sql = format!(
-        "SELECT collection, kind, count(*) FROM {} WHERE status = 'open' GROUP BY collection, kind",
-        ctx.names.gaps
-    );
     let mut pg: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
     loop {
         if pg.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             pg = connect_pg(&ctx.pg_url).await.ok();
         }
         if let Some((client, _)) = pg.as_ref() {
-            match client.query(sql.as_str(), &[]).await {
-                Ok(rows) => {
-                    let counts: Vec<(String, String, i64)> = rows
-                        .iter()
-                        .map(|r| (r.get(0), r.get(1), r.get(2)))
-                        .collect();
+            match crate::sink::gaps::query::open_counts(client, &ctx.names.gaps).await {
+                Ok(counts) => {
                     ctx.metrics
                         .set_open_gaps(counts.iter().map(|(c, k, n)| (c.as_str(), k.as_str(), *n)));
                 }
@@ -596,7 +588,7 @@ async fn gaps_gauge_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<boo
     }
 }
 
-fn debug_log_gaps_error(e: &tokio_postgres::Error) {
+fn debug_log_gaps_error(e: &SinkError) {
     tracing::debug!(error = %e, "refreshing the open-gaps gauge failed");
 }
 
@@ -665,9 +657,9 @@ fn redact(e: &dyn std::fmt::Display) -> String {
 
 /// Retry open gaps in the background (fk_missing heals once the parent arrives).
 async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
-    let options = crate::ops::gaps::RetryOptions {
+    let options = crate::gap_retry::RetryOptions {
         min_delay: GAP_RETRY_MIN_DELAY,
-        ..crate::ops::gaps::RetryOptions::default()
+        ..crate::gap_retry::RetryOptions::default()
     };
     let mut conn: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
     let mut sink = ctx.new_sink();
@@ -681,14 +673,14 @@ async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         let Some((pg, _)) = conn.as_mut() else {
             continue;
         };
-        let mut retry = crate::ops::gaps::RetryContext {
+        let mut retry = crate::gap_retry::RetryContext {
             mongo: &ctx.mongo,
             pg,
             sink: &mut sink,
             names: &ctx.names,
             mapping: &ctx.mapping,
         };
-        match crate::ops::gaps::retry_open_gaps(&mut retry, &options).await {
+        match crate::gap_retry::retry_open_gaps(&mut retry, &options).await {
             Ok(report) if report.attempted > 0 => {
                 info!(
                     attempted = report.attempted,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::ops::tokens;
+use crate::sink::gaps::query::open_counts;
 use crate::sink::name::quote_qualified;
 use crate::sink::{checkpoint, ControlNames, SinkError};
 
@@ -38,18 +39,8 @@ pub async fn read(
             .map_err(failed)?;
         status.rows.insert(collection.clone(), row.get(0));
     }
-    let rows = pg
-        .query(
-            &format!(
-                "select collection, count(*) from {} where status = 'open' group by collection",
-                names.gaps
-            ),
-            &[],
-        )
-        .await
-        .map_err(failed)?;
-    for r in rows {
-        status.open_gaps.insert(r.get(0), r.get(1));
+    for (collection, _kind, n) in open_counts(pg, &names.gaps).await? {
+        *status.open_gaps.entry(collection).or_default() += n;
     }
     for c in checkpoint::load_all(pg, &names.checkpoints).await? {
         if let Some(t) = c.cluster_time {
@@ -142,7 +133,7 @@ pub async fn wait_caught_up(
 }
 
 /// The gaps recorded during the demo, one line per gap.
-pub fn render_gaps(gaps: &[crate::ops::gaps::GapView]) -> String {
+pub fn render_gaps(gaps: &[crate::sink::gaps::GapView]) -> String {
     let mut out = String::new();
     for g in gaps {
         let reason: String = g.reason.chars().take(90).collect();

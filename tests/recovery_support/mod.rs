@@ -269,21 +269,21 @@ impl Env {
     }
 
     /// Runs one background gap-retry round with no backoff.
-    pub async fn retry_gaps(&self) -> mongo2pg::ops::gaps::RetryReport {
+    pub async fn retry_gaps(&self) -> mongo2pg::gap_retry::RetryReport {
         let mut pg = self.connect().await;
         let mut sink = self.sink();
-        let mut ctx = mongo2pg::ops::gaps::retry::RetryContext {
+        let mut ctx = mongo2pg::gap_retry::RetryContext {
             mongo: &self.mongo,
             pg: &mut pg,
             sink: &mut sink,
             names: &self.names,
             mapping: &self.mapping,
         };
-        let options = mongo2pg::ops::gaps::RetryOptions {
+        let options = mongo2pg::gap_retry::RetryOptions {
             min_delay: Duration::ZERO,
             ..Default::default()
         };
-        mongo2pg::ops::gaps::retry_open_gaps(&mut ctx, &options)
+        mongo2pg::gap_retry::retry_open_gaps(&mut ctx, &options)
             .await
             .expect("retry gaps")
     }

@@ -29,29 +29,13 @@ pub enum SnapshotError {
         #[source]
         source: Box<mongodb::error::Error>,
     },
-    #[error("postgres error while {context}: {source}")]
-    Postgres {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    #[error(transparent)]
-    Gaps(Box<crate::ops::gaps::GapsError>),
-    #[error(transparent)]
-    InvalidName(#[from] crate::sink::name::InvalidName),
     #[error("collection {0} is not mapped")]
     UnknownCollection(String),
     /// An operator reset the stream while the copy ran; the copy's hand-over was refused.
     #[error("the checkpoint of {stream} was reset while the snapshot ran; run the snapshot again")]
     Moved { stream: String },
-}
-
-impl From<crate::ops::gaps::GapsError> for SnapshotError {
-    fn from(e: crate::ops::gaps::GapsError) -> Self {
-        SnapshotError::Gaps(Box::new(e))
-    }
 }
 
 /// Copies `rules.collection` first when `mode` says it must (no checkpoint yet, an unfinished

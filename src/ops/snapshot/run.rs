@@ -10,10 +10,10 @@ use super::progress::SnapshotProgress;
 use super::SnapshotError;
 use crate::event::Position;
 use crate::mapping::CollectionRules;
-use crate::ops::gaps::store as gaps_store;
-use crate::ops::gaps::ResyncScope;
 use crate::sink::extjson::bson_extjson;
-use crate::sink::name::quote_qualified;
+use crate::sink::gaps::lifecycle as gaps_store;
+use crate::sink::gaps::query::{rows_without_open_gap, SweptTable};
+use crate::sink::gaps::ResyncScope;
 use crate::sink::{checkpoint, BatchItem, ControlNames, Sink, SnapshotState};
 use crate::source::snapshot::{
     capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
@@ -154,9 +154,7 @@ pub async fn initial_snapshot(
             (start, None, epoch)
         }
     };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
-        .await
-        .map_err(SnapshotError::from)?;
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await?;
     let resumed_after = resume_after.as_ref().map(bson_extjson);
     if let Some(after) = &resumed_after {
         tracing::info!(collection, after = %after, "resuming snapshot");
@@ -224,8 +222,7 @@ pub async fn initial_snapshot(
             &scope,
             "resolved by snapshot",
         )
-        .await
-        .map_err(SnapshotError::from)?;
+        .await?;
     }
     progress.finish();
     on_progress(&progress);
@@ -254,9 +251,7 @@ pub async fn resync(
         collection: collection.to_string(),
         source: Box::new(source),
     };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps)
-        .await
-        .map_err(SnapshotError::from)?;
+    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await?;
     let epoch = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, collection)
         .await?
         .map_or(0, |s| s.epoch);
@@ -323,8 +318,7 @@ pub async fn resync(
         &scope,
         "resolved by re-sync",
     )
-    .await
-    .map_err(SnapshotError::from)?;
+    .await?;
     progress.finish();
     on_progress(&progress);
     tracing::info!(
@@ -350,30 +344,19 @@ async fn sweep_vanished(
     let Some(version) = &rules.version_column else {
         return Ok(0);
     };
-    let q = |n: &str| quote_qualified(n).map_err(SnapshotError::from);
-    let sql = format!(
-        "select t.\"{legacy}\" from {table} t
-         where (t.\"{version}\" is null or t.\"{version}\" < $1)
-           and not exists (select 1 from {gaps} g where g.collection = $2 and g.status = 'open'
-                           and g.document_key in ('{{\"$oid\":\"' || t.\"{legacy}\" || '\"}}', to_json(t.\"{legacy}\")::text))",
-        legacy = rules.legacy_column,
-        table = q(&rules.table)?,
-        gaps = q(&ctx.names.gaps)?,
-    );
-    let rows = ctx
-        .pg
-        .query(&sql, &[&start.cluster_time.as_i64(), &rules.collection])
-        .await
-        .map_err(|source| SnapshotError::Postgres {
-            context: "finding rows of vanished documents",
-            source,
-        })?;
+    let table = SweptTable {
+        collection: &rules.collection,
+        table: &rules.table,
+        legacy_column: &rules.legacy_column,
+        version_column: version,
+    };
+    let rows = rows_without_open_gap(&*ctx.pg, &ctx.names.gaps, &table, start.cluster_time).await?;
     let mut swept = 0;
     for chunk in rows.chunks(500) {
         let items: Vec<BatchItem> = chunk
             .iter()
-            .map(|r| {
-                let legacy: String = r.get(0);
+            .map(|legacy| {
+                let legacy = legacy.clone();
                 let key = match bson::oid::ObjectId::parse_str(&legacy) {
                     Ok(oid) => Bson::ObjectId(oid),
                     Err(_) => Bson::String(legacy),

@@ -1,4 +1,4 @@
-//! Retrying open gaps: re-read the document from MongoDB by its key (its *current* version), map
+//! The gap-retry engine: re-read the document from MongoDB by its key (its *current* version), map
 //! it and apply it through the sink. The gap is `resolved` when it applies, `superseded` when a
 //! newer event for the document already applied (the row's version is past the gap's cluster
 //! time, or the document is gone and its delete follows through the stream; a failed delete is
@@ -6,23 +6,38 @@
 //! re-sync or an operator can repair (`window_lost`, `stream_invalidated`, `immutable_change`,
 //! `malformed_event`) are left alone.
 //!
-//! `retry_open_gaps` is what the supervisor runs periodically: it picks open gaps whose backoff
-//! (exponential in the number of attempts, from the `backon` crate) has elapsed.
+//! `retry_open_gaps` is what the replicator runs periodically (`housekeeping`): it picks open gaps
+//! whose backoff (exponential in the number of attempts, from the `backon` crate) has elapsed.
+//! The operator's `gaps retry` (`ops::gaps`) runs `retry_gap` on the gaps it names. Every
+//! statement on the gaps table goes through `sink::gaps`; this module decides, the sink stores.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bson::{doc, Bson, Document};
 
-use super::filter::{GapStatus, GapView};
-use super::store;
-use super::GapsError;
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::mapping::{legacy_id_text, map_event, CollectionRules, GapKind};
-use crate::sink::name::quote_qualified;
-use crate::sink::{BatchItem, ControlNames, Sink};
+use crate::sink::gaps::lifecycle;
+use crate::sink::gaps::{query, GapStatus, GapView};
+use crate::sink::name::{quote_ident, quote_qualified};
+use crate::sink::{BatchItem, ControlNames, Sink, SinkError};
 use crate::source::snapshot::snapshot_event;
+
+/// Why a retry could not run (a gap that still fails is an outcome, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum GapRetryError {
+    #[error("mongodb error while re-reading {collection}/{key}: {source}")]
+    Mongo {
+        collection: String,
+        key: String,
+        #[source]
+        source: Box<mongodb::error::Error>,
+    },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
 
 /// Tuning of the background retry.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,16 +118,16 @@ pub struct RetryContext<'a> {
 
 /// True for the kinds a re-read of the document may repair.
 pub fn is_retryable(kind: &str) -> bool {
-    !matches!(
-        GapKind::parse(kind),
-        Some(
-            GapKind::WindowLost
-                | GapKind::StreamInvalidated
-                | GapKind::ImmutableChange
-                | GapKind::MalformedEvent
-        ) | None
-    )
+    GapKind::parse(kind).is_some_and(|k| !LEFT_TO_OPERATORS.contains(&k))
 }
+
+/// Gap kinds only a re-sync or an operator repairs; never retried automatically.
+pub const LEFT_TO_OPERATORS: [GapKind; 4] = [
+    GapKind::WindowLost,
+    GapKind::StreamInvalidated,
+    GapKind::ImmutableChange,
+    GapKind::MalformedEvent,
+];
 
 /// The document `_id` of a gap (stored as canonical extended JSON).
 pub fn gap_key(document_key: &str) -> Option<Bson> {
@@ -125,22 +140,20 @@ async fn row_version(
     pg: &tokio_postgres::Client,
     rules: &CollectionRules,
     legacy: &str,
-) -> Result<Option<ClusterTime>, GapsError> {
+) -> Result<Option<ClusterTime>, GapRetryError> {
     let Some(version) = &rules.version_column else {
         return Ok(None);
     };
-    let table = quote_qualified(&rules.table)?;
     let sql = format!(
-        "select \"{version}\" from {table} where \"{}\" = $1",
-        rules.legacy_column
+        "select {} from {} where {} = $1",
+        quote_ident(version),
+        quote_qualified(&rules.table).map_err(SinkError::from)?,
+        quote_ident(&rules.legacy_column)
     );
     let row = pg
         .query_opt(&sql, &[&legacy])
         .await
-        .map_err(|source| GapsError::Postgres {
-            context: "reading the row version",
-            source,
-        })?;
+        .map_err(|e| SinkError::pg("reading the row version", e))?;
     Ok(row
         .and_then(|r| r.get::<_, Option<i64>>(0))
         .map(ClusterTime::from_i64))
@@ -151,8 +164,8 @@ async fn read_document(
     database: &str,
     collection: &str,
     key: &Bson,
-) -> Result<Option<Document>, GapsError> {
-    let err = |source| GapsError::Mongo {
+) -> Result<Option<Document>, GapRetryError> {
+    let err = |source| GapRetryError::Mongo {
         collection: collection.to_string(),
         key: key.to_string(),
         source: Box::new(source),
@@ -188,7 +201,7 @@ fn delete_event(collection: &str, key: Bson, at: ClusterTime) -> crate::event::C
 pub async fn retry_gap(
     ctx: &mut RetryContext<'_>,
     gap: &GapView,
-) -> Result<RetryOutcome, GapsError> {
+) -> Result<RetryOutcome, GapRetryError> {
     if gap.status != GapStatus::Open.as_str() {
         return Ok(RetryOutcome::Skipped(format!("gap is {}", gap.status)));
     }
@@ -213,7 +226,7 @@ pub async fn retry_gap(
             .await?
             .is_some_and(|v| v > at)
         {
-            store::close(
+            lifecycle::close(
                 &*ctx.pg,
                 &gaps_table,
                 gap.id,
@@ -233,7 +246,7 @@ pub async fn retry_gap(
             delete_event(&gap.collection, key, at)
         }
         None => {
-            store::close(
+            lifecycle::close(
                 &*ctx.pg,
                 &gaps_table,
                 gap.id,
@@ -262,7 +275,7 @@ pub async fn retry_gap(
         .await?;
     match outcome.gaps.first() {
         None => {
-            store::mark_resolved_after_retry(
+            lifecycle::mark_resolved_after_retry(
                 &*ctx.pg,
                 &gaps_table,
                 gap.id,
@@ -281,7 +294,7 @@ pub async fn retry_gap(
                 new_gap.kind.as_str(),
                 new_gap.reason
             );
-            store::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, &note).await?;
+            lifecycle::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, &note).await?;
             Ok(RetryOutcome::StillOpen(new_gap.reason.clone()))
         }
     }
@@ -292,28 +305,16 @@ pub async fn retry_gap(
 pub async fn retry_open_gaps(
     ctx: &mut RetryContext<'_>,
     options: &RetryOptions,
-) -> Result<RetryReport, GapsError> {
-    let table = quote_qualified(&ctx.names.gaps)?;
-    let sql = format!(
-        "select id, attempts, extract(epoch from now() - last_seen)::float8 from {table}
-         where status = 'open' and kind not in ('window_lost', 'stream_invalidated', 'immutable_change', 'malformed_event')
-         order by last_seen limit $1"
-    );
-    let rows = ctx
-        .pg
-        .query(&sql, &[&options.max_per_round])
-        .await
-        .map_err(|source| GapsError::Postgres {
-            context: "selecting gaps to retry",
-            source,
-        })?;
+) -> Result<RetryReport, GapRetryError> {
+    let skipped: Vec<&str> = LEFT_TO_OPERATORS.iter().map(|k| k.as_str()).collect();
+    let due =
+        query::due_for_retry(&*ctx.pg, &ctx.names.gaps, &skipped, options.max_per_round).await?;
     let mut report = RetryReport::default();
-    for r in rows {
-        let (id, attempts, idle): (i64, i32, f64) = (r.get(0), r.get(1), r.get(2));
+    for (id, attempts, idle) in due {
         if Duration::from_secs_f64(idle.max(0.0)) < options.delay_after(attempts) {
             continue;
         }
-        let Some(gap) = store::show(&*ctx.pg, &ctx.names.gaps, id).await? else {
+        let Some(gap) = query::show(&*ctx.pg, &ctx.names.gaps, id).await? else {
             continue;
         };
         let outcome = retry_gap(ctx, &gap).await?;

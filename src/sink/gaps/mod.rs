@@ -1,7 +1,17 @@
-//! Writing gaps: what could not be applied, with the raw event as canonical extended JSON text.
-//! Re-recording the same gap (same collection, document key, cluster time, kind) bumps `attempts`
-//! and `last_seen` instead of adding a row; applying a newer event for a document supersedes its
-//! older open gaps. Usable inside the batch transaction or on its own (stream-level gaps).
+//! The gaps table: everything the replicator could not apply, with the raw event as canonical
+//! extended JSON text. Nothing else in the crate writes SQL against this table.
+//!
+//! This file records gaps: re-recording the same gap (same collection, document key, cluster
+//! time, kind) bumps `attempts` and `last_seen` instead of adding a row; applying a newer event
+//! for a document supersedes its older open gaps (cluster times compared in SQL); a skipped
+//! window is a `window_lost` gap. Usable inside the batch transaction or on its own.
+//! `lifecycle` holds the status transitions, `query` the reads.
+
+pub mod lifecycle;
+pub mod query;
+
+pub use lifecycle::{GapStatus, ResyncScope};
+pub use query::{GapFilter, GapView};
 
 use std::collections::HashMap;
 
@@ -112,6 +122,7 @@ pub async fn record_gaps<C: GenericClient>(
         unique.iter().map(|g| g.window.map(|w| w.0)).collect();
     let window_end: Vec<Option<chrono::DateTime<chrono::Utc>>> =
         unique.iter().map(|g| g.window.map(|w| w.1)).collect();
+    let gaps_table = quote_qualified(gaps_table)?;
     let sql = format!(
         "INSERT INTO {gaps_table} AS g (collection, document_key, kind, reason, raw_event, operation,
                  cluster_time, resume_token, window_start, window_end)
@@ -161,6 +172,7 @@ pub async fn supersede<C: GenericClient>(
     let collection: Vec<&str> = newest.keys().map(|(c, _)| *c).collect();
     let key: Vec<&str> = newest.keys().map(|(_, k)| *k).collect();
     let time: Vec<i64> = newest.values().map(|t| t.as_i64()).collect();
+    let gaps_table = quote_qualified(gaps_table)?;
     let sql = format!(
         "UPDATE {gaps_table} AS g SET status = 'superseded', resolved_at = now()
          FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(collection, document_key, cluster_time)
