@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod supervisor;

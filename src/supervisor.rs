@@ -125,8 +125,8 @@ impl RunContext {
     }
 
     /// Copy options from the mapping's `[snapshot]` section.
-    pub fn snapshot_options(&self) -> crate::ops::snapshot::SnapshotOptions {
-        crate::ops::snapshot::SnapshotOptions {
+    pub fn snapshot_options(&self) -> crate::snapshot::SnapshotOptions {
+        crate::snapshot::SnapshotOptions {
             page_size: u32::try_from(self.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
             ..Default::default()
         }
@@ -418,7 +418,7 @@ async fn run_stream_once(
     // A `--resnapshot` reset (or an unfinished copy) is honoured on every (re)start.
     if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
         let options = ctx.snapshot_options();
-        let snap = crate::ops::snapshot::SnapshotContext {
+        let snap = crate::snapshot::SnapshotContext {
             mongo: &ctx.mongo,
             database: &ctx.mapping.config.source.database,
             pg: &mut client,
@@ -427,11 +427,11 @@ async fn run_stream_once(
         };
         let metrics = ctx.metrics.clone();
         let coll = collection.to_string();
-        let mut cb = |p: &crate::ops::snapshot::SnapshotProgress| {
+        let mut cb = |p: &crate::snapshot::SnapshotProgress| {
             metrics.snapshot_copied(&coll, p.page_documents);
             metrics.set_snapshot_remaining(&coll, p.remaining.saturating_sub(p.copied));
         };
-        crate::ops::snapshot::prepare_stream(
+        crate::snapshot::prepare_stream(
             snap,
             ctx.mapping.config.snapshot.mode,
             &rules,
@@ -628,14 +628,14 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
     let mut sink = ctx.new_sink();
     let metrics = ctx.metrics.clone();
-    let mut on_progress = |collection: &str, p: &crate::ops::snapshot::SnapshotProgress| {
+    let mut on_progress = |collection: &str, p: &crate::snapshot::SnapshotProgress| {
         metrics.snapshot_copied(collection, p.page_documents);
         metrics.set_snapshot_remaining(collection, p.remaining.saturating_sub(p.copied));
         if p.done {
             info!(collection, copied = p.copied, "snapshot finished");
         }
     };
-    let reports = crate::ops::snapshot::snapshot_all(
+    let reports = crate::snapshot::snapshot_all(
         &ctx.mongo,
         &mut pg,
         &mut sink,
@@ -739,7 +739,7 @@ async fn history_lost(
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url).await.map_err(|e| redact(&e))?;
     let mut sink = ctx.new_sink();
-    let snap = crate::ops::snapshot::SnapshotContext {
+    let snap = crate::snapshot::SnapshotContext {
         mongo: &ctx.mongo,
         database: &ctx.mapping.config.source.database,
         pg: &mut pg,
@@ -747,8 +747,8 @@ async fn history_lost(
         names: &ctx.names,
     };
     let options = ctx.snapshot_options();
-    let mut cb = |_: &crate::ops::snapshot::SnapshotProgress| {};
-    let outcome = crate::ops::snapshot::handle_history_lost(
+    let mut cb = |_: &crate::snapshot::SnapshotProgress| {};
+    let outcome = crate::snapshot::handle_history_lost(
         snap,
         ctx.mapping.config.snapshot.mode,
         rules,

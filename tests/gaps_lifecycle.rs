@@ -6,7 +6,7 @@ mod recovery_support;
 
 use bson::doc;
 use mongo2pg::ops::gaps::{self, GapListArgs, GapStatus, GapsError};
-use mongo2pg::ops::snapshot::SnapshotOptions;
+use mongo2pg::snapshot::SnapshotOptions;
 use recovery_support::{oid, order_doc, user_doc, Env};
 
 fn options() -> SnapshotOptions {

@@ -8,7 +8,7 @@ mod recovery_support;
 use bson::doc;
 use mongo2pg::config::SnapshotMode;
 use mongo2pg::event::ClusterTime;
-use mongo2pg::ops::snapshot::{
+use mongo2pg::snapshot::{
     handle_history_lost, HistoryLostOutcome, SnapshotContext, SnapshotOptions,
 };
 use mongo2pg::source::{ChangeSource, StartAt, StreamOptions};

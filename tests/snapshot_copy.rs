@@ -7,7 +7,7 @@ mod recovery_support;
 use std::time::Duration;
 
 use bson::doc;
-use mongo2pg::ops::snapshot::{SnapshotContext, SnapshotOptions, SnapshotProgress};
+use mongo2pg::snapshot::{SnapshotContext, SnapshotOptions, SnapshotProgress};
 use recovery_support::{oid, order_doc, user_doc, wait_until, Env};
 
 fn options(page_size: u32) -> SnapshotOptions {
@@ -123,8 +123,7 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
             let mut on_progress = |p: &SnapshotProgress| {
                 let _ = tx.send(p.pages);
             };
-            mongo2pg::ops::snapshot::initial_snapshot(ctx, &rules, &options(10), &mut on_progress)
-                .await
+            mongo2pg::snapshot::initial_snapshot(ctx, &rules, &options(10), &mut on_progress).await
         })
     };
     while let Some(pages) = rx.recv().await {
@@ -181,7 +180,7 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
     let mut pg = env.connect().await;
     let mut sink = env.sink();
     let mut seen: Vec<(String, SnapshotProgress)> = Vec::new();
-    let reports = mongo2pg::ops::snapshot::snapshot_all(
+    let reports = mongo2pg::snapshot::snapshot_all(
         &env.mongo,
         &mut pg,
         &mut sink,
@@ -216,7 +215,7 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
     assert_eq!(pages, vec![10, 10, 5]);
 
     // Both streams now have positions: nothing is copied again.
-    let again = mongo2pg::ops::snapshot::snapshot_all(
+    let again = mongo2pg::snapshot::snapshot_all(
         &env.mongo,
         &mut pg,
         &mut sink,
@@ -253,7 +252,7 @@ async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside
         .expect("garbage");
 
     // placedAt of order n is 1_700_000_000 + n seconds: the window holds orders 4, 5 and 6.
-    let options = mongo2pg::ops::snapshot::SnapshotArgs {
+    let options = mongo2pg::ops::resync::SnapshotArgs {
         collection: "orders".into(),
         field: Some("placedAt".into()),
         since: Some("2023-11-14T22:13:24Z".into()),
@@ -271,7 +270,7 @@ async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside
         sink: &mut sink,
         names: &env.names,
     };
-    let report = mongo2pg::ops::snapshot::resync(ctx, env.rules("orders"), &options, &mut |_| {})
+    let report = mongo2pg::snapshot::resync(ctx, env.rules("orders"), &options, &mut |_| {})
         .await
         .expect("re-sync");
     assert_eq!(report.copied, 3);
@@ -326,7 +325,7 @@ async fn a_full_resync_repairs_rows_removes_vanished_ones_and_closes_older_gaps(
         sink: &mut sink,
         names: &env.names,
     };
-    let report = mongo2pg::ops::snapshot::resync(ctx, env.rules("users"), &options(3), &mut |_| {})
+    let report = mongo2pg::snapshot::resync(ctx, env.rules("users"), &options(3), &mut |_| {})
         .await
         .expect("re-sync");
     assert_eq!(

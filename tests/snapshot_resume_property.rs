@@ -4,7 +4,7 @@
 mod recovery_support;
 
 use mongo2pg::config::SnapshotMode;
-use mongo2pg::ops::snapshot::{prepare_stream, SnapshotContext, SnapshotOptions};
+use mongo2pg::snapshot::{prepare_stream, SnapshotContext, SnapshotOptions};
 use proptest::prelude::*;
 use recovery_support::{user_doc, Env};
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 use bson::doc;
 use mongo2pg::config::SnapshotMode;
 use mongo2pg::event::ClusterTime;
-use mongo2pg::ops::snapshot::{prepare_stream, SnapshotArgs, SnapshotContext, SnapshotOptions};
+use mongo2pg::ops::resync::SnapshotArgs;
 use mongo2pg::ops::tokens::{self, ResetArgs, ResetOutcome};
 use mongo2pg::sink::SinkError;
+use mongo2pg::snapshot::{prepare_stream, SnapshotContext, SnapshotOptions};
 use mongo2pg::source::StartAt;
 use recovery_support::{oid, user_doc, Env};
 
@@ -147,7 +148,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         sink: &mut sink,
         names: &env.names,
     };
-    let resync = mongo2pg::ops::snapshot::resync(ctx, env.rules("users"), &options, &mut |_| {})
+    let resync = mongo2pg::snapshot::resync(ctx, env.rules("users"), &options, &mut |_| {})
         .await
         .expect("re-sync");
     assert_eq!(

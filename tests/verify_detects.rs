@@ -3,8 +3,8 @@
 
 mod recovery_support;
 
-use mongo2pg::ops::snapshot::SnapshotOptions;
 use mongo2pg::ops::verify::compare::ColumnDiff;
+use mongo2pg::snapshot::SnapshotOptions;
 use recovery_support::{oid, order_doc, user_doc, Env};
 
 async fn copied_env(test: &str) -> Env {

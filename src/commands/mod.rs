@@ -46,7 +46,7 @@ pub enum CommandError {
     #[error(transparent)]
     Gaps(#[from] crate::ops::gaps::GapsError),
     #[error(transparent)]
-    Snapshot(#[from] crate::ops::snapshot::SnapshotError),
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
     Verify(#[from] crate::ops::verify::VerifyError),
     #[error("cannot render JSON output: {0}")]

@@ -16,10 +16,10 @@ use crate::cli::DemoArgs;
 use crate::commands::{connect_mongo, CommandError, Target};
 use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
-use crate::ops::snapshot::{self, SnapshotProgress};
 use crate::ops::verify::{self, VerifyArgs};
 use crate::sink::connect::connect_config;
 use crate::sink::name::quote_ident;
+use crate::snapshot::{self, SnapshotProgress};
 use crate::supervisor::{self, RunSettings};
 
 /// The reference marketplace schema (applied to the demo database).

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use mongo2pg::config::{CompiledMapping, Config};
 use mongo2pg::event::{ClusterTime, Position};
 use mongo2pg::mapping::CollectionRules;
-use mongo2pg::ops::snapshot::{SnapshotContext, SnapshotOptions, SnapshotReport};
 use mongo2pg::ops::verify::{VerifyOptions, VerifyReport};
 use mongo2pg::sink::catalogue::Catalogue;
 use mongo2pg::sink::{BatchItem, ControlNames, Sink};
+use mongo2pg::snapshot::{SnapshotContext, SnapshotOptions, SnapshotReport};
 use mongo2pg::source::{ChangeSource, SourceItem, StartAt, StreamOptions};
 use tokio_postgres::{Client, NoTls};
 
@@ -244,7 +244,7 @@ impl Env {
             sink: &mut sink,
             names: &self.names,
         };
-        mongo2pg::ops::snapshot::initial_snapshot(ctx, self.rules(collection), options, &mut |_| {})
+        mongo2pg::snapshot::initial_snapshot(ctx, self.rules(collection), options, &mut |_| {})
             .await
             .expect("snapshot")
     }

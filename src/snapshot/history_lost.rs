@@ -1,96 +1,16 @@
-//! Snapshot (initial copy, re-copy and targeted re-sync) and history-lost handling.
-//!
-//! The supervisor calls `prepare_stream` before it opens a collection's change stream (it copies
-//! the collection first when the snapshot mode says so) and `handle_history_lost` when resuming
-//! fails with ChangeStreamHistoryLost. `snapshot_all` copies every mapped collection in
-//! dependency order (referenced collections first, `snapshot.order` overrides).
+//! History-lost handling: a stream's resume point fell out of the oplog. The lost window becomes a
+//! `window_lost` gap, then the collection is re-copied (`when_needed`) or the stream stops with
+//! the exact operator command (what `policy::history_lost_action` says). It never loops and never
+//! skips silently.
 
-pub mod args;
-pub mod policy;
-pub mod progress;
-pub mod run;
-
-use crate::config::{CompiledMapping, SnapshotMode};
+use super::policy::{history_lost_action, HistoryLostAction};
+use super::progress::SnapshotProgress;
+use super::run::{initial_snapshot, SnapshotContext, SnapshotOptions, SnapshotReport};
+use super::SnapshotError;
+use crate::config::SnapshotMode;
 use crate::event::Position;
 use crate::mapping::CollectionRules;
-use crate::sink::{checkpoint, gaps, ControlNames};
-
-pub use args::{SnapshotArgs, SnapshotArgsError};
-pub use policy::{history_lost_action, needs_snapshot, stage, HistoryLostAction, StreamStage};
-pub use progress::{ProgressReporter, SnapshotProgress};
-pub use run::{initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport};
-
-/// Why a copy failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("reading {collection} from mongodb failed: {source}")]
-    Mongo {
-        collection: String,
-        #[source]
-        source: Box<mongodb::error::Error>,
-    },
-    #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
-    #[error("collection {0} is not mapped")]
-    UnknownCollection(String),
-    /// An operator reset the stream while the copy ran; the copy's hand-over was refused.
-    #[error("the checkpoint of {stream} was reset while the snapshot ran; run the snapshot again")]
-    Moved { stream: String },
-}
-
-/// Copies `rules.collection` first when `mode` says it must (no checkpoint yet, an unfinished
-/// copy, or a `--resnapshot` reset). Returns the copy's report, or None when the stream can start
-/// from its stored position right away.
-pub async fn prepare_stream(
-    ctx: SnapshotContext<'_>,
-    mode: SnapshotMode,
-    rules: &CollectionRules,
-    options: &SnapshotOptions,
-    on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
-) -> Result<Option<SnapshotReport>, SnapshotError> {
-    let stored = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &rules.collection).await?;
-    if !needs_snapshot(mode, &stage(stored.as_ref())) {
-        return Ok(None);
-    }
-    initial_snapshot(ctx, rules, options, on_progress)
-        .await
-        .map(Some)
-}
-
-/// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`).
-pub async fn snapshot_all(
-    mongo: &mongodb::Client,
-    pg: &mut tokio_postgres::Client,
-    sink: &mut crate::sink::Sink,
-    mapping: &CompiledMapping,
-    names: &ControlNames,
-    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
-) -> Result<Vec<SnapshotReport>, SnapshotError> {
-    let config = &mapping.config;
-    let options = SnapshotOptions {
-        page_size: u32::try_from(config.snapshot.page_size).unwrap_or(u32::MAX),
-        ..SnapshotOptions::default()
-    };
-    let mut reports = Vec::new();
-    for collection in config.snapshot_order() {
-        let rules = mapping
-            .rules(&collection)
-            .ok_or_else(|| SnapshotError::UnknownCollection(collection.clone()))?;
-        let ctx = SnapshotContext {
-            mongo,
-            database: &config.source.database,
-            pg: &mut *pg,
-            sink: &mut *sink,
-            names,
-        };
-        let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        if let Some(r) = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await?
-        {
-            reports.push(r);
-        }
-    }
-    Ok(reports)
-}
+use crate::sink::{checkpoint, gaps};
 
 /// What `handle_history_lost` did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -4,7 +4,7 @@
 
 use bson::{oid::ObjectId, Bson};
 
-use super::SnapshotOptions;
+use crate::snapshot::SnapshotOptions;
 use crate::source::snapshot::{SnapshotFilter, TimeWindow};
 
 /// Raw flags as the CLI parses them.
