@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bson::{doc, oid::ObjectId, Document};
 use mongo2pg::config::{Config, Secret, SnapshotMode};
-use mongo2pg::supervisor::{self, RunSettings};
+use mongo2pg::replicator::{self, RunSettings};
 
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -149,9 +149,9 @@ async fn replicate(users: &[User], pg_name: &str, mongo_uri: &str) -> BenchResul
 
     let pg_url = db_url(pg_name);
     let mut migrator = pg_connect(&pg_url).await?;
-    mongo2pg::sink::migrate::migrate(&mut migrator, &supervisor::control_names(&config)).await?;
+    mongo2pg::sink::migrate::migrate(&mut migrator, &replicator::control_names(&config)).await?;
 
-    let replicator = supervisor::start(RunSettings {
+    let replicator = replicator::start(RunSettings {
         mongo_url: Secret::new(mongo_uri.to_string()),
         pg_url: Secret::new(pg_url.clone()),
         config,

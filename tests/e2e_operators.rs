@@ -21,7 +21,7 @@ use e2e_support::{
 };
 use mongo2pg::config::Secret;
 use mongo2pg::metrics::dashboard::{panel_queries, DASHBOARD_PATH};
-use mongo2pg::supervisor::{self, RunSettings};
+use mongo2pg::replicator::{self, RunSettings};
 
 const PG_PASSWORD: &str = "s3cr3t-canary";
 const LAG: &str = "mongo2pg_replication_lag_seconds";
@@ -108,7 +108,7 @@ async fn operators_see_true_lag_dashboard_data_readiness_and_no_secrets() {
         "host=127.0.0.1 port={} user=postgres password={PG_PASSWORD} dbname={}",
         proxy.port, db.name
     );
-    let replicator = supervisor::start(RunSettings {
+    let replicator = replicator::start(RunSettings {
         mongo_url: Secret::new(source.uri.clone()),
         pg_url: Secret::new(pg_url),
         config,

@@ -293,7 +293,7 @@ async fn reset_to_an_earlier_time_replays_and_converges() {
     assert_eq!(stored.epoch, outcome.epoch_to);
     // The stream reopens at the time; no copy runs for an operator-set position.
     assert_eq!(
-        mongo2pg::supervisor::start_position(Some(&stored)).expect("start"),
+        mongo2pg::pipeline::stream::start_position(Some(&stored)).expect("start"),
         Some(StartAt::Time(t1))
     );
     {
@@ -419,7 +419,7 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
         (None, None, Some("pending"))
     );
     assert_eq!(
-        mongo2pg::supervisor::start_position(Some(&stored)).expect("start"),
+        mongo2pg::pipeline::stream::start_position(Some(&stored)).expect("start"),
         None
     );
 
@@ -445,7 +445,7 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
     assert_eq!((copy.copied, copy.swept), (5, 1));
     assert!(env.verify(&["users"], &[]).await.clean);
     assert!(matches!(
-        mongo2pg::supervisor::start_position(env.checkpoint("users").await.as_ref())
+        mongo2pg::pipeline::stream::start_position(env.checkpoint("users").await.as_ref())
             .expect("start"),
         Some(StartAt::Token(_))
     ));

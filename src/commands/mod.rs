@@ -15,9 +15,9 @@ use tracing::{error, info};
 
 use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
 use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
+use crate::replicator::{self, RunSettings};
 use crate::sink::connect::{connect_pg, AbortOnDrop};
 use crate::sink::migrate::ControlNames;
-use crate::supervisor::{self, RunSettings};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -113,7 +113,7 @@ impl Target {
 
     /// Connects to Postgres for an already loaded mapping.
     pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
-        let names = supervisor::control_names(&config);
+        let names = replicator::control_names(&config);
         let (pg, task) = connect_pg(&Secret::new(pg_url))
             .await
             .map_err(CommandError::PgConnect)?;
@@ -186,7 +186,7 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 async fn migrate(args: MigrateArgs) -> ExitCode {
     let names = match &args.mapping {
         Some(path) => match load_config(path) {
-            Ok(c) => supervisor::control_names(&c),
+            Ok(c) => replicator::control_names(&c),
             Err(code) => return code,
         },
         None => ControlNames::default(),
@@ -233,14 +233,14 @@ async fn run(args: RunArgs) -> ExitCode {
         metrics_addr: Some(args.metrics_addr),
         holder,
     };
-    let replicator = match supervisor::start(settings).await {
+    let replicator = match replicator::start(settings).await {
         Ok(r) => r,
         Err(e) => {
             let msg = redact_secrets(&e.to_string()).into_owned();
             error!(error = %msg, "cannot start");
             eprintln!("error: {msg}");
             return match e {
-                supervisor::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                replicator::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
                 _ => ExitCode::FAILURE,
             };
         }

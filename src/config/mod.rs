@@ -21,7 +21,7 @@ pub use collection::{
     MixedConfig, ReferenceConfig, SqlType,
 };
 pub use compile::CompiledMapping;
-pub use secret::{redact_secrets, Secret, REDACTED};
+pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
 
 /// Default schema of the replicator's private tables.
 pub const DEFAULT_CONTROL_SCHEMA: &str = "mongo2pg";

@@ -69,6 +69,11 @@ fn is_secret_key(key: &str) -> bool {
     .any(|needle| key.contains(needle))
 }
 
+/// An error's text with its secrets hidden (see `redact_secrets`).
+pub fn redact_error(e: &dyn fmt::Display) -> String {
+    redact_secrets(&e.to_string()).into_owned()
+}
+
 /// Bytes that end a URI or an unquoted value inside free text (log lines, error messages).
 fn ends_segment(b: u8) -> bool {
     b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b'`' | b'\\')

@@ -17,10 +17,10 @@ use crate::commands::{connect_mongo, CommandError, Target};
 use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
 use crate::ops::verify::{self, VerifyArgs};
+use crate::replicator::{self, RunSettings};
 use crate::sink::connect::connect_config;
 use crate::sink::name::quote_ident;
 use crate::snapshot::{self, SnapshotProgress};
-use crate::supervisor::{self, RunSettings};
 
 /// The reference marketplace schema (applied to the demo database).
 pub const SCHEMA_SQL: &str = include_str!("../../deploy/marketplace/schema.sql");
@@ -181,7 +181,7 @@ async fn run_with(
         failed
     );
 
-    let replicator = supervisor::start(RunSettings {
+    let replicator = replicator::start(RunSettings {
         mongo_url: Secret::new(sim.uri()),
         pg_url: Secret::new(pg_url),
         config: config.clone(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mongo2pg::config::{Config, Secret, SnapshotMode};
-use mongo2pg::supervisor::{self, Replicator, RunSettings};
+use mongo2pg::replicator::{self, Replicator, RunSettings};
 
 /// The server every test database is created on.
 pub const PG_ADMIN_URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
@@ -145,14 +145,14 @@ pub fn reference_config(mongo_db: &str) -> Config {
 /// Migrate the control tables of `config` into `db`.
 pub async fn migrate(db: &TestDb, config: &Config) {
     let mut client = db.client().await;
-    mongo2pg::sink::migrate::migrate(&mut client, &supervisor::control_names(config))
+    mongo2pg::sink::migrate::migrate(&mut client, &replicator::control_names(config))
         .await
         .expect("migrate control tables");
 }
 
 /// Start the replicator in-process.
 pub async fn start_replicator(source: &Source, db: &TestDb, config: &Config) -> Replicator {
-    supervisor::start(RunSettings {
+    replicator::start(RunSettings {
         mongo_url: Secret::new(source.uri.clone()),
         pg_url: Secret::new(db.url.clone()),
         config: config.clone(),

@@ -169,7 +169,7 @@ impl Env {
         let config =
             Config::from_toml_str(&mapping_text, std::path::Path::new("recovery_test.toml"))
                 .expect("parse mapping");
-        let names = mongo2pg::supervisor::control_names(&config);
+        let names = mongo2pg::replicator::control_names(&config);
         mongo2pg::sink::migrate(&mut pg, &names)
             .await
             .expect("migrate control tables");

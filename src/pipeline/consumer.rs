@@ -1,177 +1,19 @@
-//! One stream's task: source -> mapping -> bounded channel -> batch -> sink.
-//!
-//! A reader task pulls from the change stream and maps each event (pure); the consumer cuts
-//! batches by size or time and applies each in one Postgres transaction together with the
-//! checkpoint. The bounded channel is the backpressure: when Postgres is slow the reader stops
-//! issuing getMores. Retrying is not done here: errors go back to the supervisor.
+//! The consumer half of a stream: receives the reader's items in order, cuts batches by size, time
+//! or idle heartbeat, applies each through `Sink::apply_batch` (rows, gaps and checkpoint in one
+//! transaction) and reports it to the metrics. It stops on shutdown, an operator reset, a reader
+//! failure or the end of the stream, flushing what it holds first (except after a reset).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
-use crate::error::{is_history_lost, StreamError};
-use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
-use crate::mapping::{GapKind, Mapped, MappingError};
+use super::reader::{ends_stream, Item, ItemOut};
+use super::{BatchLimits, StreamExit};
+use crate::error::StreamError;
+use crate::event::{ClusterTime, Operation, Position};
 use crate::metrics::Metrics;
 use crate::sink::BatchItem;
-use crate::source::{ChangeSource, SourceItem, StartAt, StreamOptions};
-
-/// When a batch is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchLimits {
-    pub max_events: usize,
-    pub max_wait: Duration,
-}
-
-/// How a stream ended without error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamExit {
-    /// The process is shutting down.
-    Shutdown,
-    /// An operator reset the stream's position: reopen it from the stored checkpoint.
-    Restart,
-    /// Another process holds the stream's lease; try again later.
-    Standby,
-}
-
-/// What flows from the reader to the consumer.
-enum Item {
-    Event(Box<BatchItem>),
-    Heartbeat(Position),
-    /// The reader failed; the consumer flushes what it has and returns this error.
-    Failed(StreamError),
-}
-
-/// Map a normalized event, handling the operations that are not row changes.
-pub fn map_for_stream(
-    rules: &crate::mapping::CollectionRules,
-    event: &ChangeEvent,
-) -> Result<Mapped, MappingError> {
-    match &event.operation {
-        Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate => {
-            Err(MappingError {
-                kind: GapKind::StreamInvalidated,
-                reason: format!(
-                    "{} event on {}: the stream stops; re-sync the collection after checking the source",
-                    event.operation.as_str(),
-                    event.collection
-                ),
-            })
-        }
-        Operation::Other(_) => Ok(Mapped::Skip),
-        _ => crate::mapping::map_event(rules, event),
-    }
-}
-
-fn ends_stream(op: &Operation) -> bool {
-    matches!(
-        op,
-        Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate
-    )
-}
-
-/// What the reader of one stream reads and where its output goes.
-pub struct ReaderSpec<'a> {
-    pub mongo: &'a mongodb::Client,
-    pub database: &'a str,
-    pub collection: &'a str,
-    pub start: &'a StartAt,
-    pub options: &'a StreamOptions,
-    pub rules: Arc<crate::mapping::CollectionRules>,
-    /// Capacity of the bounded channel to the consumer (backpressure).
-    pub capacity: usize,
-    pub metrics: Arc<Metrics>,
-}
-
-/// Start the reader: open the stream at `start`, then forward items until the channel closes.
-pub async fn spawn_reader(
-    spec: ReaderSpec<'_>,
-) -> Result<(mpsc::Receiver<ItemOut>, JoinHandle<()>), StreamError> {
-    let ReaderSpec {
-        mongo,
-        database,
-        collection,
-        start,
-        options,
-        rules,
-        capacity,
-        metrics,
-    } = spec;
-    let mut source = match ChangeSource::open(mongo, database, collection, start, options).await {
-        Ok(s) => s,
-        Err(e) if is_history_lost(&e) => {
-            return Err(StreamError::HistoryLost {
-                collection: collection.to_string(),
-                message: e.to_string(),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (tx, rx) = mpsc::channel(capacity.max(1));
-    let coll = collection.to_string();
-    let handle = tokio::spawn(async move {
-        loop {
-            let item = match source.next().await {
-                Ok(SourceItem::Event(ev)) => {
-                    metrics.events_read(&coll, &ev.operation, 1);
-                    let mapped = map_for_stream(&rules, &ev);
-                    Item::Event(Box::new(BatchItem { event: *ev, mapped }))
-                }
-                Ok(SourceItem::Heartbeat(p)) => Item::Heartbeat(p),
-                Ok(SourceItem::Malformed {
-                    raw,
-                    reason,
-                    position,
-                }) => {
-                    let document_key = raw
-                        .get_document("documentKey")
-                        .ok()
-                        .and_then(|k| k.get("_id"))
-                        .cloned();
-                    let event = ChangeEvent {
-                        operation: Operation::Other(
-                            raw.get_str("operationType")
-                                .unwrap_or("unknown")
-                                .to_string(),
-                        ),
-                        collection: coll.clone(),
-                        document_key,
-                        full_document: None,
-                        full_document_before_change: None,
-                        cluster_time: position
-                            .as_ref()
-                            .map(|p| p.cluster_time)
-                            .unwrap_or_default(),
-                        resume_token: position.map(|p| p.token),
-                        txn: None,
-                        raw,
-                    };
-                    let mapped = Err(MappingError {
-                        kind: GapKind::MalformedEvent,
-                        reason: reason.to_string(),
-                    });
-                    Item::Event(Box::new(BatchItem { event, mapped }))
-                }
-                Err(e) if is_history_lost(&e) => Item::Failed(StreamError::HistoryLost {
-                    collection: coll.clone(),
-                    message: e.to_string(),
-                }),
-                Err(e) => Item::Failed(e.into()),
-            };
-            let stop = matches!(item, Item::Failed(_))
-                || matches!(&item, Item::Event(b) if ends_stream(&b.event.operation));
-            if tx.send(ItemOut(item)).await.is_err() || stop {
-                return;
-            }
-        }
-    });
-    Ok((rx, handle))
-}
-
-/// Opaque wrapper so the item type stays private to this module.
-pub struct ItemOut(Item);
 
 /// The batch being assembled.
 #[derive(Default)]
