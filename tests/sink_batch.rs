@@ -242,7 +242,7 @@ async fn deletes_and_soft_deletes_respect_the_version_guard() {
         legacy_column: "legacy_object_id".into(),
         key: key("users", n),
         column: "deleted_at".into(),
-        value: SqlValue::Timestamptz(deleted_at),
+        value: SqlValue::Timestamptz(deleted_at.into()),
         version: Some(("version".into(), ClusterTime::new(t, 1))),
     };
     let items = vec![

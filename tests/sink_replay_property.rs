@@ -93,7 +93,9 @@ fn item(i: usize, key: u32, c: &Change) -> BatchItem {
                 key: key_of(key),
                 column: "deleted_at".into(),
                 value: SqlValue::Timestamptz(
-                    chrono::DateTime::from_timestamp(1_600_000_000, 0).unwrap(),
+                    chrono::DateTime::from_timestamp(1_600_000_000, 0)
+                        .unwrap()
+                        .into(),
                 ),
                 version,
             }],

@@ -54,7 +54,7 @@ async fn every_value_kind_round_trips_exactly() {
                 "meta",
                 SqlValue::Jsonb(serde_json::json!({"k": [1, 2.5, "x\"y"], "n": null})),
             ),
-            cv("at", SqlValue::Timestamptz(at)),
+            cv("at", SqlValue::Timestamptz(at.into())),
             cv("status", text("closed")),
             cv("ext", SqlValue::Uuid(ext)),
             cv("flag", SqlValue::Bool(true)),
@@ -116,4 +116,72 @@ async fn every_value_kind_round_trips_exactly() {
     assert_eq!(row.get::<_, i16>(9), -32768);
     assert_eq!(row.get::<_, Option<String>>(10), None);
     assert_eq!(row.get::<_, i64>(11), ClusterTime::new(7, 3).as_i64());
+}
+
+#[tokio::test]
+async fn dates_anywhere_in_postgres_range_land_exactly_through_the_sink() {
+    use mongo2pg::mapping::timestamp::{
+        PgTimestamp, PG_TIMESTAMP_MAX_MILLIS, PG_TIMESTAMP_MIN_MILLIS,
+    };
+    let mut env = env("dates").await;
+    env.client
+        .batch_execute(
+            "CREATE TABLE moments (
+               id uuid PRIMARY KEY, legacy_object_id text NOT NULL UNIQUE, at timestamptz)",
+        )
+        .await
+        .unwrap();
+    let cat = catalogue::load(&env.client, &["moments".to_string()])
+        .await
+        .unwrap();
+    let mut sink = Sink::new(cat, ControlNames::default());
+    let year_10000 = 253_402_300_800_000;
+    let beyond_chrono = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis() + 1;
+    let instants = [
+        PG_TIMESTAMP_MIN_MILLIS,
+        -62_167_219_200_001, // the last millisecond of 2 BC
+        -1,
+        0,
+        year_10000,
+        year_10000 + 123,
+        beyond_chrono,
+        PG_TIMESTAMP_MAX_MILLIS,
+    ];
+    let items = instants
+        .iter()
+        .enumerate()
+        .map(|(i, &millis)| {
+            let n = i as u32 + 1;
+            let op = RowOp::Upsert {
+                table: "moments".into(),
+                id_column: "id".into(),
+                legacy_column: "legacy_object_id".into(),
+                key: key("moments", n),
+                columns: vec![cv(
+                    "at",
+                    SqlValue::Timestamptz(PgTimestamp::from_millis(millis).expect("in range")),
+                )],
+                children: vec![],
+                version: None,
+                insert_only: false,
+            };
+            ops_item("moments", Operation::Insert, n, n, vec![op])
+        })
+        .collect();
+    let out = sink
+        .apply_batch(&mut env.client, "moments", 0, items, None)
+        .await
+        .unwrap();
+    assert!(out.gaps.is_empty(), "{:?}", out.gaps);
+    let rows = env
+        .client
+        .query(
+            "SELECT trunc(extract(epoch from at) * 1000)::text FROM moments ORDER BY at",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let expected: Vec<String> = instants.iter().map(|m| m.to_string()).collect();
+    assert_eq!(stored, expected);
 }

@@ -11,9 +11,7 @@ use super::decimal::{check_precision_scale, parse_decimal, DecimalError};
 use super::rules::{Conversion, FieldPath, IntWidth};
 use super::{GapKind, MappingError, SqlValue};
 
-/// Earliest instant Postgres `timestamptz` accepts: 4714-11-24 00:00:00 UTC BC (proleptic
-/// Gregorian year -4713), in milliseconds since the Unix epoch.
-pub const PG_TIMESTAMP_MIN_MILLIS: i64 = -210_866_803_200_000;
+pub use super::timestamp::{PgTimestamp, PG_TIMESTAMP_MAX_MILLIS, PG_TIMESTAMP_MIN_MILLIS};
 
 pub(crate) fn fail(kind: GapKind, reason: String) -> MappingError {
     MappingError { kind, reason }
@@ -245,42 +243,19 @@ pub fn convert_numeric(
 
 /// A BSON date (milliseconds since the epoch) within Postgres' `timestamptz` range.
 pub fn convert_millis(millis: i64, at: &str) -> Result<SqlValue, MappingError> {
-    let out_of_range = || {
-        fail(
-            GapKind::InvalidDate,
-            format!("{at}: date {millis} ms since the epoch is outside the timestamptz range"),
-        )
-    };
-    if millis < PG_TIMESTAMP_MIN_MILLIS {
-        return Err(out_of_range());
-    }
-    // Postgres' upper bound (year 294276) lies beyond chrono's (year 262142), so chrono's limit
-    // is the effective one.
-    chrono::DateTime::from_timestamp_millis(millis)
+    PgTimestamp::from_millis(millis)
         .map(SqlValue::Timestamptz)
-        .ok_or_else(out_of_range)
+        .ok_or_else(|| {
+            fail(
+                GapKind::InvalidDate,
+                format!("{at}: date {millis} ms since the epoch is outside the timestamptz range"),
+            )
+        })
 }
 
-/// The text Postgres parses back into exactly this instant over the whole accepted range:
-/// `YYYY-MM-DD HH:MM:SS.ffffff+00`, with `BC` for years up to 0 (year 0 is 1 BC) and more than
-/// four year digits after 9999. RFC 3339 cannot be used at the edges: Postgres reads a leading
-/// `-` or `+` on the year as a time-zone displacement.
-pub fn timestamptz_text(t: &chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    let (year, era) = if t.year() <= 0 {
-        (1 - t.year(), " BC")
-    } else {
-        (t.year(), "")
-    };
-    format!(
-        "{year:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00{era}",
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.timestamp_subsec_micros()
-    )
+/// The text Postgres parses back into exactly this instant (see [`PgTimestamp::to_pg_text`]).
+pub fn timestamptz_text(t: &PgTimestamp) -> String {
+    t.to_pg_text()
 }
 
 fn convert_uuid(value: &Bson, at: &str) -> Result<SqlValue, MappingError> {

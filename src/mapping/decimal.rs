@@ -120,15 +120,22 @@ pub fn parse_decimal(input: &str) -> Result<CanonicalDecimal, DecimalError> {
         });
     }
     // point = number of digits (of `digits`) before the decimal point; may be negative or > len.
-    let point: i64 = int_part.len() as i64 - leading as i64 + exponent;
-    let len = digits.len() as i64;
+    // Computed in i128: the exponent may be anywhere in the i64 range and the mantissa as long as
+    // the input, so no intermediate can overflow; anything outside numeric's range is refused
+    // before a single digit is expanded (memory stays proportional to the input).
+    let too_large = || DecimalError::TooLarge(input.to_string());
+    let point: i128 = int_part.len() as i128 - leading as i128 + i128::from(exponent);
+    let len = digits.len() as i128;
     let integer_digits = point.max(0);
     let fraction_digits = (len - point).max(0);
-    if integer_digits > PG_NUMERIC_MAX_INTEGER_DIGITS as i64
-        || fraction_digits > PG_NUMERIC_MAX_FRACTION_DIGITS as i64
+    if integer_digits > PG_NUMERIC_MAX_INTEGER_DIGITS as i128
+        || fraction_digits > PG_NUMERIC_MAX_FRACTION_DIGITS as i128
     {
-        return Err(DecimalError::TooLarge(input.to_string()));
+        return Err(too_large());
     }
+    // Both bounds above keep `point` and `len` within a few hundred thousand.
+    let point = i64::try_from(point).map_err(|_| too_large())?;
+    let len = i64::try_from(len).map_err(|_| too_large())?;
     let (integer, fraction) = if point <= 0 {
         (
             "0".to_string(),
@@ -231,6 +238,26 @@ mod tests {
             parse_decimal("1e200000"),
             Err(DecimalError::TooLarge(_))
         ));
+        for extreme in [
+            "1e-9223372036854775808",
+            "1e9223372036854775807",
+            "-0.5e-9223372036854775808",
+            "123456789e9223372036854775807",
+            "0.000001e-9223372036854775800",
+            "1e-16384",
+            "1e131072",
+        ] {
+            assert!(
+                matches!(parse_decimal(extreme), Err(DecimalError::TooLarge(_))),
+                "{extreme}"
+            );
+        }
+        // Zero is zero whatever its exponent.
+        assert_eq!(text("0e-9223372036854775808"), "0");
+        assert_eq!(text("0e9223372036854775807"), "0");
+        // The largest exponents numeric still holds.
+        assert_eq!(text("1e-16383").len(), 16_385);
+        assert_eq!(text("1e131071").len(), 131_072);
     }
 
     #[test]

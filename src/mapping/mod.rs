@@ -14,6 +14,7 @@ mod row;
 pub mod rules;
 #[cfg(test)]
 pub(crate) mod tests;
+pub mod timestamp;
 
 pub use map::{legacy_id_text, map_event};
 pub use row::{KIND_ENTITY, KIND_TEMPLATE};
@@ -44,7 +45,8 @@ pub enum SqlValue {
     Int(i64),
     /// Canonical decimal string (no exponent), already checked against precision/scale.
     Numeric(String),
-    Timestamptz(chrono::DateTime<chrono::Utc>),
+    /// An instant inside Postgres' range, sent as [`timestamp::PgTimestamp::to_pg_text`].
+    Timestamptz(timestamp::PgTimestamp),
     Uuid(uuid::Uuid),
     Jsonb(serde_json::Value),
     TextArray(Vec<String>),

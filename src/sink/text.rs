@@ -19,7 +19,7 @@ pub fn pg_text(
         SqlValue::Bool(b) => b.to_string(),
         SqlValue::Int(i) => i.to_string(),
         SqlValue::Numeric(n) => n.clone(),
-        SqlValue::Timestamptz(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        SqlValue::Timestamptz(t) => t.to_pg_text(),
         SqlValue::Uuid(u) => u.hyphenated().to_string(),
         SqlValue::Jsonb(v) => v.to_string(),
         SqlValue::TextArray(items) => array_literal(items),
@@ -83,7 +83,10 @@ mod tests {
                 SqlValue::Numeric("12345678901234567890.123456789012345678".into()),
                 "12345678901234567890.123456789012345678",
             ),
-            (SqlValue::Timestamptz(t), "2024-02-29T23:59:59.123Z"),
+            (
+                SqlValue::Timestamptz(t.into()),
+                "2024-02-29 23:59:59.123+00",
+            ),
             (SqlValue::Int(-9223372036854775808), "-9223372036854775808"),
             (SqlValue::Bool(false), "false"),
             (

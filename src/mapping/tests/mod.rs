@@ -3,6 +3,7 @@
 
 mod convert_values;
 mod events;
+mod fuzz;
 mod properties;
 
 pub(crate) mod fixture {

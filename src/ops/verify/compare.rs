@@ -119,7 +119,7 @@ pub fn canon_expected(value: &SqlValue) -> Option<String> {
         SqlValue::Bool(b) => Some(b.to_string()),
         SqlValue::Int(i) => Some(i.to_string()),
         SqlValue::Numeric(s) => Some(canonical_decimal(s).unwrap_or_else(|| s.clone())),
-        SqlValue::Timestamptz(t) => Some(t.timestamp_micros().to_string()),
+        SqlValue::Timestamptz(t) => Some(t.micros_text()),
         SqlValue::Uuid(u) => Some(u.to_string()),
         SqlValue::Jsonb(v) => Some(sorted_json(v).to_string()),
         SqlValue::TextArray(v) => Some(serde_json::Value::from(v.clone()).to_string()),
@@ -334,7 +334,7 @@ mod tests {
         );
         let t = chrono::DateTime::from_timestamp(1_700_000_000, 123_000_000).expect("time");
         assert_eq!(
-            canon_expected(&SqlValue::Timestamptz(t)).as_deref(),
+            canon_expected(&SqlValue::Timestamptz(t.into())).as_deref(),
             Some("1700000000123000")
         );
         let j = serde_json::json!({"b": 1, "a": [true, "x"]});

@@ -227,7 +227,7 @@ fn select_expr(column: &str, kind: &ColumnKind, id_map: &str, params: &mut Vec<S
     let c = format!("t.{}", quote(column));
     match kind {
         ColumnKind::Text | ColumnKind::Decimal => format!("{c}::text"),
-        ColumnKind::Time => format!("(extract(epoch from {c}) * 1000000)::bigint::text"),
+        ColumnKind::Time => format!("trunc(extract(epoch from {c}) * 1000000)::text"),
         ColumnKind::Json => format!("to_jsonb({c})::text"),
         ColumnKind::Ref { collection } => {
             params.push(collection.clone());
