@@ -156,7 +156,7 @@ async fn row_version(
         .map_err(|e| SinkError::pg("reading the row version", e))?;
     Ok(row
         .and_then(|r| r.get::<_, Option<i64>>(0))
-        .map(ClusterTime::from_i64))
+        .map(ClusterTime::from_sql))
 }
 
 async fn read_document(
@@ -219,7 +219,7 @@ pub async fn retry_gap(
             "no document key or cluster time, or collection not mapped".into(),
         ));
     };
-    let at = ClusterTime::from_i64(at);
+    let at = ClusterTime::from_sql(at);
     let gaps_table = ctx.names.gaps.clone();
     if let Ok(legacy) = legacy_id_text(&key) {
         if row_version(ctx.pg, rules, &legacy)

@@ -138,11 +138,20 @@ impl Replicator {
 pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     settings.config.validate()?;
     let names = control_names(&settings.config);
-    let (pg, _pg_task) = connect_pg(&settings.pg_url)
+    let (mut pg, _pg_task) = connect_pg(&settings.pg_url)
         .await
         .map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
+    let converted = crate::sink::migrate::upgrade_version_columns(
+        &mut pg,
+        &names,
+        &settings.config.version_columns(),
+    )
+    .await?;
+    if !converted.is_empty() {
+        info!(tables = ?converted, "version columns moved to the current cluster-time encoding");
+    }
     drop(pg);
 
     let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose())

@@ -328,7 +328,7 @@ async fn reference_domain_rows_arrive_exactly_with_mixed_ids_children_and_money(
     db.drop_db().await;
 }
 
-async fn idle_time(pg: &tokio_postgres::Client) -> Option<i64> {
+async fn idle_time(pg: &tokio_postgres::Client) -> Option<u64> {
     pg.query_opt(
         "SELECT cluster_time FROM mongo2pg.checkpoints WHERE stream = 'categories'",
         &[],
@@ -337,6 +337,7 @@ async fn idle_time(pg: &tokio_postgres::Client) -> Option<i64> {
     .ok()
     .flatten()
     .and_then(|r| r.get::<_, Option<i64>>(0))
+    .map(|v| mongo2pg::event::ClusterTime::from_sql(v).packed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +373,7 @@ async fn an_idle_collection_checkpoint_keeps_up_with_the_clock() {
     )
     .await;
     let now = chrono::Utc::now().timestamp();
-    let latest = idle_time(&pg).await.unwrap_or_default() >> 32;
+    let latest = (idle_time(&pg).await.unwrap_or_default() >> 32) as i64;
     assert!(
         now - latest <= 5,
         "idle checkpoint is {}s behind the clock",

@@ -50,7 +50,7 @@ async fn many_rows_are_upserted_in_one_batch_with_exact_values() {
              WHERE u.email = 'u7@x'"
         )
         .await,
-        vec![format!("u7@x|7.123456789012345678|{}|true", ClusterTime::new(100, 1).0)]
+        vec![format!("u7@x|7.123456789012345678|{}|true", ClusterTime::new(100, 1).to_sql())]
     );
     // The same ids come from the cache next time (entries of committed transactions only).
     let again: Vec<_> = (1..=3)
@@ -272,8 +272,8 @@ async fn deletes_and_soft_deletes_respect_the_version_guard() {
     assert_eq!(out.applied.get("delete"), Some(&4));
     assert_eq!(out.rows_written.get("users"), Some(&2));
     let q = "SELECT email, deleted_at AT TIME ZONE 'UTC', version FROM users ORDER BY email";
-    let v10 = ClusterTime::new(10, 1).0;
-    let v20 = ClusterTime::new(20, 1).0;
+    let v10 = ClusterTime::new(10, 1).to_sql();
+    let v20 = ClusterTime::new(20, 1).to_sql();
     assert_eq!(
         rows(&env.client, q).await,
         vec![

@@ -112,7 +112,7 @@ fn model(stream: &[(u32, Change)]) -> BTreeMap<String, ModelRow> {
     let mut rows: BTreeMap<String, ModelRow> = BTreeMap::new();
     for (i, (k, c)) in stream.iter().enumerate() {
         let legacy = oid(*k).to_hex();
-        let version = ClusterTime::new(100 + i as u32, 1).as_i64();
+        let version = ClusterTime::new(100 + i as u32, 1).to_sql();
         match c {
             Change::Upsert {
                 variant,
@@ -240,7 +240,7 @@ fn replaying_from_any_point_in_any_batch_sizes_converges_to_in_order_application
                             && !stream[i + 1..].iter().any(|(k2, c2)| k2 == k && !rejected(c2))
                     })
                     .map(|(i, (k, _))| {
-                        (format!(r#"{{"$oid":"{}"}}"#, oid(*k).to_hex()), ClusterTime::new(100 + i as u32, 1).as_i64())
+                        (format!(r#"{{"$oid":"{}"}}"#, oid(*k).to_hex()), ClusterTime::new(100 + i as u32, 1).to_sql())
                     })
                     .collect();
                 let open: Vec<(String, i64)> = client

@@ -184,12 +184,12 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 async fn migrate(args: MigrateArgs) -> ExitCode {
-    let names = match &args.mapping {
+    let (names, version_columns) = match &args.mapping {
         Some(path) => match load_config(path) {
-            Ok(c) => replicator::control_names(&c),
+            Ok(c) => (replicator::control_names(&c), c.version_columns()),
             Err(code) => return code,
         },
-        None => ControlNames::default(),
+        None => (ControlNames::default(), Vec::new()),
     };
     let url = Secret::new(args.pg_url);
     let (mut client, _conn) = match connect_pg(&url).await {
@@ -202,8 +202,21 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match crate::sink::migrate::migrate(&mut client, &names).await {
+    let migrated = match crate::sink::migrate::migrate(&mut client, &names).await {
         Ok(applied) => {
+            crate::sink::migrate::upgrade_version_columns(&mut client, &names, &version_columns)
+                .await
+                .map(|converted| (applied, converted))
+        }
+        Err(e) => Err(e),
+    };
+    match migrated {
+        Ok((applied, converted)) => {
+            for table in converted {
+                println!(
+                    "moved the version column of {table} to the current cluster-time encoding"
+                );
+            }
             if applied.is_empty() {
                 println!("control tables are up to date");
             } else {

@@ -78,7 +78,7 @@ fn from_row(r: &tokio_postgres::Row) -> Checkpoint {
     Checkpoint {
         stream: r.get(0),
         resume_token: r.get(1),
-        cluster_time: r.get::<_, Option<i64>>(2).map(ClusterTime::from_i64),
+        cluster_time: r.get::<_, Option<i64>>(2).map(ClusterTime::from_sql),
         epoch: r.get(3),
         holder: r.get(4),
         updated_at: r.get(5),
@@ -88,7 +88,7 @@ fn from_row(r: &tokio_postgres::Row) -> Checkpoint {
             .and_then(SnapshotState::parse),
         snapshot_last_id: r.get(7),
         snapshot_start_token: r.get(8),
-        snapshot_start_time: r.get::<_, Option<i64>>(9).map(ClusterTime::from_i64),
+        snapshot_start_time: r.get::<_, Option<i64>>(9).map(ClusterTime::from_sql),
     }
 }
 
@@ -242,7 +242,7 @@ pub(crate) async fn advance<C: GenericClient>(
 ) -> Result<bool, SinkError> {
     let t = table(checkpoints_table)?;
     let token = document_extjson(&position.token);
-    let time = position.cluster_time.as_i64();
+    let time = position.cluster_time.to_sql();
     let sql = format!(
         "WITH cur AS (
            SELECT stream, (cluster_time IS NULL OR resume_token IS NULL OR cluster_time < $4
@@ -292,7 +292,7 @@ pub async fn rewrite<C: GenericClient>(
     resnapshot: bool,
 ) -> Result<(), SinkError> {
     let token = token.map(document_extjson);
-    let time = cluster_time.map(ClusterTime::as_i64);
+    let time = cluster_time.map(ClusterTime::to_sql);
     let state = if resnapshot {
         SnapshotState::Pending
     } else {
@@ -337,7 +337,7 @@ pub async fn begin_snapshot<C: GenericClient>(
                 &stream,
                 &SnapshotState::Running.as_str(),
                 &document_extjson(&start.token),
-                &start.cluster_time.as_i64(),
+                &start.cluster_time.to_sql(),
             ],
         )
         .await
@@ -398,7 +398,7 @@ pub async fn hand_over<C: GenericClient>(
             &[
                 &stream,
                 &document_extjson(&start.token),
-                &start.cluster_time.as_i64(),
+                &start.cluster_time.to_sql(),
                 &epoch,
                 &SnapshotState::Done.as_str(),
             ],
@@ -426,7 +426,7 @@ pub async fn pin_start<C: GenericClient>(
         client
             .execute(
                 sql.as_str(),
-                &[&stream, &at.as_i64(), &SnapshotState::Done.as_str()],
+                &[&stream, &at.to_sql(), &SnapshotState::Done.as_str()],
             )
             .await
             .map_err(|e| SinkError::pg("recording the start position", e))?;

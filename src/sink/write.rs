@@ -191,7 +191,7 @@ async fn delete_group(
             legacy_col = legacy_column;
             version_col = version.as_ref().map(|(c, _)| c.as_str());
             keys.push(Some(key.legacy_id.clone()));
-            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+            versions.push(version.as_ref().map(|(_, t)| t.to_sql().to_string()));
         }
     }
     let ltype = col_type(info, table_name, legacy_col)?;
@@ -235,7 +235,7 @@ async fn soft_delete_group(
             version_col = version.as_ref().map(|(c, _)| c.as_str());
             keys.push(Some(key.legacy_id.clone()));
             values.push(text(ctx, value)?);
-            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+            versions.push(version.as_ref().map(|(_, t)| t.to_sql().to_string()));
         }
     }
     let ltype = col_type(info, table_name, legacy_col)?;
@@ -324,7 +324,7 @@ async fn upsert_group(
             arrays[2 + i].push(text(ctx, value_of(columns, c))?);
         }
         if version_col.is_some() {
-            arrays[2 + data_cols.len()].push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+            arrays[2 + data_cols.len()].push(version.as_ref().map(|(_, t)| t.to_sql().to_string()));
         }
     }
 

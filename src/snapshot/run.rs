@@ -57,7 +57,7 @@ pub struct SnapshotReport {
     /// The `_id` (canonical extended JSON) this run resumed after, when it continued a copy.
     pub resumed_after: Option<String>,
     /// Packed cluster time of the recorded start position (initial copies).
-    pub start_cluster_time: Option<i64>,
+    pub start_cluster_time: Option<u64>,
     /// True when the copy finished and the stream position was handed over.
     pub handed_over: bool,
     /// True when the copy ran to the end (false when `max_pages` stopped it).
@@ -77,7 +77,7 @@ impl SnapshotReport {
             pages: 0,
             failed: 0,
             resumed_after,
-            start_cluster_time: Some(start.cluster_time.as_i64()),
+            start_cluster_time: Some(start.cluster_time.packed()),
             handed_over: false,
             complete: false,
             gaps_resolved: 0,

@@ -225,7 +225,7 @@ pub async fn rows_without_open_gap(
         gaps = quote_qualified(gaps_table)?,
     );
     let rows = client
-        .query(&sql, &[&before.as_i64(), &t.collection])
+        .query(&sql, &[&before.to_sql(), &t.collection])
         .await
         .map_err(|e| SinkError::pg("finding rows of vanished documents", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
