@@ -81,6 +81,7 @@ impl RunContext {
     /// A sink for one task (each stream, the snapshot and the gap retry have their own).
     pub fn new_sink(&self) -> crate::sink::Sink {
         crate::sink::Sink::new((*self.catalogue).clone(), self.names.clone())
+            .with_rules(self.mapping.collections.values())
             .with_holder(self.holder.clone())
     }
 

@@ -141,7 +141,10 @@ impl Target {
     pub async fn sink(&self) -> Result<crate::sink::Sink, CommandError> {
         let catalogue =
             crate::sink::catalogue::load(&self.pg, &self.config.mapped_tables()).await?;
-        Ok(crate::sink::Sink::new(catalogue, self.names.clone()).with_holder(default_holder()))
+        let mapping = self.config.compile(&catalogue)?;
+        Ok(crate::sink::Sink::new(catalogue, self.names.clone())
+            .with_rules(mapping.collections.values())
+            .with_holder(default_holder()))
     }
 }
 

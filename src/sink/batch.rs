@@ -18,8 +18,9 @@ use crate::sink::extjson::bson_extjson;
 use crate::sink::gaps::{self, GapRecord};
 use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
 use crate::sink::migrate::ControlNames;
-use crate::sink::plan::plan;
-use crate::sink::write::{self, WriteError};
+use crate::sink::name::quote_schema_table;
+use crate::sink::plan::{plan, Planned};
+use crate::sink::write::{self, SoftRule, Targets, WriteError};
 
 /// Rejected ranges of at most this many events are retried event by event instead of halved.
 const SPLIT_TO_SINGLES: usize = 4;
@@ -60,11 +61,16 @@ pub struct BatchOutcome {
     pub duration: Duration,
 }
 
-/// The Postgres writer of one or more streams: catalogue, control-table names and the id cache.
+/// The Postgres writer of one or more streams: catalogue, control-table names, what it must know
+/// about the mapped collections (their delete rules) and the id cache.
 #[derive(Debug)]
 pub struct Sink {
     catalogue: Catalogue,
     names: ControlNames,
+    /// The tombstones table, quoted.
+    tombstones: String,
+    /// Soft-delete rules by collection.
+    soft: std::collections::HashMap<String, SoftRule>,
     cache: IdCache,
     holder: String,
 }
@@ -72,11 +78,39 @@ pub struct Sink {
 impl Sink {
     pub fn new(catalogue: Catalogue, names: ControlNames) -> Self {
         Sink {
+            tombstones: quote_schema_table(&names.schema, "tombstones"),
             catalogue,
             names,
+            soft: std::collections::HashMap::new(),
             cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
             holder: format!("pid:{}", std::process::id()),
         }
+    }
+
+    /// The compiled rules of the mapped collections: soft-delete rules re-flag rows when an older
+    /// state of a soft-deleted document lands later.
+    pub fn with_rules<'r>(
+        mut self,
+        rules: impl IntoIterator<Item = &'r crate::mapping::CollectionRules>,
+    ) -> Self {
+        for r in rules {
+            if let crate::mapping::rules::DeleteRule::Soft { column, value } = &r.delete {
+                self = self.with_soft_delete(&r.collection, column, value.clone());
+            }
+        }
+        self
+    }
+
+    /// The soft-delete rule of one collection (what `with_rules` takes from a mapping).
+    pub fn with_soft_delete(mut self, collection: &str, column: &str, value: SqlValue) -> Self {
+        self.soft.insert(
+            collection.to_string(),
+            SoftRule {
+                column: column.to_string(),
+                value,
+            },
+        );
+        self
     }
 
     /// Identity written to the checkpoint's `holder` column.
@@ -185,11 +219,19 @@ impl Sink {
         if !work.is_empty() {
             pending.push_back(&work);
         }
+        let targets = Targets {
+            catalogue: &self.catalogue,
+            tombstones: &self.tombstones,
+            soft: &self.soft,
+        };
         while let Some(range) = pending.pop_front() {
-            let planned = plan(range.iter().flat_map(|&i| ops_of(i)));
+            let planned = plan(range.iter().flat_map(|&i| {
+                let at = items[i].event.cluster_time;
+                ops_of(i).iter().map(move |op| Planned { op, at })
+            }));
             let attempt = try_write(
                 &mut tx,
-                &self.catalogue,
+                &targets,
                 &resolution.ids,
                 &planned,
                 &mut out.statements,
@@ -232,6 +274,15 @@ impl Sink {
             *out.applied
                 .entry(event.operation.as_str().to_string())
                 .or_default() += 1;
+            // Only a state that determines the row closes older gaps of the document: an upsert
+            // (written, or refused because a newer row or a tombstone is there) or a hard delete.
+            // A soft delete only flags whatever state the row has.
+            let determines = ops_of(i)
+                .iter()
+                .any(|op| matches!(op, RowOp::Upsert { .. } | RowOp::Delete { .. }));
+            if !determines {
+                continue;
+            }
             if let Some(key) = &event.document_key {
                 superseding.push((
                     event.collection.clone(),
@@ -335,7 +386,7 @@ fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
 /// back because a row was rejected, `Err` for anything that must abort the batch.
 async fn try_write(
     tx: &mut Transaction<'_>,
-    catalogue: &Catalogue,
+    targets: &Targets<'_>,
     ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
     plans: &[crate::sink::plan::TablePlan<'_>],
     statements: &mut u64,
@@ -344,7 +395,7 @@ async fn try_write(
         .savepoint("m2p_write")
         .await
         .map_err(|e| SinkError::pg("creating a savepoint", e))?;
-    let result = write::execute(&sp, catalogue, ids, plans, statements).await;
+    let result = write::execute(&sp, targets, ids, plans, statements).await;
     let rejection = match result {
         Ok(stats) => {
             sp.commit()
