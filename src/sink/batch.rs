@@ -13,6 +13,7 @@ use crate::event::{ChangeEvent, Position};
 use crate::mapping::{GapKind, LegacyRef, Mapped, MappingError, RowOp, SqlValue};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::checkpoint::{self, Checkpoint};
+use crate::sink::defer::{self, DeferRules, RowHome};
 use crate::sink::error::SinkError;
 use crate::sink::extjson::bson_extjson;
 use crate::sink::gaps::{self, GapRecord};
@@ -71,6 +72,8 @@ pub struct Sink {
     tombstones: String,
     /// Soft-delete rules by collection.
     soft: std::collections::HashMap<String, SoftRule>,
+    /// Which parts of a row may wait for a missing referenced row.
+    defer: DeferRules,
     cache: IdCache,
     holder: String,
 }
@@ -82,18 +85,36 @@ impl Sink {
             catalogue,
             names,
             soft: std::collections::HashMap::new(),
+            defer: DeferRules::default(),
             cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
             holder: format!("pid:{}", std::process::id()),
         }
     }
 
     /// The compiled rules of the mapped collections: soft-delete rules re-flag rows when an older
-    /// state of a soft-deleted document lands later.
+    /// state of a soft-deleted document lands later; tables and optional references tell which
+    /// parts of a row may wait for a referenced row that does not exist yet.
     pub fn with_rules<'r>(
         mut self,
         rules: impl IntoIterator<Item = &'r crate::mapping::CollectionRules>,
     ) -> Self {
         for r in rules {
+            self.defer.homes.insert(
+                r.collection.clone(),
+                RowHome {
+                    table: r.table.clone(),
+                    id_column: r.id_column.clone(),
+                },
+            );
+            self.defer.deferrable.insert(
+                r.collection.clone(),
+                r.row
+                    .references
+                    .iter()
+                    .filter(|x| !x.required)
+                    .map(|x| x.column.clone())
+                    .collect(),
+            );
             if let crate::mapping::rules::DeleteRule::Soft { column, value } = &r.delete {
                 self = self.with_soft_delete(&r.collection, column, value.clone());
             }
@@ -245,8 +266,23 @@ impl Sink {
                     applied.extend(range);
                 }
                 Err(rejection) if range.len() == 1 => {
-                    let event = &items[range[0]].event;
+                    let i = range[0];
+                    let event = &items[i].event;
                     let (kind, reason) = rejection.into_gap();
+                    if kind == GapKind::FkMissing {
+                        if let Some(waiting) = self
+                            .write_deferred(&mut tx, &targets, &resolution.ids, ops_of(i), event, &mut out)
+                            .await?
+                        {
+                            gaps.push(GapRecord::for_event(
+                                event,
+                                GapKind::FkDeferred,
+                                format!("the row landed; {}", waiting.join("; ")),
+                            ));
+                            applied.push(i);
+                            continue;
+                        }
+                    }
                     gaps.push(GapRecord::for_event(event, kind, reason));
                     *out.gapped
                         .entry(event.operation.as_str().to_string())
@@ -324,6 +360,61 @@ impl Sink {
         out.duration = started.elapsed();
         Ok(out)
     }
+}
+
+impl Sink {
+    /// An event refused for a missing referenced row: writes it without the parts that can wait
+    /// (see `defer`). Returns what waits when that write succeeded, None when the event cannot
+    /// land yet (a required or mixed-id reference is missing, or the reduced write fails too).
+    async fn write_deferred(
+        &self,
+        tx: &mut Transaction<'_>,
+        targets: &Targets<'_>,
+        ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
+        ops: &[RowOp],
+        event: &ChangeEvent,
+        out: &mut BatchOutcome,
+    ) -> Result<Option<Vec<String>>, SinkError> {
+        let missing =
+            defer::missing_targets(&*tx, &self.catalogue, &self.defer, ids, ops).await?;
+        out.statements += 1;
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let mut reduced = Vec::with_capacity(ops.len());
+        let mut waiting = Vec::new();
+        for op in ops {
+            match defer::defer(op, &missing, &self.defer) {
+                Some(d) => {
+                    reduced.push(d.op);
+                    waiting.extend(d.waiting);
+                }
+                None if is_referring_to(op, &missing) => return Ok(None),
+                None => reduced.push(op.clone()),
+            }
+        }
+        let at = event.cluster_time;
+        let planned = plan(reduced.iter().map(|op| Planned { op, at }));
+        match try_write(tx, targets, ids, &planned, &mut out.statements).await? {
+            Ok(rows) => {
+                for (table, n) in rows {
+                    *out.rows_written.entry(table).or_default() += n;
+                }
+                Ok(Some(waiting))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether `op` refers to any of `rows`.
+fn is_referring_to(op: &RowOp, rows: &std::collections::HashSet<LegacyRef>) -> bool {
+    let mut refs = BTreeSet::new();
+    collect_refs(op, &mut refs);
+    if let RowOp::Upsert { key, .. } = op {
+        refs.remove(key);
+    }
+    refs.iter().any(|r| rows.contains(r))
 }
 
 /// A per-event rejection: the event becomes a gap.

@@ -12,6 +12,7 @@ pub mod batch;
 pub mod catalogue;
 pub mod checkpoint;
 pub mod connect;
+pub mod defer;
 pub mod error;
 pub mod extjson;
 pub mod gaps;
@@ -20,6 +21,7 @@ pub mod migrate;
 pub mod name;
 mod plan;
 pub mod text;
+pub mod tombstones;
 mod write;
 
 pub use batch::{gap_kind_for_sqlstate, BatchItem, BatchOutcome, Sink};

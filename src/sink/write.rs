@@ -21,6 +21,7 @@ use crate::sink::error::SinkError;
 use crate::sink::name::{quote_ident as ident, quote_schema_table as qualified};
 use crate::sink::plan::{Planned, TablePlan};
 use crate::sink::text::pg_text;
+use crate::sink::tombstones;
 
 /// The soft-delete rule of a collection: the column and the value a delete sets.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,19 +201,6 @@ fn version_guard(version: Option<&str>, vtype: &str, param: &str) -> String {
     }
 }
 
-/// The statement part that records tombstones for the rows of `u` (columns `k` legacy id, `coll`
-/// collection, `at` cluster time): newer tombstones win.
-fn tombstone_insert(tombstones: &str, soft: bool) -> String {
-    format!(
-        "INSERT INTO {tombstones} AS d (collection, legacy_object_id, version, soft)
-         SELECT DISTINCT ON (u.coll, u.k) u.coll, u.k, u.at::bigint, {soft} FROM u
-         ORDER BY u.coll, u.k, u.at::bigint DESC
-         ON CONFLICT (collection, legacy_object_id) DO UPDATE
-           SET version = EXCLUDED.version, soft = EXCLUDED.soft, deleted_at = now()
-           WHERE d.version <= EXCLUDED.version"
-    )
-}
-
 async fn delete_group(
     ctx: &Ctx<'_>,
     table_name: &str,
@@ -250,7 +238,7 @@ async fn delete_group(
         t = qualified(&info.schema, &info.name),
         l = ident(legacy_col),
         guard = version_guard(version_col, vtype, "u.at"),
-        tomb = tombstone_insert(ctx.tombstones, false),
+        tomb = tombstones::insert_from_u(ctx.tombstones, false),
     );
     let rows = query(ctx, stats, &sql, &[keys, colls, ats]).await?;
     let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
@@ -305,7 +293,7 @@ async fn soft_delete_group(
         c = ident(set_col),
         l = ident(legacy_col),
         guard = version_guard(version_col, vtype, "u.at"),
-        tomb = tombstone_insert(ctx.tombstones, true),
+        tomb = tombstones::insert_from_u(ctx.tombstones, true),
     );
     let rows = query(ctx, stats, &sql, &[keys, colls, ats, values]).await?;
     let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
@@ -339,13 +327,12 @@ async fn reapply_soft(
     let sql = format!(
         "UPDATE {t} AS t SET {c} = ($4::text[])[1]::{ctype}
          FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, coll, at)
-         JOIN {tombstones} AS d ON d.collection = u.coll AND d.legacy_object_id = u.k
-                               AND d.soft AND d.version >= u.at::bigint
+         {soft}
          WHERE t.{l} = u.k::{ltype}",
         t = qualified(&info.schema, &info.name),
         c = ident(&rule.column),
         l = ident(legacy_col),
-        tombstones = ctx.tombstones,
+        soft = tombstones::soft_join(ctx.tombstones, "u.coll", "u.k", "u.at"),
     );
     exec(ctx, stats, &sql, &[keys, colls, ats, value]).await?;
     Ok(())
@@ -447,16 +434,19 @@ async fn upsert_group(
         format!("DO UPDATE SET {}{guard}", sets.join(", "))
     };
     // A state older than (or as old as) the document's hard-delete tombstone is never written.
+    let deleted = tombstones::hard_delete_covers(
+        ctx.tombstones,
+        &format!("u.c{coll_at}"),
+        "u.c1",
+        &format!("u.c{at_at}"),
+    );
     let sql = format!(
-        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} \
-         WHERE NOT EXISTS (SELECT 1 FROM {tombstones} AS d WHERE d.collection = u.c{coll_at} \
-           AND d.legacy_object_id = u.c1 AND NOT d.soft AND d.version >= u.c{at_at}::bigint) \
+        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} WHERE NOT {deleted} \
          ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
         u = unnest(all_cols.len() + 2),
         id = ident(id_column),
-        tombstones = ctx.tombstones,
     );
     let rows = query(ctx, stats, &sql, &arrays).await?;
     let written = rows

@@ -86,6 +86,26 @@ pub async fn mark_resolved_after_retry(
     Ok(n == 1)
 }
 
+/// Counts one more attempt of an open gap that could not be retried yet, with the reason (the
+/// gap keeps its status; its retry backs off like any failed attempt).
+pub async fn note_attempt(
+    pg_client: &impl GenericClient,
+    gaps_table: &str,
+    id: i64,
+    reason: &str,
+) -> Result<bool, SinkError> {
+    let sql = format!(
+        "update {} set attempts = attempts + 1, last_seen = now(), reason = $2
+         where id = $1 and status = 'open'",
+        quote_qualified(gaps_table)?
+    );
+    let n = pg_client
+        .execute(&sql, &[&id, &reason])
+        .await
+        .map_err(|e| SinkError::pg("recording a gap retry attempt", e))?;
+    Ok(n == 1)
+}
+
 /// The highest gap id so far (0 when there is none): a re-sync only closes gaps recorded before
 /// it started, never the ones its own copy records.
 pub async fn max_id(pg_client: &impl GenericClient, gaps_table: &str) -> Result<i64, SinkError> {
