@@ -214,3 +214,48 @@ async fn a_second_replica_stands_by_and_takes_over_when_the_holder_dies() {
     source.stop().await;
     db.drop_db().await;
 }
+
+/// A copy that retrying cannot fix (here the checkpoints table lacks a column the copy reads)
+/// stops its stream, naming the cause and the operator's next step, instead of retrying forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_failing_on_a_schema_mismatch_stops_its_stream_instead_of_retrying() {
+    let source = Source::start().await;
+    let db = TestDb::create("snapfatal").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = reference_config(&mdb);
+    config.snapshot.mode = mongo2pg::config::SnapshotMode::Initial;
+    migrate(&db, &config).await;
+    source
+        .coll(&mdb, "users")
+        .insert_one(doc! {"_id": ObjectId::new(), "email": "a@example.com"})
+        .await
+        .expect("seed a user");
+    let pg = db.client().await;
+    pg.batch_execute("ALTER TABLE mongo2pg.checkpoints DROP COLUMN snapshot_last_id")
+        .await
+        .expect("break the checkpoints table");
+    let replicator = start_replicator(&source, &db, &config).await;
+    let failed = || {
+        replicator
+            .context
+            .health
+            .readiness()
+            .streams
+            .into_iter()
+            .find(|(_, s)| s.state == "failed")
+    };
+    wait_until("a stream stopped by its failed snapshot", WAIT, || async {
+        failed().is_some()
+    })
+    .await;
+    let (stream, status) = failed().expect("a failed stream");
+    let reason = status.reason.unwrap_or_default();
+    assert!(
+        reason.contains("snapshot_last_id") && reason.contains("--resnapshot"),
+        "{stream}: {reason}"
+    );
+    replicator.shutdown().await;
+    db.drop_db().await;
+    source.stop().await;
+}

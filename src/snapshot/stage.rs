@@ -1,6 +1,6 @@
-//! The snapshot decisions that need no I/O: whether a collection must be copied before it
-//! streams, and what happens when its change-stream history is lost (re-sync or stop with the
-//! exact operator command).
+//! Whether a collection must be copied before it streams, decided from its stored checkpoint
+//! and the snapshot mode, without I/O. (What a lost history leads to is the failure policy's:
+//! `policy::history_lost_action`.)
 
 use crate::config::SnapshotMode;
 use crate::sink::{Checkpoint, SnapshotState};
@@ -36,40 +36,6 @@ pub fn needs_snapshot(mode: SnapshotMode, state: &StreamStage) -> bool {
         StreamStage::InProgress => true,
         StreamStage::NoCheckpoint => mode != SnapshotMode::Never,
         StreamStage::Streaming => false,
-    }
-}
-
-/// What to do after a stream's history is lost (its `window_lost` gap is already recorded).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HistoryLostAction {
-    /// `when_needed`: re-copy the collection now, then stream from the copy's start.
-    Resync,
-    /// Stop this stream; the operator runs `command` (or the alternative) when ready.
-    Stop {
-        command: String,
-        alternative: String,
-    },
-}
-
-/// The exact command that re-copies a collection after its history was lost.
-pub fn resnapshot_command(collection: &str) -> String {
-    format!(
-        "mongo2pg tokens reset {collection} --resnapshot --reason \"change stream history lost\""
-    )
-}
-
-/// The command that skips the lost window (it stays recorded as a gap) and streams from now.
-pub fn skip_command(collection: &str) -> String {
-    format!("mongo2pg tokens reset {collection} --to-now --reason \"change stream history lost\"")
-}
-
-pub fn history_lost_action(mode: SnapshotMode, collection: &str) -> HistoryLostAction {
-    match mode {
-        SnapshotMode::WhenNeeded => HistoryLostAction::Resync,
-        SnapshotMode::Initial | SnapshotMode::Never => HistoryLostAction::Stop {
-            command: resnapshot_command(collection),
-            alternative: skip_command(collection),
-        },
     }
 }
 
@@ -113,20 +79,5 @@ mod tests {
         assert_eq!(stage(Some(&c)), StreamStage::Streaming);
         c.snapshot_state = Some(SnapshotState::Pending);
         assert_eq!(stage(Some(&c)), StreamStage::InProgress);
-    }
-
-    #[test]
-    fn history_loss_resyncs_only_when_needed_mode_allows_it() {
-        assert_eq!(
-            history_lost_action(SnapshotMode::WhenNeeded, "payments"),
-            HistoryLostAction::Resync
-        );
-        assert_eq!(
-            history_lost_action(SnapshotMode::Initial, "payments"),
-            HistoryLostAction::Stop {
-                command: "mongo2pg tokens reset payments --resnapshot --reason \"change stream history lost\"".into(),
-                alternative: "mongo2pg tokens reset payments --to-now --reason \"change stream history lost\"".into(),
-            }
-        );
     }
 }
