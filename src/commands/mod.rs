@@ -14,9 +14,10 @@ use std::time::Duration;
 use tracing::{error, info};
 
 use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
-use crate::config::{redact_uri, CompiledMapping, Config, ConfigError, Secret};
+use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
+use crate::replicator::{self, RunSettings};
+use crate::sink::connect::{connect_pg, AbortOnDrop};
 use crate::sink::migrate::ControlNames;
-use crate::supervisor::{self, AbortOnDrop, RunSettings};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -45,7 +46,9 @@ pub enum CommandError {
     #[error(transparent)]
     Gaps(#[from] crate::ops::gaps::GapsError),
     #[error(transparent)]
-    Snapshot(#[from] crate::ops::snapshot::SnapshotError),
+    Snapshot(#[from] crate::snapshot::SnapshotError),
+    #[error(transparent)]
+    SnapshotOf(#[from] crate::snapshot::CollectionSnapshotError),
     #[error(transparent)]
     Verify(#[from] crate::ops::verify::VerifyError),
     #[error("cannot render JSON output: {0}")]
@@ -65,7 +68,7 @@ impl CommandError {
 
     /// The one line printed for the operator (connection strings redacted).
     pub fn line(&self) -> String {
-        redact_uri(&self.to_string()).replace('\n', " ")
+        redact_secrets(&self.to_string()).replace('\n', " ")
     }
 }
 
@@ -112,8 +115,8 @@ impl Target {
 
     /// Connects to Postgres for an already loaded mapping.
     pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
-        let names = supervisor::control_names(&config);
-        let (pg, task) = supervisor::connect_pg(&Secret::new(pg_url))
+        let names = replicator::control_names(&config);
+        let (pg, task) = connect_pg(&Secret::new(pg_url))
             .await
             .map_err(CommandError::PgConnect)?;
         Ok(Target {
@@ -185,18 +188,18 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 async fn migrate(args: MigrateArgs) -> ExitCode {
     let names = match &args.mapping {
         Some(path) => match load_config(path) {
-            Ok(c) => supervisor::control_names(&c),
+            Ok(c) => replicator::control_names(&c),
             Err(code) => return code,
         },
         None => ControlNames::default(),
     };
     let url = Secret::new(args.pg_url);
-    let (mut client, _conn) = match supervisor::connect_pg(&url).await {
+    let (mut client, _conn) = match connect_pg(&url).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
                 "error: cannot connect to postgres: {}",
-                redact_uri(&e.to_string())
+                redact_secrets(&e.to_string())
             );
             return ExitCode::FAILURE;
         }
@@ -213,7 +216,7 @@ async fn migrate(args: MigrateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}", redact_uri(&e.to_string()));
+            eprintln!("error: {}", redact_secrets(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -232,14 +235,14 @@ async fn run(args: RunArgs) -> ExitCode {
         metrics_addr: Some(args.metrics_addr),
         holder,
     };
-    let replicator = match supervisor::start(settings).await {
+    let replicator = match replicator::start(settings).await {
         Ok(r) => r,
         Err(e) => {
-            let msg = redact_uri(&e.to_string());
+            let msg = redact_secrets(&e.to_string()).into_owned();
             error!(error = %msg, "cannot start");
             eprintln!("error: {msg}");
             return match e {
-                supervisor::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                replicator::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
                 _ => ExitCode::FAILURE,
             };
         }

@@ -1,11 +1,12 @@
 //! `mongo2pg snapshot <collection>`: a targeted re-sync of one collection (optionally an `_id`
-//! range or a time window), over `ops::snapshot::resync`, with a progress bar on a terminal.
+//! range or a time window), over `snapshot::resync`, with a progress bar on a terminal.
 
 use std::process::ExitCode;
 
 use super::{connect_mongo, to_json, CommandError, Target};
 use crate::cli::SnapshotCmdArgs;
-use crate::ops::snapshot::{self, ProgressReporter, SnapshotArgs, SnapshotContext};
+use crate::ops::resync::SnapshotArgs;
+use crate::snapshot::{self, ProgressReporter, SnapshotContext};
 
 /// Re-copies the selected documents and prints what was copied and repaired.
 pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {

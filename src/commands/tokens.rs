@@ -17,7 +17,7 @@ pub async fn show(args: TokensShowArgs) -> Result<ExitCode, CommandError> {
                 Err(e) => {
                     eprintln!(
                         "warning: lag unknown: {}",
-                        crate::config::redact_uri(&e.to_string())
+                        crate::config::redact_secrets(&e.to_string()).into_owned()
                     );
                     None
                 }

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde::Deserialize;
 
 use super::{Problem, DEFAULT_ID_COLUMN, DEFAULT_LEGACY_COLUMN};
+use crate::sink::name::{is_identifier, QualifiedName};
 
 fn default_id_column() -> String {
     DEFAULT_ID_COLUMN.to_string()
@@ -234,20 +235,9 @@ pub struct CollectionConfig {
     pub junctions: Vec<JunctionConfig>,
 }
 
-/// `[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes: a Postgres identifier that needs no quoting rules.
-pub fn is_identifier(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && s.len() <= 63
-}
-
-/// `table` or `schema.table`.
+/// `table` or `schema.table` with plain identifiers.
 pub fn is_table_name(s: &str) -> bool {
-    match s.split_once('.') {
-        Some((schema, table)) => is_identifier(schema) && is_identifier(table),
-        None => is_identifier(s),
-    }
+    QualifiedName::parse(s).is_ok()
 }
 
 fn is_path(s: &str) -> bool {

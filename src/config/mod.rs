@@ -21,7 +21,7 @@ pub use collection::{
     MixedConfig, ReferenceConfig, SqlType,
 };
 pub use compile::CompiledMapping;
-pub use secret::{redact_uri, Secret, REDACTED};
+pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
 
 /// Default schema of the replicator's private tables.
 pub const DEFAULT_CONTROL_SCHEMA: &str = "mongo2pg";
@@ -289,7 +289,7 @@ impl Config {
                 "must name the MongoDB database".into(),
             );
         }
-        if !collection::is_identifier(&self.target.schema) {
+        if !crate::sink::name::is_identifier(&self.target.schema) {
             report(
                 "target",
                 "schema",

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::cli::DemoArgs;
 use crate::commands::{connect_mongo, CommandError, Target};
-use crate::config::{redact_uri, Config, Secret, SnapshotMode};
+use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
-use crate::ops::snapshot::{self, SnapshotProgress};
 use crate::ops::verify::{self, VerifyArgs};
-use crate::supervisor::{self, RunSettings};
+use crate::replicator::{self, RunSettings};
+use crate::sink::connect::connect_config;
+use crate::sink::name::quote_ident;
+use crate::snapshot::{self, SnapshotProgress};
 
 /// The reference marketplace schema (applied to the demo database).
 pub const SCHEMA_SQL: &str = include_str!("../../deploy/marketplace/schema.sql");
@@ -38,7 +40,7 @@ pub const GROUP_BY: [&str; 3] = [
 ];
 
 fn fail(context: &str, e: impl std::fmt::Display) -> CommandError {
-    CommandError::Demo(format!("{context}: {}", redact_uri(&e.to_string())))
+    CommandError::Demo(format!("{context}: {}", redact_secrets(&e.to_string())))
 }
 
 /// The demo mapping: the embedded reference mapping with short batch timings.
@@ -50,10 +52,6 @@ pub fn demo_config() -> Result<Config, CommandError> {
     config.stream.max_await_ms = 200;
     config.stream.heartbeat_interval_ms = 1_000;
     Ok(config)
-}
-
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Drops and recreates the database `url` names (connecting to `postgres` on the same server),
@@ -75,13 +73,9 @@ async fn prepare_database(url: &str, config: &Config) -> Result<String, CommandE
     }
     let mut admin_config = parsed.clone();
     admin_config.dbname("postgres");
-    let (admin, connection) = admin_config
-        .connect(tokio_postgres::NoTls)
+    let (admin, _connection) = connect_config(&admin_config)
         .await
         .map_err(CommandError::PgConnect)?;
-    let _driver = supervisor::AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
     let quoted = quote_ident(&name);
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
@@ -106,13 +100,9 @@ async fn drop_database(url: &str, name: &str) -> Result<(), CommandError> {
         .parse()
         .map_err(|e| CommandError::Usage(format!("invalid Postgres URL: {e}")))?;
     parsed.dbname("postgres");
-    let (admin, connection) = parsed
-        .connect(tokio_postgres::NoTls)
+    let (admin, _connection) = connect_config(&parsed)
         .await
         .map_err(CommandError::PgConnect)?;
-    let _driver = supervisor::AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
     admin
         .batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -191,7 +181,7 @@ async fn run_with(
         failed
     );
 
-    let replicator = supervisor::start(RunSettings {
+    let replicator = replicator::start(RunSettings {
         mongo_url: Secret::new(sim.uri()),
         pg_url: Secret::new(pg_url),
         config: config.clone(),

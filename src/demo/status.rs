@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
 use crate::ops::tokens;
-use crate::sink::ControlNames;
+use crate::sink::gaps::query::open_counts;
+use crate::sink::name::quote_qualified;
+use crate::sink::{checkpoint, ControlNames, SinkError};
 
 /// Rows per mapped table, open gaps per collection and checkpoint positions per stream.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,51 +21,31 @@ pub struct Status {
     pub positions: BTreeMap<String, ClusterTime>,
 }
 
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 /// Reads the current status from Postgres.
 pub async fn read(
     pg: &tokio_postgres::Client,
     mapping: &CompiledMapping,
     names: &ControlNames,
-) -> Result<Status, tokio_postgres::Error> {
+) -> Result<Status, SinkError> {
+    let failed = |e| SinkError::pg("reading the replication status", e);
     let mut status = Status::default();
     for (collection, rules) in &mapping.collections {
         let row = pg
             .query_one(
-                &format!("select count(*) from {}", quote(&rules.table)),
+                &format!("select count(*) from {}", quote_qualified(&rules.table)?),
                 &[],
             )
-            .await?;
+            .await
+            .map_err(failed)?;
         status.rows.insert(collection.clone(), row.get(0));
     }
-    let rows = pg
-        .query(
-            &format!(
-                "select collection, count(*) from {} where status = 'open' group by collection",
-                names.gaps
-            ),
-            &[],
-        )
-        .await?;
-    for r in rows {
-        status.open_gaps.insert(r.get(0), r.get(1));
+    for (collection, _kind, n) in open_counts(pg, &names.gaps).await? {
+        *status.open_gaps.entry(collection).or_default() += n;
     }
-    let rows = pg
-        .query(
-            &format!(
-                "select stream, cluster_time from {} where cluster_time is not null",
-                names.checkpoints
-            ),
-            &[],
-        )
-        .await?;
-    for r in rows {
-        status
-            .positions
-            .insert(r.get(0), ClusterTime::from_i64(r.get(1)));
+    for c in checkpoint::load_all(pg, &names.checkpoints).await? {
+        if let Some(t) = c.cluster_time {
+            status.positions.insert(c.stream, t);
+        }
     }
     Ok(status)
 }
@@ -151,7 +133,7 @@ pub async fn wait_caught_up(
 }
 
 /// The gaps recorded during the demo, one line per gap.
-pub fn render_gaps(gaps: &[crate::ops::gaps::GapView]) -> String {
+pub fn render_gaps(gaps: &[crate::sink::gaps::GapView]) -> String {
     let mut out = String::new();
     for g in gaps {
         let reason: String = g.reason.chars().take(90).collect();

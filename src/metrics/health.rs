@@ -1,11 +1,12 @@
-//! The `Health` state behind `/healthz` and `/readyz`, updated by the supervisor.
+//! The `Health` state behind `/healthz` and `/readyz`, updated by the supervisor and the
+//! housekeeping loops.
 //!
-//! Liveness is a watchdog: the supervisor loop calls `touch_watchdog` on every turn; if it has
-//! not done so for longer than the timeout, the process is considered deadlocked and `/healthz`
-//! answers 503. Readiness needs both databases reachable (the supervisor's periodic probes set
+//! Liveness is a watchdog: the probe loop (`housekeeping`) calls `touch_watchdog` on every turn;
+//! if it has not done so for longer than the timeout, the process is considered deadlocked and
+//! `/healthz` answers 503. Readiness needs both databases reachable (the periodic probes set
 //! `set_postgres` / `set_mongo`) and every enabled stream either running or deliberately stopped
 //! by an operator. Every reason and error text stored here is passed through
-//! `logging::redact_secrets` first, so a connection string never reaches an HTTP response. State
+//! `config::redact_secrets` first, so a connection string never reaches an HTTP response. State
 //! changes are mirrored into the `stream_state`, `postgres_up` and `mongo_up` metrics.
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{system_clock, Clock, Metrics};
-use crate::logging::redact_secrets;
+use crate::config::redact_secrets;
 
 /// How long the watchdog may go untouched before `/healthz` reports the process as stuck.
 pub const DEFAULT_WATCHDOG_TIMEOUT: Duration = Duration::from_secs(60);
@@ -226,7 +227,7 @@ impl Health {
         self.lock().mongo = status;
     }
 
-    /// Called by the supervisor loop on every turn to prove it is not stuck.
+    /// Called by the probe loop on every turn to prove the process is not stuck.
     pub fn touch_watchdog(&self) {
         let now = (self.clock)();
         self.lock().watchdog = now;

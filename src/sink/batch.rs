@@ -14,7 +14,8 @@ use crate::mapping::{GapKind, LegacyRef, Mapped, MappingError, RowOp, SqlValue};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::checkpoint::{self, Checkpoint};
 use crate::sink::error::SinkError;
-use crate::sink::gaps::{self, bson_extjson, GapRecord};
+use crate::sink::extjson::bson_extjson;
+use crate::sink::gaps::{self, GapRecord};
 use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
 use crate::sink::migrate::ControlNames;
 use crate::sink::plan::plan;
@@ -109,7 +110,7 @@ impl Sink {
         client: &C,
         stream: &str,
     ) -> Result<Option<Checkpoint>, SinkError> {
-        checkpoint::load_checkpoint(client, &self.names.checkpoints, stream).await
+        checkpoint::load(client, &self.names.checkpoints, stream).await
     }
 
     /// Records a stream-level gap (stream invalidated, window lost) on `client`, which may be a

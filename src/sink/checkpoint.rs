@@ -1,76 +1,198 @@
-//! The per-stream checkpoint: read it, lock it at the start of a batch (serialising replicators on
-//! one stream and detecting operator resets through `epoch`), and advance it as the batch's last
-//! statement, forward only, enforced in SQL.
+//! The checkpoints table, one row per stream, and every statement on it: reading rows (one, all,
+//! locked for an operator rewrite), the batch's lock with its epoch check and its forward-only
+//! advance, the operator's rewrite with an epoch bump, the snapshot columns (begin, page
+//! progress, hand-over), pinning the start position of streams that never ran, and the stream's
+//! lease (a session advisory lock keyed by the table and the stream name).
+//!
+//! Nothing else in the crate writes SQL against this table. It decides nothing about when to
+//! copy, retry or stop: callers decide, this module stores. Cluster times are compared in SQL
+//! only in `advance` and `hand_over` (and written by `pin_start`, `rewrite`, `begin_snapshot`).
 
-use bson::Document;
+use bson::{Bson, Document};
 use tokio_postgres::GenericClient;
 
 use crate::event::{ClusterTime, Position};
 use crate::sink::error::SinkError;
-use crate::sink::gaps::{document_extjson, document_from_extjson};
+use crate::sink::extjson::{
+    bson_extjson, bson_from_extjson, document_extjson, document_from_extjson,
+};
+use crate::sink::name::quote_qualified;
 
-/// A stream's stored checkpoint row.
+/// Where a stream's copy stands, stored as text in `snapshot_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotState {
+    /// A copy runs (or was interrupted); it resumes after `snapshot_last_id`.
+    Running,
+    /// The copy handed over to the stream, or an operator set the position.
+    Done,
+    /// `tokens reset --resnapshot`: copy again before streaming.
+    Pending,
+}
+
+impl SnapshotState {
+    pub const ALL: [SnapshotState; 3] = [
+        SnapshotState::Running,
+        SnapshotState::Done,
+        SnapshotState::Pending,
+    ];
+
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotState::Running => "running",
+            SnapshotState::Done => "done",
+            SnapshotState::Pending => "pending",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SnapshotState> {
+        SnapshotState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One row of the checkpoints table, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     pub stream: String,
-    /// None until a first batch (or an operator) stored a position.
-    pub position: Option<Position>,
+    /// The resume token as stored (canonical extended JSON text); see `token`.
+    pub resume_token: Option<String>,
+    /// With a token: the token's cluster time. Without one: the time to start at (a pinned start
+    /// or an operator's `--to-time`).
+    pub cluster_time: Option<ClusterTime>,
     /// Bumped by operator resets; a replicator only writes while it holds the epoch it read.
     pub epoch: i64,
     pub holder: Option<String>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
-    pub snapshot_state: Option<String>,
+    pub snapshot_state: Option<SnapshotState>,
+    /// The last `_id` a running copy committed (canonical extended JSON text).
     pub snapshot_last_id: Option<String>,
+    /// The stream position recorded before the copy started.
     pub snapshot_start_token: Option<String>,
-    pub snapshot_start_time: Option<i64>,
+    pub snapshot_start_time: Option<ClusterTime>,
 }
 
-/// Extended JSON text stored for a resume token.
-pub fn token_text(token: &Document) -> String {
-    document_extjson(token)
+const COLUMNS: &str = "stream, resume_token, cluster_time, epoch, holder, updated_at, \
+     snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time";
+
+fn from_row(r: &tokio_postgres::Row) -> Checkpoint {
+    Checkpoint {
+        stream: r.get(0),
+        resume_token: r.get(1),
+        cluster_time: r.get::<_, Option<i64>>(2).map(ClusterTime::from_i64),
+        epoch: r.get(3),
+        holder: r.get(4),
+        updated_at: r.get(5),
+        snapshot_state: r
+            .get::<_, Option<String>>(6)
+            .as_deref()
+            .and_then(SnapshotState::parse),
+        snapshot_last_id: r.get(7),
+        snapshot_start_token: r.get(8),
+        snapshot_start_time: r.get::<_, Option<i64>>(9).map(ClusterTime::from_i64),
+    }
 }
 
-/// Reads the checkpoint of `stream`, if any.
-pub async fn load_checkpoint<C: GenericClient>(
+impl Checkpoint {
+    /// The stored resume token, decoded (an undecodable token is `InvalidStored`).
+    pub fn token(&self) -> Result<Option<Document>, SinkError> {
+        self.resume_token
+            .as_deref()
+            .map(|t| document_from_extjson("resume token", t))
+            .transpose()
+    }
+
+    /// The committed position (token and cluster time), if the stream has one.
+    pub fn position(&self) -> Result<Option<Position>, SinkError> {
+        Ok(match (self.token()?, self.cluster_time) {
+            (Some(token), Some(cluster_time)) => Some(Position {
+                token,
+                cluster_time,
+            }),
+            _ => None,
+        })
+    }
+
+    /// True when the stream has a position to start from (a token or a time).
+    pub fn has_position(&self) -> bool {
+        self.resume_token.is_some() || self.cluster_time.is_some()
+    }
+
+    /// The position a copy recorded before it started (None when unreadable or absent: the copy
+    /// then starts afresh).
+    pub fn snapshot_start(&self) -> Option<Position> {
+        let token = document_from_extjson(
+            "snapshot start token",
+            self.snapshot_start_token.as_deref()?,
+        )
+        .ok()?;
+        Some(Position {
+            token,
+            cluster_time: self.snapshot_start_time?,
+        })
+    }
+
+    /// The last `_id` a running copy committed (None when unreadable or absent).
+    pub fn snapshot_last_id(&self) -> Option<Bson> {
+        bson_from_extjson("snapshot last id", self.snapshot_last_id.as_deref()?).ok()
+    }
+}
+
+fn table(name: &str) -> Result<String, SinkError> {
+    Ok(quote_qualified(name)?)
+}
+
+/// The checkpoint of `stream`, if it has a row.
+pub async fn load<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
     stream: &str,
 ) -> Result<Option<Checkpoint>, SinkError> {
     let sql = format!(
-        "SELECT stream, resume_token, cluster_time, epoch, holder, updated_at, snapshot_state,
-                snapshot_last_id, snapshot_start_token, snapshot_start_time
-         FROM {checkpoints_table} WHERE stream = $1"
+        "SELECT {COLUMNS} FROM {} WHERE stream = $1",
+        table(checkpoints_table)?
     );
-    let Some(row) = client
+    let row = client
         .query_opt(&sql, &[&stream])
         .await
-        .map_err(|e| SinkError::pg("reading the checkpoint", e))?
-    else {
-        return Ok(None);
-    };
-    let token: Option<String> = row.get(1);
-    let time: Option<i64> = row.get(2);
-    let position = match (token, time) {
-        (Some(token), Some(time)) => Some(Position {
-            token: document_from_extjson("resume token", &token)?,
-            cluster_time: ClusterTime::from_i64(time),
-        }),
-        _ => None,
-    };
-    Ok(Some(Checkpoint {
-        stream: row.get(0),
-        position,
-        epoch: row.get(3),
-        holder: row.get(4),
-        updated_at: row.get(5),
-        snapshot_state: row.get(6),
-        snapshot_last_id: row.get(7),
-        snapshot_start_token: row.get(8),
-        snapshot_start_time: row.get(9),
-    }))
+        .map_err(|e| SinkError::pg("reading the checkpoint", e))?;
+    Ok(row.as_ref().map(from_row))
 }
 
-/// Creates the row if missing, locks it for the rest of the transaction and checks the epoch.
+/// Every checkpoint, by stream name.
+pub async fn load_all<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+) -> Result<Vec<Checkpoint>, SinkError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {} ORDER BY stream",
+        table(checkpoints_table)?
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| SinkError::pg("reading checkpoints", e))?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// The checkpoint of `stream`, locked until the transaction `tx` ends (an operator's rewrite).
+pub async fn load_for_rewrite<C: GenericClient>(
+    tx: &C,
+    checkpoints_table: &str,
+    stream: &str,
+) -> Result<Option<Checkpoint>, SinkError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {} WHERE stream = $1 FOR UPDATE",
+        table(checkpoints_table)?
+    );
+    let row = tx
+        .query_opt(&sql, &[&stream])
+        .await
+        .map_err(|e| SinkError::pg("locking the checkpoint", e))?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Creates the row if missing, locks it for the rest of the transaction and checks the epoch
+/// (the first statement of every batch).
 pub(crate) async fn lock<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
@@ -78,10 +200,11 @@ pub(crate) async fn lock<C: GenericClient>(
     epoch: i64,
 ) -> Result<(), SinkError> {
     let ctx = "locking the checkpoint";
+    let t = table(checkpoints_table)?;
     client
         .execute(
             &format!(
-                "INSERT INTO {checkpoints_table} (stream, epoch) VALUES ($1, $2)
+                "INSERT INTO {t} (stream, epoch) VALUES ($1, $2)
                  ON CONFLICT (stream) DO NOTHING"
             ),
             &[&stream, &epoch],
@@ -90,7 +213,7 @@ pub(crate) async fn lock<C: GenericClient>(
         .map_err(|e| SinkError::pg(ctx, e))?;
     let row = client
         .query_one(
-            &format!("SELECT epoch FROM {checkpoints_table} WHERE stream = $1 FOR UPDATE"),
+            &format!("SELECT epoch FROM {t} WHERE stream = $1 FOR UPDATE"),
             &[&stream],
         )
         .await
@@ -107,8 +230,8 @@ pub(crate) async fn lock<C: GenericClient>(
 }
 
 /// Moves the checkpoint to `position` if it is ahead of the stored one (cluster time, then token
-/// in byte order) and the epoch is still `epoch`. Returns whether it moved; an epoch mismatch is
-/// `CheckpointMoved`.
+/// in byte order, compared in SQL) and the epoch is still `epoch`. Returns whether it moved; an
+/// epoch mismatch is `CheckpointMoved`.
 pub(crate) async fn advance<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
@@ -117,14 +240,15 @@ pub(crate) async fn advance<C: GenericClient>(
     position: &Position,
     holder: &str,
 ) -> Result<bool, SinkError> {
-    let token = token_text(&position.token);
+    let t = table(checkpoints_table)?;
+    let token = document_extjson(&position.token);
     let time = position.cluster_time.as_i64();
     let sql = format!(
         "WITH cur AS (
            SELECT stream, (cluster_time IS NULL OR resume_token IS NULL OR cluster_time < $4
                    OR (cluster_time = $4 AND resume_token COLLATE \"C\" < $3::text COLLATE \"C\")) AS fwd
-           FROM {checkpoints_table} WHERE stream = $1 AND epoch = $2)
-         UPDATE {checkpoints_table} AS c SET
+           FROM {t} WHERE stream = $1 AND epoch = $2)
+         UPDATE {t} AS c SET
            resume_token = CASE WHEN cur.fwd THEN $3 ELSE c.resume_token END,
            cluster_time = CASE WHEN cur.fwd THEN $4 ELSE c.cluster_time END,
            holder = $5, updated_at = now()
@@ -140,7 +264,7 @@ pub(crate) async fn advance<C: GenericClient>(
         None => {
             let found = client
                 .query_opt(
-                    &format!("SELECT epoch FROM {checkpoints_table} WHERE stream = $1"),
+                    &format!("SELECT epoch FROM {t} WHERE stream = $1"),
                     &[&stream],
                 )
                 .await
@@ -152,5 +276,190 @@ pub(crate) async fn advance<C: GenericClient>(
                 found,
             })
         }
+    }
+}
+
+/// An operator's rewrite of the stream's position (backwards allowed) with an epoch bump, inside
+/// the caller's transaction. `resnapshot` clears the position and the snapshot progress and marks
+/// the copy pending, so the stream copies the collection again before streaming; any other
+/// rewrite marks the copy done (an operator's position replaces an unfinished copy's hand-over).
+pub async fn rewrite<C: GenericClient>(
+    tx: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    token: Option<&Document>,
+    cluster_time: Option<ClusterTime>,
+    resnapshot: bool,
+) -> Result<(), SinkError> {
+    let token = token.map(document_extjson);
+    let time = cluster_time.map(ClusterTime::as_i64);
+    let state = if resnapshot {
+        SnapshotState::Pending
+    } else {
+        SnapshotState::Done
+    };
+    let sql = format!(
+        "insert into {t} (stream, resume_token, cluster_time, epoch, updated_at, snapshot_state)
+         values ($1, $2, $3, 1, now(), $4)
+         on conflict (stream) do update set resume_token = excluded.resume_token,
+             cluster_time = excluded.cluster_time, epoch = {t}.epoch + 1, updated_at = now(),
+             snapshot_state = excluded.snapshot_state, snapshot_last_id = null,
+             snapshot_start_token = null, snapshot_start_time = null",
+        t = table(checkpoints_table)?
+    );
+    tx.execute(&sql, &[&stream, &token, &time, &state.as_str()])
+        .await
+        .map_err(|e| SinkError::pg("rewriting the checkpoint", e))?;
+    Ok(())
+}
+
+/// Marks a copy as running from `start` (creating the row if needed, without a position: the
+/// stream must not start before the copy hands over). Returns the row's epoch.
+pub async fn begin_snapshot<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    start: &Position,
+) -> Result<i64, SinkError> {
+    let sql = format!(
+        "insert into {t} as c (stream, snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time, updated_at)
+         values ($1, $2, null, $3, $4, now())
+         on conflict (stream) do update set snapshot_state = excluded.snapshot_state, snapshot_last_id = null,
+             snapshot_start_token = excluded.snapshot_start_token,
+             snapshot_start_time = excluded.snapshot_start_time, updated_at = now()
+         returning c.epoch",
+        t = table(checkpoints_table)?
+    );
+    let row = client
+        .query_one(
+            &sql,
+            &[
+                &stream,
+                &SnapshotState::Running.as_str(),
+                &document_extjson(&start.token),
+                &start.cluster_time.as_i64(),
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("recording the snapshot start", e))?;
+    Ok(row.get(0))
+}
+
+/// Records that every document up to `last_id` is copied. False (nothing written) when the epoch
+/// is no longer `epoch` or the copy is no longer running: an operator reset the stream.
+pub async fn record_snapshot_progress<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    epoch: i64,
+    last_id: &Bson,
+) -> Result<bool, SinkError> {
+    let sql = format!(
+        "update {} set snapshot_last_id = $3, updated_at = now()
+         where stream = $1 and epoch = $2 and snapshot_state = $4",
+        table(checkpoints_table)?
+    );
+    let n = client
+        .execute(
+            &sql,
+            &[
+                &stream,
+                &epoch,
+                &bson_extjson(last_id),
+                &SnapshotState::Running.as_str(),
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("recording snapshot progress", e))?;
+    Ok(n == 1)
+}
+
+/// The hand-over: the stream's position becomes the copy's start position (forward only, cluster
+/// times compared in SQL: a position already past it is kept) and the copy is done. False
+/// (nothing written) when an operator reset the stream (epoch changed) while the copy ran.
+pub async fn hand_over<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    epoch: i64,
+    start: &Position,
+) -> Result<bool, SinkError> {
+    let sql = format!(
+        "update {t} as c set
+             resume_token = case when c.cluster_time is null or c.cluster_time < $3 then $2 else c.resume_token end,
+             cluster_time = greatest(coalesce(c.cluster_time, $3), $3),
+             snapshot_state = $5, snapshot_last_id = null, updated_at = now()
+         where stream = $1 and epoch = $4",
+        t = table(checkpoints_table)?
+    );
+    let n = client
+        .execute(
+            &sql,
+            &[
+                &stream,
+                &document_extjson(&start.token),
+                &start.cluster_time.as_i64(),
+                &epoch,
+                &SnapshotState::Done.as_str(),
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("handing the snapshot over to the stream", e))?;
+    Ok(n == 1)
+}
+
+/// Records `at` as the start position of every stream in `streams` that has never had one, so a
+/// crash before a stream's first batch restarts from the same point instead of a later "now".
+pub async fn pin_start<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    streams: impl IntoIterator<Item = &str>,
+    at: ClusterTime,
+) -> Result<(), SinkError> {
+    let sql = format!(
+        "INSERT INTO {t} AS c (stream, cluster_time, snapshot_state) VALUES ($1, $2, $3)
+         ON CONFLICT (stream) DO UPDATE SET cluster_time = EXCLUDED.cluster_time, updated_at = now()
+         WHERE c.resume_token IS NULL AND c.cluster_time IS NULL",
+        t = table(checkpoints_table)?
+    );
+    for stream in streams {
+        client
+            .execute(
+                sql.as_str(),
+                &[&stream, &at.as_i64(), &SnapshotState::Done.as_str()],
+            )
+            .await
+            .map_err(|e| SinkError::pg("recording the start position", e))?;
+    }
+    Ok(())
+}
+
+/// Tries to take the lease of `stream`: a session advisory lock on `client`'s connection, held
+/// until that connection closes. Only the holder runs the stream; other replicas see `false`.
+pub async fn try_take_lease<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+) -> Result<bool, SinkError> {
+    Ok(client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+            &[&checkpoints_table, &stream],
+        )
+        .await
+        .map_err(|e| SinkError::pg("taking the stream lease", e))?
+        .get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_states_round_trip_through_their_stored_text() {
+        for s in SnapshotState::ALL {
+            assert_eq!(SnapshotState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SnapshotState::parse("copying"), None);
     }
 }

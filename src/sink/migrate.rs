@@ -7,6 +7,7 @@ use refinery::{Migration, Runner};
 use tokio_postgres::Client;
 
 use crate::sink::error::SinkError;
+use crate::sink::name::{is_control_identifier, InvalidName, QualifiedName};
 
 /// Default schema of the replicator-private tables.
 pub const DEFAULT_SCHEMA: &str = "mongo2pg";
@@ -72,18 +73,14 @@ impl ControlNames {
 
     /// Checks every name is a plain identifier (optionally schema-qualified).
     pub fn validate(&self) -> Result<(), SinkError> {
-        check_identifier(&self.schema, &self.schema)?;
+        if !is_control_identifier(&self.schema) {
+            return Err(SinkError::InvalidName(InvalidName {
+                name: self.schema.clone(),
+                reason: "the control schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 40 characters)".to_string(),
+            }));
+        }
         for name in [&self.id_map, &self.gaps, &self.checkpoints, &self.audit] {
-            let parts: Vec<&str> = name.split('.').collect();
-            if parts.len() > 2 {
-                return Err(SinkError::InvalidName {
-                    name: name.clone(),
-                    reason: "expected `table` or `schema.table`".to_string(),
-                });
-            }
-            for part in parts {
-                check_identifier(name, part)?;
-            }
+            QualifiedName::parse_control(name)?;
         }
         Ok(())
     }
@@ -115,23 +112,6 @@ impl ControlNames {
 
 fn bare(name: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(_, table)| table)
-}
-
-fn check_identifier(whole: &str, part: &str) -> Result<(), SinkError> {
-    let mut chars = part.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !first_ok || !rest_ok || part.len() > 40 {
-        return Err(SinkError::InvalidName {
-            name: whole.to_string(),
-            reason: format!(
-                "{part:?} must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 40 characters)"
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// The control-table migrations for these names, ready for refinery.

@@ -1,6 +1,7 @@
-//! Exact text forms of SQL values and quoted identifiers. The sink sends every value as an element
+//! Exact text forms of SQL values. The sink sends every value as an element
 //! of a `text[]` parameter and casts it in SQL to the catalogue's type, so this text must be exact:
 //! decimals as written, timestamps in RFC 3339 UTC, arrays as escaped array literals, JSON as JSON.
+//! Identifiers are quoted by `sink::name`, not here.
 
 use std::collections::HashMap;
 
@@ -48,16 +49,6 @@ pub fn array_literal(items: &[String]) -> String {
     }
     out.push('}');
     out
-}
-
-/// A double-quoted SQL identifier.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A quoted `schema.table`.
-pub fn qualified(schema: &str, table: &str) -> String {
-    format!("{}.{}", ident(schema), ident(table))
 }
 
 #[cfg(test)]
@@ -112,11 +103,5 @@ mod tests {
             legacy_id: "x".into(),
         };
         assert_eq!(pg_text(&SqlValue::Ref(r.clone()), &ids), Err(r));
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
-        assert_eq!(qualified("public", "users"), "\"public\".\"users\"");
     }
 }

@@ -12,8 +12,9 @@ use tokio_postgres::{Row, Transaction};
 use crate::mapping::{ChildRows, ColumnValue, LegacyRef, RowOp, SqlValue};
 use crate::sink::catalogue::{Catalogue, TableInfo};
 use crate::sink::error::SinkError;
+use crate::sink::name::{quote_ident as ident, quote_schema_table as qualified};
 use crate::sink::plan::TablePlan;
-use crate::sink::text::{ident, pg_text, qualified};
+use crate::sink::text::pg_text;
 
 /// Why writing a set of operations failed.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! collection in `_id` order, one bounded page at a time, as `Operation::Snapshot` change events.
 //!
 //! It only reads MongoDB through the official driver. It never writes Postgres and never decides
-//! about retries: the snapshot command (`ops::snapshot`) applies each page through the sink and
+//! about retries: the snapshot engine (`crate::snapshot`) applies each page through the sink and
 //! stores the page's last `_id` so an interrupted copy resumes after it.
 //!
 //! Paging uses `find({_id: {$gt: last}}).sort({_id: 1}).limit(n)`, so a page costs one round trip

@@ -1,45 +1,8 @@
-//! The gaps lifecycle's vocabulary without I/O: gap statuses, list filters (collection, kind,
-//! status, age) and the serde shape of a gap for `--json` output.
-
-use serde::Serialize;
+//! The flags of `mongo2pg gaps list|retry` turned into a `GapFilter` (collection, kind, status,
+//! age), without I/O. The filter, the statuses and the gap rows themselves are `sink::gaps`'.
 
 use crate::mapping::GapKind;
-
-/// Where a gap stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GapStatus {
-    /// Not applied yet; retried in the background.
-    Open,
-    /// The document applied (on retry, by a re-sync, or by an operator).
-    Resolved,
-    /// A newer event for the same document applied after the gap, so the gap no longer matters.
-    Superseded,
-    /// An operator decided the gap does not need repairing (the reason is stored).
-    Ignored,
-}
-
-impl GapStatus {
-    pub const ALL: [GapStatus; 4] = [
-        GapStatus::Open,
-        GapStatus::Resolved,
-        GapStatus::Superseded,
-        GapStatus::Ignored,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GapStatus::Open => "open",
-            GapStatus::Resolved => "resolved",
-            GapStatus::Superseded => "superseded",
-            GapStatus::Ignored => "ignored",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<GapStatus> {
-        GapStatus::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+use crate::sink::gaps::{GapFilter, GapStatus};
 
 /// Why a filter flag is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,20 +29,6 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration, FilterError> {
         _ => return Err(bad()),
     };
     Ok(std::time::Duration::from_secs(secs))
-}
-
-/// Which gaps a list (or a bulk retry) covers. Empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GapFilter {
-    pub collection: Option<String>,
-    pub kind: Option<GapKind>,
-    pub status: Option<GapStatus>,
-    /// Only gaps first seen at least this long ago.
-    pub older_than: Option<std::time::Duration>,
-    /// Only gaps first seen at most this long ago.
-    pub newer_than: Option<std::time::Duration>,
-    /// At most this many rows (newest first); None = no limit.
-    pub limit: Option<i64>,
 }
 
 /// The raw flags of `mongo2pg gaps list` as the CLI parses them.
@@ -112,35 +61,6 @@ impl GapListArgs {
             limit: self.limit,
         })
     }
-}
-
-/// One gap as operators see it (`gaps list --json` prints a JSON array of these).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GapView {
-    pub id: i64,
-    pub collection: String,
-    /// Legacy id of the document (None for window gaps).
-    pub document_key: Option<String>,
-    pub kind: String,
-    pub reason: String,
-    pub status: String,
-    pub attempts: i32,
-    /// Cluster time of the event, packed (secs << 32 | inc).
-    pub cluster_time: Option<i64>,
-    /// Window bounds of `window_lost` gaps.
-    pub window_start: Option<chrono::DateTime<chrono::Utc>>,
-    pub window_end: Option<chrono::DateTime<chrono::Utc>>,
-    pub first_seen: chrono::DateTime<chrono::Utc>,
-    /// Last time the gap was recorded again or retried.
-    pub last_seen: chrono::DateTime<chrono::Utc>,
-    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Who or what closed the gap and why (operator reason, retry, re-sync, superseded).
-    pub note: Option<String>,
-    /// Operation of the event (insert, update, ..., snapshot).
-    pub operation: Option<String>,
-    /// The raw event or document as extended JSON text (only filled by `show`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
 }
 
 #[cfg(test)]
@@ -183,12 +103,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.into_filter(), Err(FilterError::Kind("nope".into())));
-    }
-
-    #[test]
-    fn statuses_round_trip_through_their_names() {
-        for s in GapStatus::ALL {
-            assert_eq!(GapStatus::parse(s.as_str()), Some(s));
-        }
     }
 }

@@ -1,39 +1,26 @@
-//! The gaps lifecycle. A gap is `open` until it is `resolved` (its document applied: on a retry,
-//! by a re-sync, or an operator says so), `superseded` (a newer event for the same document
-//! applied after it) or `ignored` (an operator decided, with a reason). Operators drive it with
-//! `gaps list|show|retry|resolve|ignore`; the supervisor runs `retry_open_gaps` periodically so
-//! `fk_missing` gaps resolve themselves once their parent row arrives.
+//! The gaps commands: `gaps list|show|retry|resolve|ignore` as library functions. Listing and
+//! status changes go through `sink::gaps` (the table's only owner); a retry runs the gap-retry
+//! engine (`crate::gap_retry`), the same one the replicator runs in the background. Nothing here
+//! parses command lines or prints.
 
 pub mod filter;
-pub mod retry;
-pub mod store;
 
-pub use filter::{parse_age, FilterError, GapFilter, GapListArgs, GapStatus, GapView};
-pub use retry::{
+pub use crate::gap_retry::{
     retry_gap, retry_open_gaps, RetryContext, RetryOptions, RetryOutcome, RetryReport,
 };
-pub use store::{list, show, ResyncScope};
+pub use crate::sink::gaps::query::{list, show};
+pub use crate::sink::gaps::{GapFilter, GapStatus, GapView, ResyncScope};
+pub use filter::{parse_age, FilterError, GapListArgs};
+
+use crate::sink::gaps::lifecycle;
 
 /// Why a gaps command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GapsError {
-    #[error("postgres error while {context}: {source}")]
-    Postgres {
-        context: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    #[error("mongodb error while re-reading {collection}/{key}: {source}")]
-    Mongo {
-        collection: String,
-        key: String,
-        #[source]
-        source: Box<mongodb::error::Error>,
-    },
-    #[error("applying the re-read document failed: {0}")]
+    #[error(transparent)]
+    Retry(#[from] crate::gap_retry::GapRetryError),
+    #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
-    #[error("invalid gaps table name {0:?}")]
-    InvalidName(String),
     #[error("gap {0} does not exist")]
     NotFound(i64),
     #[error("gap {id} is {status}, not open")]
@@ -49,8 +36,8 @@ async fn close_checked(
     status: GapStatus,
     note: &str,
 ) -> Result<GapView, GapsError> {
-    if !store::close(pg, gaps_table, id, status, note).await? {
-        return match store::show(pg, gaps_table, id).await? {
+    if !lifecycle::close(pg, gaps_table, id, status, note).await? {
+        return match show(pg, gaps_table, id).await? {
             None => Err(GapsError::NotFound(id)),
             Some(g) => Err(GapsError::NotOpen {
                 id,
@@ -58,7 +45,7 @@ async fn close_checked(
             }),
         };
     }
-    store::show(pg, gaps_table, id)
+    show(pg, gaps_table, id)
         .await?
         .ok_or(GapsError::NotFound(id))
 }
@@ -102,10 +89,10 @@ pub async fn ignore(
 
 /// `gaps retry <id>`: retries one gap now, whatever its backoff.
 pub async fn retry_one(ctx: &mut RetryContext<'_>, id: i64) -> Result<RetryOutcome, GapsError> {
-    let gap = store::show(&*ctx.pg, &ctx.names.gaps, id)
+    let gap = show(&*ctx.pg, &ctx.names.gaps, id)
         .await?
         .ok_or(GapsError::NotFound(id))?;
-    retry_gap(ctx, &gap).await
+    Ok(retry_gap(ctx, &gap).await?)
 }
 
 /// `gaps retry --collection/--kind/...`: retries every open gap matching `filter` now.
@@ -118,7 +105,7 @@ pub async fn retry_matching(
         ..filter.clone()
     };
     let mut report = RetryReport::default();
-    for gap in store::list(&*ctx.pg, &ctx.names.gaps, &filter).await? {
+    for gap in list(&*ctx.pg, &ctx.names.gaps, &filter).await? {
         let outcome = retry_gap(ctx, &gap).await?;
         report.count(&outcome);
     }

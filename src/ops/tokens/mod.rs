@@ -10,15 +10,14 @@
 //! instead of at its next batch.
 
 pub mod listen;
-pub mod store;
 pub mod target;
 
 use serde::Serialize;
 
+use crate::sink::audit::ResetAudit;
+use crate::sink::extjson::document_extjson;
+use crate::sink::{checkpoint, gaps, Checkpoint, ControlNames, SinkError};
 pub use listen::{listen_for_resets, ResetListener};
-pub use store::StoredCheckpoint;
-
-use crate::sink::ControlNames;
 pub use target::{
     parse_cluster_time, parse_token, ResetArgs, ResetArgsError, ResetRequest, ResetTarget,
 };
@@ -43,16 +42,26 @@ pub enum TokensError {
         #[source]
         source: Box<mongodb::error::Error>,
     },
-    #[error("invalid control table name {0:?}")]
-    InvalidName(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
     /// The cluster time of a `--to-token` cannot be read from it, so the checkpoint could not
     /// order it; reset to its time (`--to-time`) instead.
     #[error("the cluster time of token {0} cannot be decoded; use --to-time instead")]
     UndecodableToken(String),
     #[error("collection {0} is not mapped")]
     UnknownCollection(String),
-    #[error("stored resume token of {stream} is not valid extended JSON: {reason}")]
-    BadStoredToken { stream: String, reason: String },
+}
+
+/// A resume token as shown to operators: relaxed extended JSON.
+pub fn token_to_json(token: &bson::Document) -> serde_json::Value {
+    bson::Bson::Document(token.clone()).into_relaxed_extjson()
+}
+
+/// A stored token as JSON for operators (the stored text itself when it is not JSON).
+fn stored_token_json(c: &Checkpoint) -> Option<serde_json::Value> {
+    c.resume_token
+        .as_ref()
+        .map(|t| serde_json::from_str(t).unwrap_or_else(|_| serde_json::Value::String(t.clone())))
 }
 
 /// `Timestamp(secs, inc)`, as the mongo shell prints cluster times.
@@ -127,13 +136,13 @@ pub async fn show(
     mongo_now: Option<ClusterTime>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<TokenView>, TokensError> {
-    let rows = store::load_all(pg, tables).await?;
+    let rows = checkpoint::load_all(pg, &tables.checkpoints).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
             let at = c.cluster_time.map(ClusterTime::to_datetime);
             TokenView {
-                position: PositionView::new(c.token_json(), c.cluster_time),
+                position: PositionView::new(stored_token_json(&c), c.cluster_time),
                 at,
                 age_seconds: at.map(|t| (now - t).num_seconds()),
                 lag_seconds: match (mongo_now, c.cluster_time) {
@@ -142,42 +151,13 @@ pub async fn show(
                 },
                 epoch: c.epoch,
                 holder: c.holder.clone(),
-                updated_at: c.updated_at,
-                snapshot_state: c.snapshot_state.clone(),
+                updated_at: Some(c.updated_at),
+                snapshot_state: c.snapshot_state.map(|s| s.as_str().to_string()),
                 snapshot_last_id: c.snapshot_last_id.clone(),
                 stream: c.stream,
             }
         })
         .collect())
-}
-
-/// Where a stream must open, from its stored checkpoint: strictly after the stored token; at the
-/// stored cluster time when an operator reset it to a time (token cleared, `--to-time`); None when
-/// there is no position at all (then the snapshot mode decides: copy first, or start now).
-pub async fn stored_start(
-    pg: &impl tokio_postgres::GenericClient,
-    tables: &ControlNames,
-    stream: &str,
-) -> Result<Option<crate::source::StartAt>, TokensError> {
-    let Some(c) = store::load_one(pg, tables, stream).await? else {
-        return Ok(None);
-    };
-    match (c.token.as_deref(), c.cluster_time) {
-        (Some(text), _) => {
-            let bad = |reason: String| TokensError::BadStoredToken {
-                stream: stream.to_string(),
-                reason,
-            };
-            let json: serde_json::Value =
-                serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-            match bson::Bson::try_from(json).map_err(|e| bad(e.to_string()))? {
-                bson::Bson::Document(d) => Ok(Some(crate::source::StartAt::Token(d))),
-                other => Err(bad(format!("expected a document, got {other}"))),
-            }
-        }
-        (None, Some(t)) => Ok(Some(crate::source::StartAt::Time(t))),
-        (None, None) => Ok(None),
-    }
 }
 
 /// What a reset did (or, with `dry_run`, would do).
@@ -229,11 +209,11 @@ pub async fn reset(
             context: "starting the reset transaction",
             source,
         })?;
-    let current = store::lock_one(&tx, tables, &stream).await?;
+    let current = checkpoint::load_for_rewrite(&tx, &tables.checkpoints, &stream).await?;
     let (to_token, to_time) = match &request.target {
         ResetTarget::Token(t) => match crate::source::token_cluster_time(t) {
             Some(time) => (Some(t.clone()), Some(time)),
-            None => return Err(TokensError::UndecodableToken(store::token_to_text(t))),
+            None => return Err(TokensError::UndecodableToken(document_extjson(t))),
         },
         ResetTarget::Time(t) => (None, Some(*t)),
         ResetTarget::Now => (
@@ -242,10 +222,10 @@ pub async fn reset(
         ),
         ResetTarget::Resnapshot => (None, None),
     };
-    let to = PositionView::new(to_token.as_ref().map(store::token_to_json), to_time);
+    let to = PositionView::new(to_token.as_ref().map(token_to_json), to_time);
     let from = current
         .as_ref()
-        .map(|c| PositionView::new(c.token_json(), c.cluster_time));
+        .map(|c| PositionView::new(stored_token_json(c), c.cluster_time));
     let epoch_from = current.as_ref().map(|c| c.epoch);
     let epoch_to = epoch_from.map_or(1, |e| e + 1);
     let gap_window = match (
@@ -278,9 +258,9 @@ pub async fn reset(
     if request.dry_run {
         return Ok(outcome);
     }
-    store::write_reset(
+    checkpoint::rewrite(
         &tx,
-        tables,
+        &tables.checkpoints,
         &stream,
         to_token.as_ref(),
         to_time,
@@ -299,10 +279,22 @@ pub async fn reset(
             ClusterTime::from_i64(end.cluster_time.unwrap_or(0)),
         );
         outcome.gap_id = Some(
-            store::insert_window_gap(&tx, tables, &request.collection, window, &reason).await?,
+            gaps::record_window_gap(&tx, &tables.gaps, &request.collection, window, &reason)
+                .await?,
         );
     }
-    outcome.audit_id = Some(store::insert_audit(&tx, tables, &outcome).await?);
+    let shown = |p: Option<&PositionView>| p.and_then(|p| p.token.as_ref()).map(|t| t.to_string());
+    let audit = ResetAudit {
+        stream: &outcome.stream,
+        actor: &outcome.actor,
+        from_token: shown(outcome.from.as_ref()),
+        from_time: outcome.from.as_ref().and_then(|p| p.cluster_time),
+        to_token: shown(Some(&outcome.to)),
+        to_time: outcome.to.cluster_time,
+        reason: &outcome.reason,
+        mode: outcome.target,
+    };
+    outcome.audit_id = Some(crate::sink::audit::record_reset(&tx, &tables.audit, &audit).await?);
     tx.execute("select pg_notify($1, $2)", &[&RESET_CHANNEL, &stream])
         .await
         .map_err(|source| TokensError::Postgres {

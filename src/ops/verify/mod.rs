@@ -29,6 +29,8 @@ use self::compare::{
 };
 use crate::mapping::rules::{CollectionRules, DeleteRule};
 use crate::mapping::{legacy_id_text, map_event, Mapped, RowOp};
+use crate::sink::idmap::legacy_id_sql;
+use crate::sink::name::{quote_ident as quote, quote_qualified, InvalidName};
 use crate::source::snapshot::snapshot_event;
 
 /// Default number of differing rows listed per collection.
@@ -78,8 +80,8 @@ pub enum VerifyError {
         #[source]
         source: SumError,
     },
-    #[error("invalid table name {0:?}")]
-    InvalidName(String),
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
 }
 
 /// A per-column checksum on both sides.
@@ -146,24 +148,6 @@ pub struct CollectionReport {
 pub struct VerifyReport {
     pub collections: Vec<CollectionReport>,
     pub clean: bool,
-}
-
-/// Double-quotes a possibly schema-qualified name (`schema.table`).
-pub fn quote_qualified(name: &str) -> Result<String, VerifyError> {
-    let parts: Vec<&str> = name.split('.').collect();
-    if parts.is_empty() || parts.len() > 2 || parts.iter().any(|p| p.is_empty() || p.contains('"'))
-    {
-        return Err(VerifyError::InvalidName(name.to_string()));
-    }
-    Ok(parts
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join("."))
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// What the mapping makes of the MongoDB collection.
@@ -248,11 +232,7 @@ fn select_expr(column: &str, kind: &ColumnKind, id_map: &str, params: &mut Vec<S
         ColumnKind::Json => format!("to_jsonb({c})::text"),
         ColumnKind::Ref { collection } => {
             params.push(collection.clone());
-            format!(
-                "coalesce((select m.legacy_object_id from {id_map} m where m.collection = ${} and m.new_id = {c}), \
-                 'unmapped:' || {c}::text)",
-                params.len()
-            )
+            legacy_id_sql(id_map, params.len(), &c)
         }
     }
 }

@@ -1,0 +1,346 @@
+//! Process assembly: `start` validates the mapping against the live catalogue, connects to both
+//! databases, pins the start position of streams that never ran (no snapshot), serves metrics,
+//! and spawns the bootstrap (initial copies, parents first, then one supervised task per stream)
+//! and the housekeeping loops. `Replicator` is the handle that stops it all. It owns no restart
+//! policy (`supervisor`, `policy`) and no SQL (`sink`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn, Instrument};
+
+use crate::config::{CompiledMapping, Config, ConfigError, Secret};
+use crate::error::StreamError;
+use crate::housekeeping;
+use crate::metrics::{Health, Metrics, ServerHandle, StreamState};
+use crate::policy::{self, Action};
+use crate::sink::catalogue::Catalogue;
+use crate::sink::connect::connect_pg;
+use crate::sink::{checkpoint, ControlNames, SinkError};
+use crate::source::StartAt;
+use crate::supervisor::{
+    restart_backoff, sleep_or_shutdown, supervise_stream, wait_for_reset, RESTART_MAX_DELAY,
+};
+
+/// Everything `run` needs.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub mongo_url: Secret,
+    pub pg_url: Secret,
+    pub config: Config,
+    /// Where to serve /metrics, /healthz, /readyz; None serves nothing (tests that do not need it).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Recorded as the holder of the streams this process runs.
+    pub holder: String,
+}
+
+/// Why the replicator could not start. Each variant says which side and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("mapping configuration is invalid: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to postgres: {0}")]
+    PgConnect(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot connect to mongodb: {0}")]
+    Mongo(#[source] mongodb::error::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot serve metrics: {0}")]
+    Serve(#[from] crate::metrics::ServeError),
+}
+
+/// The control-table names a mapping file configures.
+pub fn control_names(config: &Config) -> ControlNames {
+    ControlNames {
+        schema: config.target.schema.clone(),
+        id_map: config.target.id_map.clone(),
+        gaps: config.target.gaps.clone(),
+        checkpoints: config.target.checkpoints_table(),
+        audit: config.target.audit_table(),
+    }
+}
+
+/// Shared, read-only state of a running replicator.
+pub struct RunContext {
+    pub mongo: mongodb::Client,
+    pub pg_url: Secret,
+    pub mapping: CompiledMapping,
+    pub catalogue: Arc<Catalogue>,
+    pub names: ControlNames,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub holder: String,
+    /// Where streams without a checkpoint start: the cluster time when the process started.
+    pub started_at: StartAt,
+    /// Per stream: woken when an operator reset the stream's position (LISTEN/NOTIFY).
+    pub restart: BTreeMap<String, Arc<Notify>>,
+}
+
+impl RunContext {
+    /// A sink for one task (each stream, the snapshot and the gap retry have their own).
+    pub fn new_sink(&self) -> crate::sink::Sink {
+        crate::sink::Sink::new((*self.catalogue).clone(), self.names.clone())
+            .with_holder(self.holder.clone())
+    }
+
+    /// Copy options from the mapping's `[snapshot]` section.
+    pub fn snapshot_options(&self) -> crate::snapshot::SnapshotOptions {
+        crate::snapshot::SnapshotOptions {
+            page_size: u32::try_from(self.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
+            ..Default::default()
+        }
+    }
+}
+
+/// A running replicator: one supervised stream per mapped collection plus housekeeping tasks.
+pub struct Replicator {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    server: Option<ServerHandle>,
+    pub context: Arc<RunContext>,
+}
+
+impl Replicator {
+    /// The bound address of the metrics server, if one was started.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// Stop gracefully: every stream flushes its current batch, then the tasks end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(server) = self.server.take() {
+            if let Err(e) = server.wait().await {
+                warn!(error = %e, "metrics server ended with an error");
+            }
+        }
+    }
+
+    /// Stop abruptly, as a crash would: tasks are cancelled wherever they are (an open Postgres
+    /// transaction is rolled back by the server when its connection drops).
+    pub async fn abort(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Wait until a shutdown signal arrives, then shut down.
+    pub async fn run_until<F: std::future::Future<Output = ()>>(self, signal: F) {
+        signal.await;
+        info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+/// Validate everything, connect to both databases, and start every stream.
+pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
+    settings.config.validate()?;
+    let names = control_names(&settings.config);
+    let (pg, _pg_task) = connect_pg(&settings.pg_url)
+        .await
+        .map_err(StartError::PgConnect)?;
+    let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
+    let mapping = settings.config.compile(&catalogue)?;
+    drop(pg);
+
+    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose())
+        .await
+        .map_err(StartError::Mongo)?;
+    let ping = mongo
+        .database("admin")
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(StartError::Mongo)?;
+    // Streams without a checkpoint start at this cluster time, so writes made after `start`
+    // returns are never missed, however late a stream opens or however often it restarts first.
+    let started_at = match ping.get("operationTime") {
+        Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
+        _ => StartAt::Now,
+    };
+
+    if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {
+        if let StartAt::Time(t) = &started_at {
+            pin_start_positions(&settings.pg_url, &names, &mapping, *t).await?;
+        }
+    }
+
+    let metrics = Metrics::new()?;
+    let health = Health::new(metrics.clone());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server = match settings.metrics_addr {
+        Some(addr) => {
+            let mut rx = shutdown_rx.clone();
+            let signal = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            Some(crate::metrics::serve(addr, metrics.clone(), health.clone(), signal).await?)
+        }
+        None => None,
+    };
+
+    let context = Arc::new(RunContext {
+        mongo,
+        pg_url: settings.pg_url.clone(),
+        catalogue: Arc::new(catalogue),
+        names,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        holder: settings.holder.clone(),
+        restart: mapping
+            .collections
+            .keys()
+            .map(|c| (c.clone(), Arc::new(Notify::new())))
+            .collect(),
+        mapping,
+        started_at,
+    });
+    let mut tasks = JoinSet::new();
+    for (collection, rules) in &context.mapping.collections {
+        let tables: Vec<&str> = std::iter::once(rules.table.as_str())
+            .chain(rules.children.iter().map(|c| c.table.as_str()))
+            .collect();
+        metrics.declare_collection(collection, &tables);
+        health.set_stream(collection, StreamState::Starting);
+    }
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { bootstrap(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::probe_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::gaps_gauge_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::gap_retry_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::reset_listener_loop(ctx, rx).await });
+    info!(
+        streams = context.mapping.collections.len(),
+        "replicator started"
+    );
+    Ok(Replicator {
+        shutdown: shutdown_tx,
+        tasks,
+        server,
+        context,
+    })
+}
+
+/// Copy every collection that needs it (parents first), then start one supervised task per
+/// stream. A failed copy goes through the failure policy like a stream's failure: retried with
+/// backoff (a copy that stopped midway resumes from its last `_id`), or, when retrying cannot
+/// help, its stream is marked failed and the copy waits for the operator's reset.
+async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
+        let mut backoff = restart_backoff();
+        loop {
+            let Err((collection, err)) = snapshot_all(&ctx).await else {
+                break;
+            };
+            let decision = policy::decide(&collection, &err);
+            if decision.action == Action::Stop {
+                let advice = decision.advice.unwrap_or_default();
+                error!(collection = %collection, error = %err, advice = %advice, "initial snapshot stopped");
+                ctx.health.set_stream(
+                    &collection,
+                    StreamState::Failed {
+                        reason: format!("{err}; {advice}"),
+                    },
+                );
+                if wait_for_reset(&ctx, &collection, &mut shutdown).await {
+                    return;
+                }
+                continue;
+            }
+            let delay = match decision.action {
+                Action::RestartNow => Duration::ZERO,
+                _ => backoff.next().unwrap_or(RESTART_MAX_DELAY),
+            };
+            warn!(error = %err, reason = decision.label, delay_ms = delay.as_millis() as u64, "initial snapshot failed; retrying");
+            if sleep_or_shutdown(delay, &mut shutdown).await {
+                return;
+            }
+        }
+    }
+    let mut streams = JoinSet::new();
+    for collection in ctx.mapping.collections.keys() {
+        let c = ctx.clone();
+        let coll = collection.clone();
+        let rx = shutdown.clone();
+        streams.spawn(
+            async move { supervise_stream(c, coll, rx).await }
+                .instrument(tracing::info_span!("stream", collection = %collection)),
+        );
+    }
+    while streams.join_next().await.is_some() {}
+}
+
+/// The initial copies; a failure names the stream it stopped (the first mapped one when Postgres
+/// is unreachable before any copy starts).
+async fn snapshot_all(ctx: &RunContext) -> Result<(), (String, StreamError)> {
+    let first = || {
+        ctx.mapping
+            .collections
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (mut pg, _conn) = connect_pg(&ctx.pg_url)
+        .await
+        .map_err(|e| (first(), StreamError::PgConnect(e)))?;
+    let mut sink = ctx.new_sink();
+    let metrics = ctx.metrics.clone();
+    let mut on_progress = |collection: &str, p: &crate::snapshot::SnapshotProgress| {
+        metrics.snapshot_copied(collection, p.page_documents);
+        metrics.set_snapshot_remaining(collection, p.remaining.saturating_sub(p.copied));
+        if p.done {
+            info!(collection, copied = p.copied, "snapshot finished");
+        }
+    };
+    let reports = crate::snapshot::snapshot_all(
+        &ctx.mongo,
+        &mut pg,
+        &mut sink,
+        &ctx.mapping,
+        &ctx.names,
+        &mut on_progress,
+    )
+    .await
+    .map_err(|e| {
+        let stream_error = StreamError::Snapshot {
+            collection: e.collection.clone(),
+            source: Box::new(e.source),
+        };
+        (e.collection, stream_error)
+    })?;
+    for r in reports {
+        info!(collection = %r.collection, copied = r.copied, failed = r.failed, "collection copied");
+    }
+    Ok(())
+}
+
+/// Without a snapshot, a stream that has never committed a position starts at the process start
+/// time. Record that position durably before any stream opens, so a crash before the first batch
+/// commits restarts from the same point instead of a later "now" (which would skip writes).
+async fn pin_start_positions(
+    pg_url: &Secret,
+    names: &ControlNames,
+    mapping: &CompiledMapping,
+    at: crate::event::ClusterTime,
+) -> Result<(), StartError> {
+    let (pg, _conn) = connect_pg(pg_url).await.map_err(StartError::PgConnect)?;
+    let streams = mapping.collections.keys().map(String::as_str);
+    checkpoint::pin_start(&pg, &names.checkpoints, streams, at).await?;
+    Ok(())
+}
