@@ -8,16 +8,19 @@
 //! Run with `cargo bench --bench replication`; `M2P_BENCH_USERS` overrides N (default 20,000).
 
 use std::error::Error;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bson::{doc, oid::ObjectId, Document};
 use mongo2pg::config::{Config, Secret, SnapshotMode};
 use mongo2pg::replicator::{self, RunSettings};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{repo_path, unique_name, TestDb};
+
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
-const PG_ADMIN_URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres";
 const CHUNK: usize = 1_000;
 const STREAMS: i64 = 8;
 const POLL: Duration = Duration::from_millis(20);
@@ -59,53 +62,6 @@ fn workload(n: usize) -> Vec<User> {
         .collect()
 }
 
-fn unique_name(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("m2p_bench_{tag}_{}_{nanos:x}", std::process::id())
-}
-
-fn db_url(name: &str) -> String {
-    format!("host=127.0.0.1 port=5432 user=postgres dbname={name}")
-}
-
-async fn pg_connect(url: &str) -> BenchResult<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-/// Create a database holding the reference marketplace schema.
-async fn create_db(name: &str) -> BenchResult<()> {
-    let admin = pg_connect(PG_ADMIN_URL).await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let schema = std::fs::read_to_string(repo_path("deploy/marketplace/schema.sql"))?;
-    pg_connect(&db_url(name))
-        .await?
-        .batch_execute(&schema)
-        .await?;
-    Ok(())
-}
-
-async fn drop_db(name: &str) {
-    if let Ok(admin) = pg_connect(PG_ADMIN_URL).await {
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        if let Err(e) = admin.batch_execute(&sql).await {
-            eprintln!("could not drop database {name}: {e}");
-        }
-    }
-}
-
-fn repo_path(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
 async fn count(client: &tokio_postgres::Client, sql: &str) -> BenchResult<i64> {
     Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0))
 }
@@ -134,21 +90,21 @@ struct Replicated {
 }
 
 /// (a) mongo2pg end to end against mongosim in-process.
-async fn run_mongo2pg(users: &[User], pg_name: &str) -> BenchResult<Replicated> {
+async fn run_mongo2pg(users: &[User], pg_url: &str) -> BenchResult<Replicated> {
     let sim = mongosim::start(mongosim::SimConfig::default()).await?;
-    let result = replicate(users, pg_name, &sim.uri()).await;
+    let result = replicate(users, pg_url, &sim.uri()).await;
     sim.shutdown().await;
     result
 }
 
-async fn replicate(users: &[User], pg_name: &str, mongo_uri: &str) -> BenchResult<Replicated> {
+async fn replicate(users: &[User], pg_url: &str, mongo_uri: &str) -> BenchResult<Replicated> {
     let mongo_db = unique_name("src");
     let mut config = Config::from_path(&repo_path("deploy/marketplace/mapping.toml"))?;
     config.source.database = mongo_db.clone();
     config.snapshot.mode = SnapshotMode::Never;
 
-    let pg_url = db_url(pg_name);
-    let mut migrator = pg_connect(&pg_url).await?;
+    let pg_url = pg_url.to_string();
+    let mut migrator = support::connect(&pg_url).await;
     mongo2pg::sink::migrate::migrate(&mut migrator, &replicator::control_names(&config)).await?;
 
     let replicator = replicator::start(RunSettings {
@@ -161,7 +117,7 @@ async fn replicate(users: &[User], pg_name: &str, mongo_uri: &str) -> BenchResul
     .await?;
 
     let outcome = async {
-        let pg = pg_connect(&pg_url).await?;
+        let pg = support::connect(&pg_url).await;
         wait_for_count(
             &pg,
             "SELECT count(*) FROM mongo2pg.checkpoints WHERE cluster_time IS NOT NULL",
@@ -201,8 +157,8 @@ async fn replicate(users: &[User], pg_name: &str, mongo_uri: &str) -> BenchResul
 }
 
 /// (b) the dual-write baseline: one autocommit round trip per user row and per passkey row.
-async fn run_baseline(users: &[User], pg_name: &str) -> BenchResult<Duration> {
-    let pg = pg_connect(&db_url(pg_name)).await?;
+async fn run_baseline(users: &[User], pg_url: &str) -> BenchResult<Duration> {
+    let pg = support::connect(pg_url).await;
     let insert_user = pg
         .prepare(
             "INSERT INTO users (id, legacy_object_id, email, points, created_at, updated_at) \
@@ -274,18 +230,21 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let users = workload(n);
-    let (repl_db, base_db) = (unique_name("repl"), unique_name("base"));
+    let (repl_db, base_db) = (
+        TestDb::create("bench_repl").await,
+        TestDb::create("bench_base").await,
+    );
+    repl_db.apply_reference_schema().await;
+    base_db.apply_reference_schema().await;
 
     let result: BenchResult<(Replicated, Duration)> = async {
-        create_db(&repl_db).await?;
-        create_db(&base_db).await?;
-        let replicated = run_mongo2pg(&users, &repl_db).await?;
-        let baseline = run_baseline(&users, &base_db).await?;
+        let replicated = run_mongo2pg(&users, &repl_db.url()).await?;
+        let baseline = run_baseline(&users, &base_db.url()).await?;
         Ok((replicated, baseline))
     }
     .await;
-    drop_db(&repl_db).await;
-    drop_db(&base_db).await;
+    drop(repl_db);
+    drop(base_db);
 
     let (replicated, baseline) = match result {
         Ok(r) => r,

@@ -389,7 +389,7 @@ pub fn stream_of(_mapping: &CompiledMapping, collection: &str) -> String {
 }
 
 /// One background round: retries the open, retryable gaps whose backoff has elapsed, oldest
-/// attempt first. The supervisor calls it periodically (e.g. every few seconds).
+/// attempt first. The replicator runs it periodically (`housekeeping`).
 pub async fn retry_open_gaps(
     ctx: &mut RetryContext<'_>,
     options: &RetryOptions,

@@ -16,6 +16,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+pub mod policy;
 pub mod replicator;
 pub mod sink;
 pub mod snapshot;

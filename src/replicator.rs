@@ -7,19 +7,24 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use tracing::{info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
-use crate::config::{redact_error, CompiledMapping, Config, ConfigError, Secret};
+use crate::config::{CompiledMapping, Config, ConfigError, Secret};
+use crate::error::StreamError;
 use crate::housekeeping;
 use crate::metrics::{Health, Metrics, ServerHandle, StreamState};
+use crate::policy::{self, Action};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::connect::connect_pg;
 use crate::sink::{checkpoint, ControlNames, SinkError};
 use crate::source::StartAt;
-use crate::supervisor::{restart_backoff, sleep_or_shutdown, supervise_stream, RESTART_MAX_DELAY};
+use crate::supervisor::{
+    restart_backoff, sleep_or_shutdown, supervise_stream, wait_for_reset, RESTART_MAX_DELAY,
+};
 
 /// Everything `run` needs.
 #[derive(Debug, Clone)]
@@ -242,21 +247,38 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
 }
 
 /// Copy every collection that needs it (parents first), then start one supervised task per
-/// stream. A failed copy is retried with backoff; a copy that stopped midway resumes from its
-/// last `_id`.
+/// stream. A failed copy goes through the failure policy like a stream's failure: retried with
+/// backoff (a copy that stopped midway resumes from its last `_id`), or, when retrying cannot
+/// help, its stream is marked failed and the copy waits for the operator's reset.
 async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
         let mut backoff = restart_backoff();
         loop {
-            match snapshot_all(&ctx).await {
-                Ok(()) => break,
-                Err(e) => {
-                    let delay = backoff.next().unwrap_or(RESTART_MAX_DELAY);
-                    warn!(error = %e, delay_ms = delay.as_millis() as u64, "initial snapshot failed; retrying");
-                    if sleep_or_shutdown(delay, &mut shutdown).await {
-                        return;
-                    }
+            let Err((collection, err)) = snapshot_all(&ctx).await else {
+                break;
+            };
+            let decision = policy::decide(&collection, &err);
+            if decision.action == Action::Stop {
+                let advice = decision.advice.unwrap_or_default();
+                error!(collection = %collection, error = %err, advice = %advice, "initial snapshot stopped");
+                ctx.health.set_stream(
+                    &collection,
+                    StreamState::Failed {
+                        reason: format!("{err}; {advice}"),
+                    },
+                );
+                if wait_for_reset(&ctx, &collection, &mut shutdown).await {
+                    return;
                 }
+                continue;
+            }
+            let delay = match decision.action {
+                Action::RestartNow => Duration::ZERO,
+                _ => backoff.next().unwrap_or(RESTART_MAX_DELAY),
+            };
+            warn!(error = %err, reason = decision.label, delay_ms = delay.as_millis() as u64, "initial snapshot failed; retrying");
+            if sleep_or_shutdown(delay, &mut shutdown).await {
+                return;
             }
         }
     }
@@ -273,10 +295,20 @@ async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     while streams.join_next().await.is_some() {}
 }
 
-async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
+/// The initial copies; a failure names the stream it stopped (the first mapped one when Postgres
+/// is unreachable before any copy starts).
+async fn snapshot_all(ctx: &RunContext) -> Result<(), (String, StreamError)> {
+    let first = || {
+        ctx.mapping
+            .collections
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_default()
+    };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
-        .map_err(|e| redact_error(&e))?;
+        .map_err(|e| (first(), StreamError::PgConnect(e)))?;
     let mut sink = ctx.new_sink();
     let metrics = ctx.metrics.clone();
     let mut on_progress = |collection: &str, p: &crate::snapshot::SnapshotProgress| {
@@ -295,7 +327,13 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), String> {
         &mut on_progress,
     )
     .await
-    .map_err(|e| redact_error(&e))?;
+    .map_err(|e| {
+        let stream_error = StreamError::Snapshot {
+            collection: e.collection.clone(),
+            source: Box::new(e.source),
+        };
+        (e.collection, stream_error)
+    })?;
     for r in reports {
         info!(collection = %r.collection, copied = r.copied, failed = r.failed, "collection copied");
     }

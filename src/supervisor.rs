@@ -11,11 +11,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::config::redact_error;
-use crate::error::{classify, reason_label, Disposition, StreamError};
+use crate::error::StreamError;
 use crate::metrics::{RestartReason, StreamState};
 use crate::pipeline::stream::run_stream_once;
 use crate::pipeline::StreamExit;
+use crate::policy::{self, Action};
 use crate::replicator::RunContext;
 use crate::sink::connect::connect_pg;
 
@@ -48,7 +48,7 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
 /// How often a standby replica tries to take a stream's lease.
 pub const LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Keep one stream running until shutdown or a fatal error.
+/// Keep one stream running until shutdown; every failure goes through `policy::decide`.
 pub async fn supervise_stream(
     ctx: Arc<RunContext>,
     collection: String,
@@ -58,8 +58,7 @@ pub async fn supervise_stream(
     loop {
         let started = Instant::now();
         ctx.health.set_stream(&collection, StreamState::Starting);
-        let result = run_stream_once(&ctx, &collection, shutdown.clone()).await;
-        match result {
+        let err = match run_stream_once(&ctx, &collection, shutdown.clone()).await {
             Ok(StreamExit::Shutdown) => break,
             Ok(StreamExit::Restart) => {
                 ctx.metrics
@@ -74,10 +73,13 @@ pub async fn supervise_stream(
                 }
                 continue;
             }
-            Err(StreamError::HistoryLost { message, .. }) => {
-                ctx.metrics
-                    .stream_restarted(&collection, RestartReason::HistoryLost);
-                match history_lost(&ctx, &collection, &message).await {
+            Err(err) => err,
+        };
+        let decision = policy::decide(&collection, &err);
+        ctx.metrics.stream_restarted(&collection, decision.reason);
+        let (err, decision) = match &err {
+            StreamError::HistoryLost { message, .. } => {
+                match history_lost(&ctx, &collection, message).await {
                     Ok(None) => continue,
                     Ok(Some(command)) => {
                         let reason = format!("change stream history lost: {message}; a window_lost gap records the skipped window; run `{command}`");
@@ -87,90 +89,54 @@ pub async fn supervise_stream(
                         if wait_for_reset(&ctx, &collection, &mut shutdown).await {
                             break;
                         }
+                        continue;
                     }
+                    // Recording the window or the re-copy failed: that failure decides.
                     Err(e) => {
-                        warn!(error = %e, "recording the lost window failed; retrying");
-                        ctx.health
-                            .set_stream(&collection, StreamState::Retrying { reason: e.clone() });
-                        if sleep_or_shutdown(
-                            backoff.next().unwrap_or(RESTART_MAX_DELAY),
-                            &mut shutdown,
-                        )
-                        .await
-                        {
-                            break;
-                        }
+                        let d = policy::decide(&collection, &e);
+                        (e, d)
                     }
                 }
             }
-            Err(err) => {
-                let reason = reason_label(&err);
-                match classify(&err) {
-                    Disposition::Transient => {
-                        if started.elapsed() >= HEALTHY_RUN {
-                            backoff = restart_backoff();
-                        }
-                        let delay = if reason == "token_reset" {
-                            Duration::ZERO
-                        } else {
-                            backoff.next().unwrap_or(RESTART_MAX_DELAY)
-                        };
-                        warn!(error = %err, reason, delay_ms = delay.as_millis() as u64, "stream failed; restarting from its checkpoint");
-                        ctx.metrics
-                            .stream_restarted(&collection, restart_reason(reason));
-                        ctx.health.set_stream(
-                            &collection,
-                            StreamState::Retrying {
-                                reason: err.to_string(),
-                            },
-                        );
-                        if sleep_or_shutdown(delay, &mut shutdown).await {
-                            break;
-                        }
-                    }
-                    Disposition::Fatal => {
-                        let advice = operator_advice(&collection, &err);
-                        error!(error = %err, advice = %advice, "stream stopped");
-                        ctx.metrics
-                            .stream_restarted(&collection, restart_reason(reason));
-                        ctx.health.set_stream(
-                            &collection,
-                            StreamState::Failed {
-                                reason: format!("{err}; {advice}"),
-                            },
-                        );
-                        if wait_for_reset(&ctx, &collection, &mut shutdown).await {
-                            break;
-                        }
-                    }
+            _ => (err, decision),
+        };
+        match decision.action {
+            Action::Stop => {
+                let advice = decision.advice.unwrap_or_default();
+                error!(error = %err, advice = %advice, "stream stopped");
+                ctx.health.set_stream(
+                    &collection,
+                    StreamState::Failed {
+                        reason: format!("{err}; {advice}"),
+                    },
+                );
+                if wait_for_reset(&ctx, &collection, &mut shutdown).await {
+                    break;
+                }
+            }
+            Action::RetryWithBackoff | Action::RestartNow | Action::RecoverHistory => {
+                if started.elapsed() >= HEALTHY_RUN {
+                    backoff = restart_backoff();
+                }
+                let delay = if decision.action == Action::RestartNow {
+                    Duration::ZERO
+                } else {
+                    backoff.next().unwrap_or(RESTART_MAX_DELAY)
+                };
+                warn!(error = %err, reason = decision.label, delay_ms = delay.as_millis() as u64, "stream failed; restarting from its checkpoint");
+                ctx.health.set_stream(
+                    &collection,
+                    StreamState::Retrying {
+                        reason: err.to_string(),
+                    },
+                );
+                if sleep_or_shutdown(delay, &mut shutdown).await {
+                    break;
                 }
             }
         }
     }
     ctx.metrics.set_stream_held(&collection, false);
-}
-
-fn restart_reason(label: &str) -> RestartReason {
-    match label {
-        "mongo" => RestartReason::MongoError,
-        "postgres" => RestartReason::PostgresError,
-        "history_lost" => RestartReason::HistoryLost,
-        "token_reset" => RestartReason::TokenReset,
-        _ => RestartReason::Other,
-    }
-}
-
-/// What the operator should do after a fatal stream error.
-pub fn operator_advice(collection: &str, err: &StreamError) -> String {
-    match err {
-        StreamError::HistoryLost { .. } => format!(
-            "the resume point is gone from the oplog; a window_lost gap records the skipped window. Run `mongo2pg tokens reset {collection} --resnapshot --reason \"history lost\"` (or set snapshot.mode = \"when_needed\") to re-sync"
-        ),
-        StreamError::Invalidated { .. } => format!(
-            "the collection was dropped or renamed; fix the mapping if it moved, then run `mongo2pg tokens reset {collection} --resnapshot --reason \"collection recreated\"`"
-        ),
-        _ => format!("fix the cause above, then restart mongo2pg; `mongo2pg tokens show` shows where {collection} stands"),
-    }
 }
 
 /// History is gone for this stream: record the lost window, then re-sync (`when_needed`) and
@@ -179,13 +145,13 @@ async fn history_lost(
     ctx: &RunContext,
     collection: &str,
     message: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, StreamError> {
     let Some(rules) = ctx.mapping.rules(collection) else {
         return Ok(None);
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
-        .map_err(|e| redact_error(&e))?;
+        .map_err(StreamError::PgConnect)?;
     let mut sink = ctx.new_sink();
     let snap = crate::snapshot::SnapshotContext {
         mongo: &ctx.mongo,
@@ -205,13 +171,16 @@ async fn history_lost(
         &mut cb,
     )
     .await
-    .map_err(|e| redact_error(&e))?;
+    .map_err(|source| StreamError::Snapshot {
+        collection: collection.to_string(),
+        source: Box::new(source),
+    })?;
     Ok(outcome.operator_command)
 }
 
 /// A stopped stream waits here until an operator resets its position (`mongo2pg tokens reset`
 /// notifies the running process) and then starts again. True when shutting down instead.
-async fn wait_for_reset(
+pub async fn wait_for_reset(
     ctx: &RunContext,
     collection: &str,
     shutdown: &mut watch::Receiver<bool>,

@@ -48,6 +48,8 @@ pub enum CommandError {
     #[error(transparent)]
     Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error(transparent)]
+    SnapshotOf(#[from] crate::snapshot::CollectionSnapshotError),
+    #[error(transparent)]
     Verify(#[from] crate::ops::verify::VerifyError),
     #[error("cannot render JSON output: {0}")]
     Json(#[from] serde_json::Error),

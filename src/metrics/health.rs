@@ -1,8 +1,9 @@
-//! The `Health` state behind `/healthz` and `/readyz`, updated by the supervisor.
+//! The `Health` state behind `/healthz` and `/readyz`, updated by the supervisor and the
+//! housekeeping loops.
 //!
-//! Liveness is a watchdog: the supervisor loop calls `touch_watchdog` on every turn; if it has
-//! not done so for longer than the timeout, the process is considered deadlocked and `/healthz`
-//! answers 503. Readiness needs both databases reachable (the supervisor's periodic probes set
+//! Liveness is a watchdog: the probe loop (`housekeeping`) calls `touch_watchdog` on every turn;
+//! if it has not done so for longer than the timeout, the process is considered deadlocked and
+//! `/healthz` answers 503. Readiness needs both databases reachable (the periodic probes set
 //! `set_postgres` / `set_mongo`) and every enabled stream either running or deliberately stopped
 //! by an operator. Every reason and error text stored here is passed through
 //! `config::redact_secrets` first, so a connection string never reaches an HTTP response. State
@@ -226,7 +227,7 @@ impl Health {
         self.lock().mongo = status;
     }
 
-    /// Called by the supervisor loop on every turn to prove it is not stuck.
+    /// Called by the probe loop on every turn to prove the process is not stuck.
     pub fn touch_watchdog(&self) {
         let now = (self.clock)();
         self.lock().watchdog = now;

@@ -2,12 +2,12 @@
 //! `names`), the `Health` state, and the HTTP server exposing `/metrics`, `/healthz` and
 //! `/readyz`.
 //!
-//! Typical wiring (supervisor): `let metrics = Metrics::new()?; let health =
+//! Typical wiring (`replicator::start`): `let metrics = Metrics::new()?; let health =
 //! Health::new(metrics.clone()); let server = serve(addr, metrics.clone(), health.clone(),
 //! shutdown).await?;` then `metrics.declare_collection(..)` per mapped collection, the update
 //! methods from the pipeline and sink, and `health.set_stream(..)` / `set_postgres(..)` /
-//! `set_mongo(..)` / `touch_watchdog()` from the supervisor loop. This module performs no
-//! database I/O.
+//! `set_mongo(..)` / `touch_watchdog()` from the supervisor and the housekeeping loops. This
+//! module performs no database I/O.
 
 pub mod dashboard;
 pub mod health;

@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use tracing::info;
 
 use super::{spawn_reader, BatchLimits, Consumer, ReaderSpec, StreamExit};
-use crate::config::redact_error;
 use crate::error::StreamError;
 use crate::metrics::StreamState;
 use crate::replicator::RunContext;
@@ -63,7 +62,7 @@ pub async fn run_stream_once(
         .await
         .map_err(|e| StreamError::Snapshot {
             collection: collection.to_string(),
-            message: redact_error(&e),
+            source: Box::new(e),
         })?;
     }
     let stored = sink.load_checkpoint(&client, collection).await?;

@@ -1,8 +1,6 @@
-//! The one error type of the Postgres side, and its split into transient errors (retry from the
-//! checkpoint with backoff) and fatal ones (stop the stream and tell the operator). The sink never
-//! retries by itself: it reports, the supervisor decides.
-
-use tokio_postgres::error::SqlState;
+//! The one error type of the Postgres side, keeping the server's message and the cause. The sink
+//! never retries by itself: it reports, and the failure policy (`policy`) decides which errors
+//! are transient.
 
 /// Everything that can go wrong while talking to Postgres for the replicator.
 #[derive(Debug, thiserror::Error)]
@@ -93,41 +91,9 @@ impl SinkError {
         }
     }
 
-    /// True when retrying from the checkpoint may succeed: lost connection, Postgres restarting
-    /// or shutting down (class 08, 57P01-57P03), serialization failure or deadlock (40001, 40P01),
-    /// a cancelled statement (57014) or exhausted resources (class 53: connections, disk,
-    /// memory), and an operator reset of the checkpoint (restart from the new position).
-    /// Everything else needs an operator (or a code fix) and is fatal for the stream.
+    /// True when retrying from the checkpoint may succeed (the failure policy decides; see
+    /// `policy::sink_error_is_transient`).
     pub fn is_transient(&self) -> bool {
-        match self {
-            SinkError::Postgres { source, .. } => pg_error_is_transient(source),
-            SinkError::Migration { .. } => false,
-            // The stream must restart from the new position: that is a retry, not a stop.
-            SinkError::CheckpointMoved { .. } => true,
-            _ => false,
-        }
-    }
-}
-
-/// Classifies a raw Postgres error (see [`SinkError::is_transient`]).
-pub fn pg_error_is_transient(err: &tokio_postgres::Error) -> bool {
-    if err.is_closed() {
-        return true;
-    }
-    match err.code() {
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08")
-                || c.starts_with("53")
-                || *code == SqlState::QUERY_CANCELED
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE
-                || *code == SqlState::T_R_DEADLOCK_DETECTED
-        }
-        // No SQLSTATE: transient only when the cause is an I/O failure of the connection.
-        None => std::error::Error::source(err)
-            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some()),
+        crate::policy::sink_error_is_transient(self)
     }
 }

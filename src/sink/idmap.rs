@@ -1,7 +1,8 @@
 //! Legacy id -> UUID resolution through `id_map`: a bounded in-memory cache holding only entries
 //! from committed transactions, then ONE batched lookup, then ONE batched allocation of UUIDv7s
 //! (`INSERT .. ON CONFLICT DO NOTHING`, then a re-select of the rows another allocator won).
-//! Allocation is sorted so concurrent allocators lock keys in the same order.
+//! Allocation is sorted so concurrent allocators lock keys in the same order. The reverse lookup
+//! (UUID back to legacy id, for verify) is one SQL expression, `legacy_id_sql`.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -69,6 +70,16 @@ pub struct Resolution {
     pub cache_misses: u64,
     pub allocated: u64,
     pub statements: u64,
+}
+
+/// A SQL expression for the legacy id behind the UUID `uuid_expr` in the collection named by the
+/// bind parameter `$collection_param`, or `unmapped:<uuid>` when id_map has no such entry (a
+/// quoted `id_map_table` is expected).
+pub fn legacy_id_sql(id_map_table: &str, collection_param: usize, uuid_expr: &str) -> String {
+    format!(
+        "coalesce((select m.legacy_object_id from {id_map_table} m where m.collection = ${collection_param} and m.new_id = {uuid_expr}), \
+         'unmapped:' || {uuid_expr}::text)"
+    )
 }
 
 /// Resolves `refs` to UUIDs inside `tx`, allocating the missing ones.

@@ -1,11 +1,15 @@
-//! Postgres side: batch apply, id_map, checkpoints, gaps, migrations. Nothing else in the crate
-//! writes to Postgres.
+//! Postgres side. Every statement on the control tables (checkpoints, gaps, id_map, token-reset
+//! audit) and every write to the mapped tables lives here, one owner per table: `checkpoint`,
+//! `gaps`, `idmap`, `audit`, with `batch` / `plan` / `write` applying row operations and
+//! `migrate` creating the control tables. Postgres connections are opened by `connect`; SQL
+//! names are quoted by `name`; BSON is stored as text by `extjson`. Outside this module Postgres
+//! is only read (verify, the gap retry's row version, the demo's status) or set up (the demo's
+//! database), and nothing decides about retries here: `SinkError` reports, `policy` decides.
 //!
-//! The pipeline loads the catalogue ([`catalogue::load`]), builds a [`Sink`] with the
-//! control-table names ([`ControlNames`]), reads where its stream stands
-//! ([`Sink::load_checkpoint`]) and then calls [`Sink::apply_batch`] once per batch with the
-//! checkpoint epoch it started from. `migrate` creates the control tables. Errors are one
-//! [`SinkError`] whose [`SinkError::is_transient`] tells the supervisor whether to retry.
+//! The stream loads the catalogue ([`catalogue::load`]), builds a [`Sink`] with the
+//! control-table names ([`ControlNames`]), reads where it stands ([`Sink::load_checkpoint`]) and
+//! then calls [`Sink::apply_batch`] once per batch with the checkpoint epoch it started from: the
+//! rows, the gaps and the forward-only checkpoint commit in one transaction.
 
 pub mod audit;
 pub mod batch;

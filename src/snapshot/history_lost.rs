@@ -3,13 +3,13 @@
 //! the exact operator command (what `policy::history_lost_action` says). It never loops and never
 //! skips silently.
 
-use super::policy::{history_lost_action, HistoryLostAction};
 use super::progress::SnapshotProgress;
 use super::run::{initial_snapshot, SnapshotContext, SnapshotOptions, SnapshotReport};
 use super::SnapshotError;
 use crate::config::SnapshotMode;
 use crate::event::Position;
 use crate::mapping::CollectionRules;
+use crate::policy::{history_lost_action, HistoryLostAction};
 use crate::sink::{checkpoint, gaps};
 
 /// What `handle_history_lost` did.

@@ -10,18 +10,18 @@
 //! resuming fails with ChangeStreamHistoryLost.
 
 pub mod history_lost;
-pub mod policy;
 pub mod progress;
 pub mod run;
+pub mod stage;
 
 use crate::config::{CompiledMapping, SnapshotMode};
 use crate::mapping::CollectionRules;
 use crate::sink::{checkpoint, ControlNames};
 
 pub use history_lost::{handle_history_lost, HistoryLostOutcome};
-pub use policy::{history_lost_action, needs_snapshot, stage, HistoryLostAction, StreamStage};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport};
+pub use stage::{needs_snapshot, stage, StreamStage};
 
 /// Why a copy failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,15 @@ pub enum SnapshotError {
     /// An operator reset the stream while the copy ran; the copy's hand-over was refused.
     #[error("the checkpoint of {stream} was reset while the snapshot ran; run the snapshot again")]
     Moved { stream: String },
+}
+
+/// A copy of `snapshot_all` that failed, naming its collection.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot of {collection} failed: {source}")]
+pub struct CollectionSnapshotError {
+    pub collection: String,
+    #[source]
+    pub source: SnapshotError,
 }
 
 /// Copies `rules.collection` first when `mode` says it must (no checkpoint yet, an unfinished
@@ -68,7 +77,7 @@ pub async fn snapshot_all(
     mapping: &CompiledMapping,
     names: &ControlNames,
     on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
-) -> Result<Vec<SnapshotReport>, SnapshotError> {
+) -> Result<Vec<SnapshotReport>, CollectionSnapshotError> {
     let config = &mapping.config;
     let options = SnapshotOptions {
         page_size: u32::try_from(config.snapshot.page_size).unwrap_or(u32::MAX),
@@ -76,9 +85,13 @@ pub async fn snapshot_all(
     };
     let mut reports = Vec::new();
     for collection in config.snapshot_order() {
+        let failed = |source| CollectionSnapshotError {
+            collection: collection.clone(),
+            source,
+        };
         let rules = mapping
             .rules(&collection)
-            .ok_or_else(|| SnapshotError::UnknownCollection(collection.clone()))?;
+            .ok_or_else(|| failed(SnapshotError::UnknownCollection(collection.clone())))?;
         let ctx = SnapshotContext {
             mongo,
             database: &config.source.database,
@@ -87,8 +100,8 @@ pub async fn snapshot_all(
             names,
         };
         let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        if let Some(r) = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await?
-        {
+        let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
+        if let Some(r) = copied.map_err(failed)? {
             reports.push(r);
         }
     }

@@ -71,7 +71,7 @@ impl ProgressReporter {
         }
     }
 
-    /// A reporter that never draws a bar (for tests and the supervisor).
+    /// A reporter that never draws a bar (for tests and the replicator).
     pub fn logging_only(collection: &str) -> Self {
         ProgressReporter {
             collection: collection.to_string(),

@@ -2,7 +2,8 @@
 //! official driver and yields events and idle heartbeats, one server round trip at a time.
 //!
 //! The driver's own resume machinery stays in charge of transient network blips inside one open
-//! stream; anything it surfaces is returned to the caller unchanged (the supervisor classifies it).
+//! stream; anything it surfaces is returned to the caller unchanged (the failure policy
+//! classifies it).
 
 use std::time::Duration;
 

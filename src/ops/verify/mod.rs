@@ -29,6 +29,7 @@ use self::compare::{
 };
 use crate::mapping::rules::{CollectionRules, DeleteRule};
 use crate::mapping::{legacy_id_text, map_event, Mapped, RowOp};
+use crate::sink::idmap::legacy_id_sql;
 use crate::sink::name::{quote_ident as quote, quote_qualified, InvalidName};
 use crate::source::snapshot::snapshot_event;
 
@@ -231,11 +232,7 @@ fn select_expr(column: &str, kind: &ColumnKind, id_map: &str, params: &mut Vec<S
         ColumnKind::Json => format!("to_jsonb({c})::text"),
         ColumnKind::Ref { collection } => {
             params.push(collection.clone());
-            format!(
-                "coalesce((select m.legacy_object_id from {id_map} m where m.collection = ${} and m.new_id = {c}), \
-                 'unmapped:' || {c}::text)",
-                params.len()
-            )
+            legacy_id_sql(id_map, params.len(), &c)
         }
     }
 }

@@ -1,0 +1,11 @@
+//! The replicator end to end, in-process, over mongosim (or `MONGO_URL`) and a real Postgres:
+//! core replication of the reference domain, bad input becoming gaps, replays converging, and
+//! restarts, kills, standby takeover and the failure policy.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod core;
+mod replay;
+mod restart;
