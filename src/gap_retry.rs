@@ -28,11 +28,11 @@ use crate::event::ClusterTime;
 use crate::mapping::rules::DeleteRule;
 use crate::mapping::{legacy_id_text, map_event, CollectionRules, GapKind};
 use crate::sink::extjson::document_from_extjson;
-use crate::sink::name::quote_schema_table;
-use crate::sink::tombstones;
 use crate::sink::gaps::lifecycle;
 use crate::sink::gaps::{query, GapStatus, GapView};
+use crate::sink::name::quote_schema_table;
 use crate::sink::name::{quote_ident, quote_qualified};
+use crate::sink::tombstones;
 use crate::sink::{BatchItem, ControlNames, Sink, SinkError};
 use crate::source::snapshot::snapshot_event;
 

@@ -271,7 +271,14 @@ impl Sink {
                     let (kind, reason) = rejection.into_gap();
                     if kind == GapKind::FkMissing {
                         if let Some(waiting) = self
-                            .write_deferred(&mut tx, &targets, &resolution.ids, ops_of(i), event, &mut out)
+                            .write_deferred(
+                                &mut tx,
+                                &targets,
+                                &resolution.ids,
+                                ops_of(i),
+                                event,
+                                &mut out,
+                            )
                             .await?
                         {
                             gaps.push(GapRecord::for_event(
@@ -375,8 +382,7 @@ impl Sink {
         event: &ChangeEvent,
         out: &mut BatchOutcome,
     ) -> Result<Option<Vec<String>>, SinkError> {
-        let missing =
-            defer::missing_targets(&*tx, &self.catalogue, &self.defer, ids, ops).await?;
+        let missing = defer::missing_targets(&*tx, &self.catalogue, &self.defer, ids, ops).await?;
         out.statements += 1;
         if missing.is_empty() {
             return Ok(None);

@@ -133,7 +133,10 @@ pub fn defer(op: &RowOp, missing: &HashSet<LegacyRef>, rules: &DeferRules) -> Op
         if !deferrable.is_some_and(|d| d.contains(&c.column)) {
             return None;
         }
-        waiting.push(format!("{} waits for {}/{}", c.column, r.collection, r.legacy_id));
+        waiting.push(format!(
+            "{} waits for {}/{}",
+            c.column, r.collection, r.legacy_id
+        ));
         c.value = SqlValue::Null;
     }
     let mut new_children = children.clone();
@@ -148,7 +151,11 @@ pub fn defer(op: &RowOp, missing: &HashSet<LegacyRef>, rules: &DeferRules) -> Op
                     _ => None,
                 })
                 .collect();
-            targets.extend(waits.iter().map(|r| format!("{}/{}", r.collection, r.legacy_id)));
+            targets.extend(
+                waits
+                    .iter()
+                    .map(|r| format!("{}/{}", r.collection, r.legacy_id)),
+            );
             waits.is_empty()
         });
         let left_out = before - child.rows.len();

@@ -162,7 +162,7 @@ async fn names_that_are_not_plain_identifiers_are_refused() {
 async fn upgrading_keeps_every_stored_cluster_time_in_order_under_the_new_encoding() {
     use mongo2pg::event::ClusterTime;
     let db = TestDb::create("migrate_encoding").await;
-    let mut client = db.connect().await;
+    let mut client = db.client().await;
     let names = ControlNames::default();
     // The control tables as the previous release left them: V1..V4, packed times stored as is.
     client
