@@ -220,7 +220,7 @@ fn raw_full_document(gap: &GapView) -> Option<Document> {
 
 /// The state to write for a gap, or why there is none yet.
 enum State {
-    Write(crate::event::ChangeEvent),
+    Write(Box<crate::event::ChangeEvent>),
     Superseded(&'static str),
     Wait(String),
 }
@@ -236,16 +236,28 @@ async fn state_of(
     let inserted = matches!(gap.operation.as_deref(), Some("insert" | "snapshot"));
     if rules.append_only && inserted {
         if let Some(document) = raw_full_document(gap) {
-            return Ok(State::Write(snapshot_event(&gap.collection, document, at)));
+            return Ok(State::Write(Box::new(snapshot_event(
+                &gap.collection,
+                document,
+                at,
+            ))));
         }
     }
     let database = ctx.mapping.config.source.database.clone();
     if let Some(document) = read_document(ctx.mongo, &database, &gap.collection, &key).await? {
-        return Ok(State::Write(snapshot_event(&gap.collection, document, at)));
+        return Ok(State::Write(Box::new(snapshot_event(
+            &gap.collection,
+            document,
+            at,
+        ))));
     }
     if gap.operation.as_deref() == Some("delete") {
         // A failed delete is retried as that delete.
-        return Ok(State::Write(delete_event(&gap.collection, key, at)));
+        return Ok(State::Write(Box::new(delete_event(
+            &gap.collection,
+            key,
+            at,
+        ))));
     }
     match &rules.delete {
         DeleteRule::Delete => {
@@ -271,7 +283,7 @@ async fn state_of(
             })
         }
         DeleteRule::Soft { .. } | DeleteRule::Ignore => Ok(match raw_full_document(gap) {
-            Some(document) => State::Write(snapshot_event(&gap.collection, document, at)),
+            Some(document) => State::Write(Box::new(snapshot_event(&gap.collection, document, at))),
             None => State::Wait(
                 "the document was deleted in MongoDB and the gap holds no full state of it \
                  (enable pre-images, or resolve the gap by hand)"
@@ -328,7 +340,7 @@ pub async fn retry_gap(
         }
     }
     let event = match state_of(ctx, gap, rules, key, legacy.as_deref(), at).await? {
-        State::Write(event) => event,
+        State::Write(event) => *event,
         State::Superseded(note) => {
             lifecycle::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, note).await?;
             return Ok(RetryOutcome::Superseded);
