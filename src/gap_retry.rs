@@ -397,6 +397,11 @@ pub async fn retry_gap(
 
 /// The stream whose checkpoint row serialises writes to `collection` (its own stream today).
 pub fn stream_of(_mapping: &CompiledMapping, collection: &str) -> String {
+    stream_of_collection(collection)
+}
+
+/// [`stream_of`] where no mapping is at hand.
+pub fn stream_of_collection(collection: &str) -> String {
     collection.to_string()
 }
 

@@ -190,6 +190,41 @@ impl Sink {
         items: Vec<BatchItem>,
         end: Option<Position>,
     ) -> Result<BatchOutcome, SinkError> {
+        let finish = match end {
+            Some(p) => Finish::Advance(p),
+            None => Finish::Nothing,
+        };
+        self.apply(client, stream, epoch, items, finish).await
+    }
+
+    /// Applies one page of a copy of `stream` in one transaction and records, as its last
+    /// statement, that the copy of `collection` reached `last_id`: the page and its progress
+    /// commit together. An operator reset of the stream while the copy runs (another epoch, or
+    /// the copy no longer running) rolls the page back with `CheckpointMoved`.
+    pub async fn apply_snapshot_page(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        collection: &str,
+        last_id: &bson::Bson,
+    ) -> Result<BatchOutcome, SinkError> {
+        let finish = Finish::SnapshotProgress {
+            collection,
+            last_id,
+        };
+        self.apply(client, stream, epoch, items, finish).await
+    }
+
+    async fn apply(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        finish: Finish<'_>,
+    ) -> Result<BatchOutcome, SinkError> {
         let started = Instant::now();
         let mut out = BatchOutcome::default();
         let mut tx = client
@@ -346,17 +381,42 @@ impl Sink {
             out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
             out.statements += 1;
         }
-        if let Some(end) = &end {
-            out.checkpoint_moved = checkpoint::advance(
-                &tx,
-                &self.names.checkpoints,
-                stream,
-                epoch,
-                end,
-                &self.holder,
-            )
-            .await?;
-            out.statements += 1;
+        match &finish {
+            Finish::Nothing => {}
+            Finish::Advance(end) => {
+                out.checkpoint_moved = checkpoint::advance(
+                    &tx,
+                    &self.names.checkpoints,
+                    stream,
+                    epoch,
+                    end,
+                    &self.holder,
+                )
+                .await?;
+                out.statements += 1;
+            }
+            Finish::SnapshotProgress {
+                collection,
+                last_id,
+            } => {
+                let recorded = checkpoint::record_snapshot_progress(
+                    &tx,
+                    &self.names.checkpoints,
+                    stream,
+                    epoch,
+                    collection,
+                    Some(last_id),
+                )
+                .await?;
+                out.statements += 1;
+                if !recorded {
+                    return Err(SinkError::CheckpointMoved {
+                        stream: stream.to_string(),
+                        expected: epoch,
+                        found: -1,
+                    });
+                }
+            }
         }
         tx.commit()
             .await
@@ -421,6 +481,18 @@ fn is_referring_to(op: &RowOp, rows: &std::collections::HashSet<LegacyRef>) -> b
         refs.remove(key);
     }
     refs.iter().any(|r| rows.contains(r))
+}
+
+/// What a batch's transaction ends with.
+enum Finish<'a> {
+    Nothing,
+    /// Move the stream's checkpoint to this position (forward only).
+    Advance(Position),
+    /// Record a copy's progress.
+    SnapshotProgress {
+        collection: &'a str,
+        last_id: &'a bson::Bson,
+    },
 }
 
 /// A per-event rejection: the event becomes a gap.

@@ -77,7 +77,14 @@ pub async fn handle_history_lost(
             let mut options = options.clone();
             options.resolve_gaps.push(gap_id);
             // A fresh copy (not a resume of an older one) with a new start position.
-            checkpoint::begin_snapshot(&*ctx.pg, &ctx.names.checkpoints, &collection, &now).await?;
+            checkpoint::begin_snapshot(
+                &*ctx.pg,
+                &ctx.names.checkpoints,
+                &collection,
+                &collection,
+                &now,
+            )
+            .await?;
             let report = initial_snapshot(ctx, rules, &options, on_progress).await?;
             outcome.resynced = Some(report);
         }

@@ -10,7 +10,7 @@
 pub mod lifecycle;
 pub mod query;
 
-pub use lifecycle::{GapStatus, ResyncScope};
+pub use lifecycle::GapStatus;
 pub use query::{GapFilter, GapView};
 
 use std::collections::HashMap;
