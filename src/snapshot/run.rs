@@ -176,21 +176,20 @@ pub async fn copy_stream(
     let resumed = running.and_then(|s| Some((s.snapshot_start()?, s)));
     let (start, epoch, mut at_collection, mut resume_after) = match resumed {
         Some((start, s)) => {
-            // The collection the copy reached; a collection the mapping no longer has restarts
-            // the copy from the first one (same start position: nothing is lost).
-            let index = s
+            // The collection the copy reached (a row written before copies named it: the
+            // stream's only collection). A collection the mapping no longer has restarts the
+            // copy from the first one, with the same start position: nothing is lost.
+            let reached = s
                 .snapshot_collection
                 .as_deref()
-                .and_then(|c| copy.collections.iter().position(|r| r.collection == c))
-                .unwrap_or(0);
-            let after = if index == 0 && s.snapshot_collection.is_none() {
-                s.snapshot_last_id()
-            } else if copy.collections[index].collection
-                == s.snapshot_collection.as_deref().unwrap_or_default()
+                .unwrap_or(&first.collection);
+            let (index, after) = match copy
+                .collections
+                .iter()
+                .position(|r| r.collection == reached)
             {
-                s.snapshot_last_id()
-            } else {
-                None
+                Some(index) => (index, s.snapshot_last_id()),
+                None => (0, None),
             };
             (start, s.epoch, index, after)
         }
