@@ -133,11 +133,12 @@ pub fn is_retryable(kind: &str) -> bool {
 }
 
 /// Gap kinds only a re-sync or an operator repairs; never retried automatically.
-pub const LEFT_TO_OPERATORS: [GapKind; 4] = [
+pub const LEFT_TO_OPERATORS: [GapKind; 5] = [
     GapKind::WindowLost,
     GapKind::StreamInvalidated,
     GapKind::ImmutableChange,
     GapKind::MalformedEvent,
+    GapKind::IdCollision,
 ];
 
 /// The document `_id` of a gap (stored as canonical extended JSON).

@@ -141,6 +141,9 @@ pub enum GapKind {
     StreamInvalidated,
     /// A window of history could not be read (history lost, operator skip-ahead).
     WindowLost,
+    /// The document's `_id` (a string) has the same text as another document's ObjectId (or
+    /// the reverse): the legacy id belongs to the one written first.
+    IdCollision,
 }
 
 impl GapKind {
@@ -161,10 +164,11 @@ impl GapKind {
             GapKind::MalformedEvent => "malformed_event",
             GapKind::StreamInvalidated => "stream_invalidated",
             GapKind::WindowLost => "window_lost",
+            GapKind::IdCollision => "id_collision",
         }
     }
 
-    pub const ALL: [GapKind; 15] = [
+    pub const ALL: [GapKind; 16] = [
         GapKind::WrongType,
         GapKind::MissingRequired,
         GapKind::InvalidReference,
@@ -180,6 +184,7 @@ impl GapKind {
         GapKind::MalformedEvent,
         GapKind::StreamInvalidated,
         GapKind::WindowLost,
+        GapKind::IdCollision,
     ];
 
     pub fn parse(s: &str) -> Option<GapKind> {

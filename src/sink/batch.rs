@@ -17,7 +17,7 @@ use crate::sink::defer::{self, DeferRules, RowHome};
 use crate::sink::error::SinkError;
 use crate::sink::extjson::bson_extjson;
 use crate::sink::gaps::{self, GapRecord};
-use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
+use crate::sink::idmap::{self, IdCache, IdType, DEFAULT_CACHE_CAPACITY};
 use crate::sink::migrate::ControlNames;
 use crate::sink::name::quote_schema_table;
 use crate::sink::plan::{plan, Planned};
@@ -261,11 +261,56 @@ impl Sink {
                     collect_refs(op, &mut acc);
                     acc
                 });
-        let resolution = idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs).await?;
+        let owners: Vec<(LegacyRef, IdType)> = work
+            .iter()
+            .filter_map(|&i| {
+                let t = IdType::of(items[i].event.document_key.as_ref()?)?;
+                Some(ops_of(i).iter().map(move |op| (op_key(op).clone(), t)))
+            })
+            .flatten()
+            .collect();
+        let resolution =
+            idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?;
         out.id_cache_hits = resolution.cache_hits;
         out.id_cache_misses = resolution.cache_misses;
         out.ids_allocated = resolution.allocated;
         out.statements += resolution.statements;
+        // A document whose legacy id belongs to a document of the other `_id` type is never
+        // written: two MongoDB documents must not share a row.
+        if !resolution.collisions.is_empty() {
+            work.retain(|&i| {
+                let event = &items[i].event;
+                let Some(t) = event.document_key.as_ref().and_then(IdType::of) else {
+                    return true;
+                };
+                let Some((key, owner)) = ops_of(i).iter().find_map(|op| {
+                    let key = op_key(op);
+                    resolution
+                        .collisions
+                        .get(&(key.clone(), t))
+                        .map(|owner| (key, *owner))
+                }) else {
+                    return true;
+                };
+                gaps.push(GapRecord::for_event(
+                    event,
+                    GapKind::IdCollision,
+                    format!(
+                        "{} and {} are two documents of {} with the same legacy id {}; the id and \
+                         its row belong to {}, written first, so this document is not replicated",
+                        t.describe(&key.legacy_id),
+                        owner.describe(&key.legacy_id),
+                        key.collection,
+                        key.legacy_id,
+                        owner.describe(&key.legacy_id),
+                    ),
+                ));
+                *out.gapped
+                    .entry(event.operation.as_str().to_string())
+                    .or_default() += 1;
+                false
+            });
+        }
 
         let mut applied: Vec<usize> = Vec::new();
         // All events as one multi-row write; a rejected range is split in halves (small ranges
@@ -421,8 +466,8 @@ impl Sink {
         tx.commit()
             .await
             .map_err(|e| SinkError::pg("committing the batch", e))?;
-        for (r, id) in resolution.fresh {
-            self.cache.insert(r, id);
+        for (r, id, owner) in resolution.fresh {
+            self.cache.insert_owned(r, id, owner);
         }
         out.duration = started.elapsed();
         Ok(out)
@@ -585,6 +630,15 @@ async fn try_write(
         .await
         .map_err(|e| SinkError::pg("rolling back to a savepoint", e))?;
     Ok(Err(rejection))
+}
+
+/// The row an operation writes.
+fn op_key(op: &RowOp) -> &LegacyRef {
+    match op {
+        RowOp::Upsert { key, .. } | RowOp::Delete { key, .. } | RowOp::SoftDelete { key, .. } => {
+            key
+        }
+    }
 }
 
 fn collect_refs(op: &RowOp, acc: &mut BTreeSet<LegacyRef>) {

@@ -3,6 +3,12 @@
 //! (`INSERT .. ON CONFLICT DO NOTHING`, then a re-select of the rows another allocator won).
 //! Allocation is sorted so concurrent allocators lock keys in the same order. The reverse lookup
 //! (UUID back to legacy id, for verify) is one SQL expression, `legacy_id_sql`.
+//!
+//! Identity: the string `_id` "6b09..." and `ObjectId("6b09...")` are two MongoDB documents with
+//! the same legacy-id text. `id_map.legacy_type` records which `_id` type owns an entry (set when
+//! a document allocates it, claimed by the first document that finds it unset, e.g. allocated by
+//! a reference or by the application's backfill); a document of the other type is a collision,
+//! never a second user of the entry.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -14,13 +20,65 @@ use crate::sink::error::SinkError;
 /// Default number of cached id_map entries.
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 
+/// The BSON type of a document `_id` that owns an id_map entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdType {
+    ObjectId,
+    String,
+}
+
+impl IdType {
+    /// The type of a document key, for the two types id_map keys (others are mapping errors).
+    pub fn of(key: &bson::Bson) -> Option<IdType> {
+        match key {
+            bson::Bson::ObjectId(_) => Some(IdType::ObjectId),
+            bson::Bson::String(_) => Some(IdType::String),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdType::ObjectId => "objectId",
+            IdType::String => "string",
+        }
+    }
+
+    fn parse(s: &str) -> Option<IdType> {
+        match s {
+            "objectId" => Some(IdType::ObjectId),
+            "string" => Some(IdType::String),
+            _ => None,
+        }
+    }
+
+    /// How a document of this type with legacy id `legacy` is written in reasons.
+    pub fn describe(self, legacy: &str) -> String {
+        match self {
+            IdType::ObjectId => format!("ObjectId(\"{legacy}\")"),
+            IdType::String => format!("the string _id {legacy:?}"),
+        }
+    }
+}
+
+/// Whether a string `_id` with this text and an ObjectId can share it (24 lower-case hex digits).
+pub fn may_collide(legacy: &str) -> bool {
+    legacy.len() == 24
+        && legacy
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// One cached entry: the UUID and the type that owns it (None: not known to be owned).
+type Entry = (uuid::Uuid, Option<IdType>);
+
 /// Two-generation cache: lookups promote from the old generation; when the young one is full the
 /// old one is dropped. Memory stays under `capacity` entries whatever the workload.
 #[derive(Debug)]
 pub struct IdCache {
     capacity: usize,
-    young: HashMap<LegacyRef, uuid::Uuid>,
-    old: HashMap<LegacyRef, uuid::Uuid>,
+    young: HashMap<LegacyRef, Entry>,
+    old: HashMap<LegacyRef, Entry>,
 }
 
 impl IdCache {
@@ -32,21 +90,34 @@ impl IdCache {
         }
     }
 
-    pub fn get(&mut self, key: &LegacyRef) -> Option<uuid::Uuid> {
-        if let Some(id) = self.young.get(key) {
-            return Some(*id);
+    fn entry(&mut self, key: &LegacyRef) -> Option<Entry> {
+        if let Some(e) = self.young.get(key) {
+            return Some(*e);
         }
-        let id = self.old.remove(key)?;
-        self.insert(key.clone(), id);
-        Some(id)
+        let e = self.old.remove(key)?;
+        self.put(key.clone(), e);
+        Some(e)
+    }
+
+    pub fn get(&mut self, key: &LegacyRef) -> Option<uuid::Uuid> {
+        self.entry(key).map(|(id, _)| id)
+    }
+
+    fn put(&mut self, key: LegacyRef, entry: Entry) {
+        if self.young.len() >= self.capacity / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, entry);
     }
 
     /// Only call with entries whose transaction has committed.
     pub fn insert(&mut self, key: LegacyRef, id: uuid::Uuid) {
-        if self.young.len() >= self.capacity / 2 {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(key, id);
+        self.put(key, (id, None));
+    }
+
+    /// Only call with entries whose transaction has committed.
+    pub fn insert_owned(&mut self, key: LegacyRef, id: uuid::Uuid, owner: Option<IdType>) {
+        self.put(key, (id, owner));
     }
 
     pub fn len(&self) -> usize {
@@ -63,9 +134,12 @@ impl IdCache {
 pub struct Resolution {
     /// Every requested reference with its UUID.
     pub ids: HashMap<LegacyRef, uuid::Uuid>,
-    /// Entries read or allocated inside the (not yet committed) transaction: cache them after
-    /// commit only.
-    pub fresh: Vec<(LegacyRef, uuid::Uuid)>,
+    /// Entries read, allocated or claimed inside the (not yet committed) transaction, with their
+    /// owner type: cache them after commit only.
+    pub fresh: Vec<(LegacyRef, uuid::Uuid, Option<IdType>)>,
+    /// Document keys whose entry belongs to a document of the other `_id` type: (key, the
+    /// type of the key that was refused, the owner's type).
+    pub collisions: HashMap<(LegacyRef, IdType), IdType>,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub allocated: u64,
@@ -82,96 +156,211 @@ pub fn legacy_id_sql(id_map_table: &str, collection_param: usize, uuid_expr: &st
     )
 }
 
-/// Resolves `refs` to UUIDs inside `tx`, allocating the missing ones.
+/// Resolves `refs` to UUIDs inside `tx`, allocating the missing ones, and checks the ownership of
+/// the documents' own keys: `owners` lists each document key of the batch with its `_id` type, in
+/// stream order (keys in `owners` but not in `refs`, such as deleted documents, are only checked,
+/// never allocated). The first type to own a legacy id keeps it; the other is reported in
+/// `collisions`.
 pub async fn resolve(
     tx: &Transaction<'_>,
     id_map: &str,
     cache: &mut IdCache,
     refs: BTreeSet<LegacyRef>,
+    owners: &[(LegacyRef, IdType)],
 ) -> Result<Resolution, SinkError> {
     let mut out = Resolution::default();
-    let mut missing = Vec::new();
-    for r in refs {
-        match cache.get(&r) {
-            Some(id) => {
-                out.cache_hits += 1;
-                out.ids.insert(r, id);
-            }
+    // The type each key is claimed for: the first in stream order; a later key of the other type
+    // in the same batch collides with it whatever the database says.
+    let mut wanted: HashMap<&LegacyRef, IdType> = HashMap::new();
+    for (key, t) in owners {
+        match wanted.get(key) {
             None => {
+                wanted.insert(key, *t);
+            }
+            Some(first) if first != t => {
+                out.collisions.insert((key.clone(), *t), *first);
+            }
+            Some(_) => {}
+        }
+    }
+    let mut known: HashMap<LegacyRef, Option<IdType>> = HashMap::new();
+    let mut missing = Vec::new();
+    let checked_only = owners
+        .iter()
+        .map(|(k, _)| k)
+        .filter(|k| !refs.contains(*k))
+        .cloned()
+        .collect::<BTreeSet<_>>();
+    for r in refs.into_iter().chain(checked_only.iter().cloned()) {
+        let owned_check = wanted.contains_key(&r) && may_collide(&r.legacy_id);
+        match cache.entry(&r) {
+            Some((id, owner)) if !owned_check || owner.is_some() => {
+                out.cache_hits += 1;
+                if !checked_only.contains(&r) {
+                    out.ids.insert(r.clone(), id);
+                }
+                known.insert(r, owner);
+            }
+            _ => {
                 out.cache_misses += 1;
                 missing.push(r);
             }
         }
     }
-    if missing.is_empty() {
-        return Ok(out);
+    if !missing.is_empty() {
+        let found = select(tx, id_map, &missing).await?;
+        out.statements += 1;
+        for (r, id, owner) in found {
+            if !checked_only.contains(&r) {
+                out.ids.insert(r.clone(), id);
+            }
+            out.fresh.push((r.clone(), id, owner));
+            known.insert(r, owner);
+        }
+        let to_allocate: Vec<LegacyRef> = missing
+            .into_iter()
+            .filter(|r| !known.contains_key(r) && !checked_only.contains(r))
+            .collect();
+        if !to_allocate.is_empty() {
+            allocate(tx, id_map, &to_allocate, &wanted, &mut out, &mut known).await?;
+        }
     }
-    let found = select(tx, id_map, &missing).await?;
-    out.statements += 1;
-    absorb(&mut out, found);
-    let to_allocate: Vec<LegacyRef> = missing
-        .into_iter()
-        .filter(|r| !out.ids.contains_key(r))
-        .collect();
-    if to_allocate.is_empty() {
-        return Ok(out);
-    }
-    // BTreeSet order is kept: every allocator inserts keys in the same order (no deadlocks).
-    let (collections, legacy): (Vec<&str>, Vec<&str>) = to_allocate
+    // Keys found without an owner are claimed for the first document that writes them.
+    let to_claim: Vec<(LegacyRef, IdType)> = wanted
         .iter()
-        .map(|r| (r.collection.as_str(), r.legacy_id.as_str()))
-        .unzip();
+        .filter(|(k, _)| may_collide(&k.legacy_id) && known.get(**k) == Some(&None))
+        .filter(|(k, _)| !checked_only.contains(**k))
+        .map(|(k, t)| ((*k).clone(), *t))
+        .collect();
+    if !to_claim.is_empty() {
+        for (r, owner) in claim(tx, id_map, &to_claim).await? {
+            if let Some(id) = out.ids.get(&r) {
+                out.fresh.push((r.clone(), *id, owner));
+            }
+            known.insert(r, owner);
+        }
+        out.statements += 1;
+    }
+    for (key, t) in owners {
+        if !may_collide(&key.legacy_id) {
+            continue;
+        }
+        if let Some(Some(owner)) = known.get(key) {
+            if owner != t {
+                out.collisions.insert((key.clone(), *t), *owner);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn allocate(
+    tx: &Transaction<'_>,
+    id_map: &str,
+    to_allocate: &[LegacyRef],
+    wanted: &HashMap<&LegacyRef, IdType>,
+    out: &mut Resolution,
+    known: &mut HashMap<LegacyRef, Option<IdType>>,
+) -> Result<(), SinkError> {
+    // BTreeSet order is kept: every allocator inserts keys in the same order (no deadlocks).
+    let collections: Vec<&str> = to_allocate.iter().map(|r| r.collection.as_str()).collect();
+    let legacy: Vec<&str> = to_allocate.iter().map(|r| r.legacy_id.as_str()).collect();
+    let types: Vec<Option<&str>> = to_allocate
+        .iter()
+        .map(|r| wanted.get(r).map(|t| t.as_str()))
+        .collect();
     let new_ids: Vec<uuid::Uuid> = to_allocate.iter().map(|_| uuid::Uuid::now_v7()).collect();
     let sql = format!(
-        "INSERT INTO {id_map} (collection, legacy_object_id, new_id)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+        "INSERT INTO {id_map} (collection, legacy_object_id, new_id, legacy_type)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
          ON CONFLICT (collection, legacy_object_id) DO NOTHING
-         RETURNING collection, legacy_object_id, new_id"
+         RETURNING collection, legacy_object_id, new_id, legacy_type"
     );
     let rows = tx
-        .query(&sql, &[&collections, &legacy, &new_ids])
+        .query(&sql, &[&collections, &legacy, &new_ids, &types])
         .await
         .map_err(|e| SinkError::pg("allocating ids in id_map", e))?;
     out.statements += 1;
     out.allocated += rows.len() as u64;
-    absorb(&mut out, rows_to_pairs(rows));
+    for (r, id, owner) in rows_to_entries(rows) {
+        out.ids.insert(r.clone(), id);
+        out.fresh.push((r.clone(), id, owner));
+        known.insert(r, owner);
+    }
     let lost_race: Vec<LegacyRef> = to_allocate
-        .into_iter()
-        .filter(|r| !out.ids.contains_key(r))
+        .iter()
+        .filter(|r| !out.ids.contains_key(*r))
+        .cloned()
         .collect();
     if lost_race.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let found = select(tx, id_map, &lost_race).await?;
     out.statements += 1;
-    absorb(&mut out, found);
+    for (r, id, owner) in found {
+        out.ids.insert(r.clone(), id);
+        out.fresh.push((r.clone(), id, owner));
+        known.insert(r, owner);
+    }
     if let Some(r) = lost_race.iter().find(|r| !out.ids.contains_key(*r)) {
         return Err(SinkError::IdMapIncomplete {
             collection: r.collection.clone(),
             legacy_id: r.legacy_id.clone(),
         });
     }
-    Ok(out)
+    Ok(())
 }
 
-fn absorb(out: &mut Resolution, pairs: Vec<(LegacyRef, uuid::Uuid)>) {
-    for (r, id) in pairs {
-        out.ids.insert(r.clone(), id);
-        out.fresh.push((r, id));
-    }
+/// Sets the owner of entries that have none; returns every entry's owner afterwards.
+async fn claim(
+    tx: &Transaction<'_>,
+    id_map: &str,
+    keys: &[(LegacyRef, IdType)],
+) -> Result<Vec<(LegacyRef, Option<IdType>)>, SinkError> {
+    let collections: Vec<&str> = keys.iter().map(|(r, _)| r.collection.as_str()).collect();
+    let legacy: Vec<&str> = keys.iter().map(|(r, _)| r.legacy_id.as_str()).collect();
+    let types: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
+    let sql = format!(
+        "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, l, t)),
+              claimed AS (UPDATE {id_map} m SET legacy_type = u.t FROM u
+                          WHERE m.collection = u.c AND m.legacy_object_id = u.l
+                            AND m.legacy_type IS NULL
+                          RETURNING m.collection, m.legacy_object_id, m.legacy_type)
+         SELECT m.collection, m.legacy_object_id, coalesce(c.legacy_type, m.legacy_type)
+         FROM {id_map} m JOIN u ON m.collection = u.c AND m.legacy_object_id = u.l
+         LEFT JOIN claimed c ON c.collection = m.collection AND c.legacy_object_id = m.legacy_object_id"
+    );
+    let rows = tx
+        .query(&sql, &[&collections, &legacy, &types])
+        .await
+        .map_err(|e| SinkError::pg("claiming id_map entries", e))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                LegacyRef {
+                    collection: row.get(0),
+                    legacy_id: row.get(1),
+                },
+                row.get::<_, Option<String>>(2)
+                    .as_deref()
+                    .and_then(IdType::parse),
+            )
+        })
+        .collect())
 }
 
 async fn select(
     tx: &Transaction<'_>,
     id_map: &str,
     refs: &[LegacyRef],
-) -> Result<Vec<(LegacyRef, uuid::Uuid)>, SinkError> {
+) -> Result<Vec<(LegacyRef, uuid::Uuid, Option<IdType>)>, SinkError> {
     let (collections, legacy): (Vec<&str>, Vec<&str>) = refs
         .iter()
         .map(|r| (r.collection.as_str(), r.legacy_id.as_str()))
         .unzip();
     let sql = format!(
-        "SELECT m.collection, m.legacy_object_id, m.new_id
+        "SELECT m.collection, m.legacy_object_id, m.new_id, m.legacy_type
          FROM {id_map} m
          JOIN unnest($1::text[], $2::text[]) AS u(collection, legacy_object_id)
            ON m.collection = u.collection AND m.legacy_object_id = u.legacy_object_id"
@@ -180,10 +369,10 @@ async fn select(
         .query(&sql, &[&collections, &legacy])
         .await
         .map_err(|e| SinkError::pg("looking up ids in id_map", e))?;
-    Ok(rows_to_pairs(rows))
+    Ok(rows_to_entries(rows))
 }
 
-fn rows_to_pairs(rows: Vec<tokio_postgres::Row>) -> Vec<(LegacyRef, uuid::Uuid)> {
+fn rows_to_entries(rows: Vec<tokio_postgres::Row>) -> Vec<(LegacyRef, uuid::Uuid, Option<IdType>)> {
     rows.into_iter()
         .map(|row| {
             (
@@ -192,6 +381,9 @@ fn rows_to_pairs(rows: Vec<tokio_postgres::Row>) -> Vec<(LegacyRef, uuid::Uuid)>
                     legacy_id: row.get(1),
                 },
                 row.get(2),
+                row.get::<_, Option<String>>(3)
+                    .as_deref()
+                    .and_then(IdType::parse),
             )
         })
         .collect()

@@ -8,6 +8,7 @@ mod support;
 mod gaps_lifecycle;
 mod history_lost;
 mod snapshot_copy;
+mod snapshot_correctness;
 mod snapshot_resume_property;
 mod tokens_reset;
 mod verify_detects;

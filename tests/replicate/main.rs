@@ -7,5 +7,6 @@ mod support;
 
 mod bad_input;
 mod core;
+mod lifecycle;
 mod replay;
 mod restart;

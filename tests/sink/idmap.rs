@@ -28,7 +28,7 @@ async fn an_allocator_that_loses_the_race_takes_the_winners_uuids() {
 
     let tx1 = first.transaction().await.unwrap();
     let mut cache1 = IdCache::new(100);
-    let won = resolve(&tx1, "public.id_map", &mut cache1, refs(0..50))
+    let won = resolve(&tx1, "public.id_map", &mut cache1, refs(0..50), &[])
         .await
         .unwrap();
     assert_eq!(won.allocated, 50);
@@ -38,7 +38,7 @@ async fn an_allocator_that_loses_the_race_takes_the_winners_uuids() {
     let racer = tokio::spawn(async move {
         let tx2 = second.transaction().await.unwrap();
         let mut cache2 = IdCache::new(100);
-        let got = resolve(&tx2, "public.id_map", &mut cache2, refs(25..75))
+        let got = resolve(&tx2, "public.id_map", &mut cache2, refs(25..75), &[])
             .await
             .unwrap();
         tx2.commit().await.unwrap();

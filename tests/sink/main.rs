@@ -10,6 +10,7 @@ mod batch;
 mod catalogue;
 mod checkpoint_gaps;
 mod errors;
+mod identity;
 mod idmap;
 mod marketplace_schema;
 mod migrate;

@@ -145,3 +145,42 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// Verify of every collection of the reference mapping (`config`), MongoDB database `mdb` against
+/// the test database.
+pub async fn verify_reference(
+    source: &Source,
+    mdb: &str,
+    db: &TestDb,
+    config: &Config,
+) -> mongo2pg::ops::verify::VerifyReport {
+    let pg = db.client().await;
+    let catalogue = mongo2pg::sink::catalogue::load(&pg, &config.mapped_tables())
+        .await
+        .expect("catalogue");
+    let mapping = config.compile(&catalogue).expect("compile");
+    let rules: Vec<&mongo2pg::mapping::CollectionRules> = mapping.collections.values().collect();
+    let options = mongo2pg::ops::verify::VerifyOptions {
+        id_map_table: config.target.id_map.clone(),
+        ..Default::default()
+    };
+    mongo2pg::ops::verify::verify(&source.client.database(mdb), &pg, &rules, &options)
+        .await
+        .expect("verify")
+}
+
+/// Open gaps as (collection, kind), sorted.
+pub async fn open_gaps(pg: &tokio_postgres::Client) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pg
+        .query(
+            "SELECT collection, kind FROM public.pg_dualwrite_gaps WHERE status = 'open'",
+            &[],
+        )
+        .await
+        .expect("gaps")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    out.sort();
+    out
+}

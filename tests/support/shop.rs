@@ -161,6 +161,7 @@ impl Env {
 
     pub fn sink(&self) -> Sink {
         Sink::new(self.catalogue.clone(), self.names.clone())
+            .with_rules(self.mapping.collections.values())
     }
 
     /// Runs the initial snapshot of `collection` on fresh connections.

@@ -82,6 +82,12 @@ pub fn render_text(report: &VerifyReport) -> String {
             c.extra_count,
             c.differing_count
         );
+        for id in &c.id_collisions {
+            let _ = writeln!(
+                out,
+                "  id collision: a string _id and an ObjectId share the legacy id {id} (see the id_collision gap)"
+            );
+        }
         for id in &c.missing {
             let _ = writeln!(out, "  missing in postgres: {id}");
         }

@@ -140,6 +140,10 @@ pub struct CollectionReport {
     pub checksums: Vec<ChecksumReport>,
     pub money_sums: Vec<MoneySumReport>,
     pub child_counts: Vec<ChildCountReport>,
+    /// Legacy ids shared by two MongoDB documents (a string `_id` with the text of another
+    /// document's ObjectId): Postgres can hold only one of them (the other is an
+    /// `id_collision` gap); never clean.
+    pub id_collisions: Vec<String>,
     pub clean: bool,
 }
 
@@ -154,6 +158,7 @@ pub struct VerifyReport {
 struct MongoSide {
     documents: u64,
     unmappable: BTreeSet<String>,
+    collisions: BTreeSet<String>,
     rows: BTreeMap<String, CanonRow>,
     children: BTreeMap<String, u64>,
 }
@@ -176,6 +181,7 @@ async fn read_mongo(
     let mut side = MongoSide {
         documents: 0,
         unmappable: BTreeSet::new(),
+        collisions: BTreeSet::new(),
         rows: BTreeMap::new(),
         children: rules
             .children
@@ -219,7 +225,15 @@ async fn read_mongo(
         for child in children {
             *side.children.entry(child.table).or_default() += child.rows.len() as u64;
         }
-        side.rows.insert(key.legacy_id, row);
+        if side.rows.insert(key.legacy_id.clone(), row).is_some() {
+            side.collisions.insert(key.legacy_id);
+        }
+    }
+    // Two documents with one legacy id: which of them Postgres holds is not a difference to
+    // report row by row; the collision itself is.
+    for id in &side.collisions {
+        side.rows.remove(id);
+        side.unmappable.insert(id.clone());
     }
     Ok(side)
 }
@@ -387,6 +401,7 @@ pub async fn verify_collection(
         checksums: Vec::new(),
         money_sums: Vec::new(),
         child_counts: Vec::new(),
+        id_collisions: mongo_side.collisions.iter().take(listed).cloned().collect(),
         clean: false,
     };
     for (id, expected) in &mongo_side.rows {
@@ -493,6 +508,7 @@ pub async fn verify_collection(
     }
 
     report.clean = report.missing_count == 0
+        && report.id_collisions.is_empty()
         && report.extra_count == 0
         && report.differing_count == 0
         && report.checksums.iter().all(|c| c.matches)
