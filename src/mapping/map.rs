@@ -2,7 +2,9 @@
 //!
 //! insert / replace / update (with its looked-up document) / snapshot → one `RowOp::Upsert` with
 //! every configured column and the complete child rows; an update whose looked-up document is gone
-//! → `Mapped::Skip` (its delete follows); delete → the collection's delete policy. Append-only
+//! → `Mapped::Skip` when its delete will remove the row, a `post_image_missing` gap when the row
+//! outlives deletes (soft, ignore); delete → the collection's delete policy, preceded by the
+//! pre-image's state when there is one and the row outlives the delete. Append-only
 //! collections turn updates, replaces and deletes into `immutable_change` errors. Drop, rename,
 //! dropDatabase and invalidate are the pipeline's business and come back as `stream_invalidated`.
 
@@ -88,7 +90,19 @@ pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped,
             }
             let Some(doc) = event.full_document.as_ref() else {
                 if event.operation == Operation::Update {
-                    return Ok(Mapped::Skip);
+                    // No post-image: the document was deleted before it could be read. Its
+                    // delete follows and removes the row; a row that outlives deletes (soft or
+                    // ignored) would keep a state MongoDB moved past, so that is a gap.
+                    return match rules.delete {
+                        DeleteRule::Delete => Ok(Mapped::Skip),
+                        DeleteRule::Soft { .. } | DeleteRule::Ignore => Err(fail(
+                            GapKind::PostImageMissing,
+                            "update without a post-image: the document was deleted before it \
+                             could be read, so this state of it is unknown (pre-images on the \
+                             collection let its delete carry it)"
+                                .to_string(),
+                        )),
+                    };
                 }
                 return Err(fail(
                     GapKind::MalformedEvent,
@@ -117,6 +131,23 @@ pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped,
                 ));
             }
             let key = document_key(rules, event)?;
+            // A pre-image is the document's last state: for a row that outlives its delete, that
+            // state lands first (at the delete's time), then the delete policy applies.
+            let mut ops = Vec::new();
+            if let (Some(before), DeleteRule::Soft { .. } | DeleteRule::Ignore) =
+                (&event.full_document_before_change, &rules.delete)
+            {
+                ops.push(RowOp::Upsert {
+                    table: rules.table.clone(),
+                    id_column: rules.id_column.clone(),
+                    legacy_column: rules.legacy_column.clone(),
+                    key: key.clone(),
+                    columns: map_row(&rules.row, before, "")?,
+                    children: map_children(&rules.children, before)?,
+                    version: version.clone(),
+                    insert_only: false,
+                });
+            }
             let op = match &rules.delete {
                 DeleteRule::Delete => RowOp::Delete {
                     table: rules.table.clone(),
@@ -132,9 +163,11 @@ pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped,
                     value: value.clone(),
                     version,
                 },
-                DeleteRule::Ignore => return Ok(Mapped::Skip),
+                DeleteRule::Ignore if ops.is_empty() => return Ok(Mapped::Skip),
+                DeleteRule::Ignore => return Ok(Mapped::Ops(ops)),
             };
-            Ok(Mapped::Ops(vec![op]))
+            ops.push(op);
+            Ok(Mapped::Ops(ops))
         }
         Operation::Drop | Operation::Rename | Operation::DropDatabase | Operation::Invalidate => {
             Err(fail(

@@ -144,6 +144,9 @@ pub enum GapKind {
     /// The document's `_id` (a string) has the same text as another document's ObjectId (or
     /// the reverse): the legacy id belongs to the one written first.
     IdCollision,
+    /// An update arrived without the document's state (no post-image, the document already
+    /// deleted) for a row that outlives deletes: its state is unknown.
+    PostImageMissing,
 }
 
 impl GapKind {
@@ -165,10 +168,11 @@ impl GapKind {
             GapKind::StreamInvalidated => "stream_invalidated",
             GapKind::WindowLost => "window_lost",
             GapKind::IdCollision => "id_collision",
+            GapKind::PostImageMissing => "post_image_missing",
         }
     }
 
-    pub const ALL: [GapKind; 16] = [
+    pub const ALL: [GapKind; 17] = [
         GapKind::WrongType,
         GapKind::MissingRequired,
         GapKind::InvalidReference,
@@ -185,6 +189,7 @@ impl GapKind {
         GapKind::StreamInvalidated,
         GapKind::WindowLost,
         GapKind::IdCollision,
+        GapKind::PostImageMissing,
     ];
 
     pub fn parse(s: &str) -> Option<GapKind> {

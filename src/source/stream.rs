@@ -14,7 +14,7 @@ use mongodb::options::{FullDocumentBeforeChangeType, FullDocumentType};
 use mongodb::Client;
 
 use super::normalize::{normalize_event, token_cluster_time, MalformedEvent};
-use crate::event::{ChangeEvent, ClusterTime, Position};
+use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 
 /// Where to open a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,8 @@ pub enum SourceItem {
 pub struct ChangeSource {
     stream: ChangeStream<Document>,
     collection: String,
+    /// Where post-images missing under `whenAvailable` are read from (None in other modes).
+    lookup: Option<mongodb::Database>,
 }
 
 fn token_to_resume(token: &Document) -> Result<ResumeToken, mongodb::error::Error> {
@@ -136,7 +138,32 @@ impl ChangeSource {
         Ok(ChangeSource {
             stream,
             collection: collection.to_string(),
+            lookup: (options.full_document == FullDocumentMode::WhenAvailable)
+                .then(|| client.database(database)),
         })
+    }
+
+    /// Under `whenAvailable`, an update without a post-image (the collection keeps none) gets the
+    /// document as it is now, like `updateLookup` would: a state at or after the event's, labelled
+    /// with the event's time. A document already deleted stays without one (mapping decides).
+    async fn complete_post_image(
+        lookup: Option<mongodb::Database>,
+        event: &mut ChangeEvent,
+    ) -> Result<(), mongodb::error::Error> {
+        let Some(db) = lookup else {
+            return Ok(());
+        };
+        if event.operation != Operation::Update || event.full_document.is_some() {
+            return Ok(());
+        }
+        let Some(key) = event.document_key.clone() else {
+            return Ok(());
+        };
+        event.full_document = db
+            .collection::<Document>(&event.collection)
+            .find_one(bson::doc! {"_id": key})
+            .await?;
+        Ok(())
     }
 
     /// Read the next item: an event if the server has one, otherwise (after at most one await
@@ -144,7 +171,10 @@ impl ChangeSource {
     pub async fn next(&mut self) -> Result<SourceItem, mongodb::error::Error> {
         match self.stream.next_if_any().await? {
             Some(raw) => Ok(match normalize_event(raw.clone(), &self.collection) {
-                Ok(ev) => SourceItem::Event(Box::new(ev)),
+                Ok(mut ev) => {
+                    Self::complete_post_image(self.lookup.clone(), &mut ev).await?;
+                    SourceItem::Event(Box::new(ev))
+                }
                 Err(reason) => {
                     let position = self.current_position();
                     SourceItem::Malformed {

@@ -349,3 +349,41 @@ async fn a_string_id_with_an_object_ids_text_is_a_collision_gap_and_verify_repor
     assert!(!categories.clean && !report.clean);
     replicator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_when_available_an_update_without_a_post_image_is_read_from_mongodb() {
+    let source = Source::start().await;
+    let db = TestDb::create("whenavailable").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = reference_config(&mdb);
+    config.stream.full_document = mongo2pg::config::FullDocument::WhenAvailable;
+    migrate(&db, &config).await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    let pg = db.client().await;
+    let user = ObjectId::new();
+    let users = source.coll(&mdb, "users");
+    // The collection keeps no post-images, so the update event carries none.
+    users
+        .insert_one(doc! {"_id": user, "email": "before@x", "points": 1})
+        .await
+        .expect("insert");
+    users
+        .update_one(
+            doc! {"_id": user},
+            doc! {"$set": {"email": "after@x", "points": 2}},
+        )
+        .await
+        .expect("update");
+    wait_until("the update's state landed", WAIT, || async {
+        count(
+            &pg,
+            "SELECT count(*) FROM users WHERE email = 'after@x' AND points = 2",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(no_open_gaps(&pg).await);
+    replicator.shutdown().await;
+}

@@ -456,11 +456,41 @@ fn replace_update_and_snapshot_map_like_insert() {
 }
 
 #[test]
-fn update_whose_looked_up_document_is_gone_is_skipped() {
+fn update_whose_looked_up_document_is_gone_is_skipped_only_when_its_delete_removes_the_row() {
     assert_eq!(map("orders", Operation::Update, None), Ok(Mapped::Skip));
     assert_eq!(
         error(map("orders", Operation::Insert, None)).kind,
         GapKind::MalformedEvent
+    );
+    // A soft-deleted row outlives the delete: the unknown state is a gap, not a silent skip.
+    assert_eq!(
+        error(map("notes", Operation::Update, None)).kind,
+        GapKind::PostImageMissing
+    );
+}
+
+#[test]
+fn a_pre_image_lands_before_the_delete_policy_of_a_row_that_outlives_its_delete() {
+    let mapping = compiled();
+    let rules = mapping.rules("notes").expect("mapped");
+    let mut e = event("notes", Operation::Delete, None);
+    e.full_document_before_change = Some(doc! {"_id": oid(1), "body": "last words"});
+    let Ok(Mapped::Ops(ops)) = map_event(rules, &e) else {
+        panic!("ops expected")
+    };
+    assert_eq!(ops.len(), 2);
+    let RowOp::Upsert { columns, .. } = &ops[0] else {
+        panic!("the pre-image's upsert comes first: {ops:?}")
+    };
+    assert_eq!(value(columns, "body"), &SqlValue::Text("last words".into()));
+    assert!(matches!(ops[1], RowOp::SoftDelete { .. }));
+    // Without a pre-image the soft delete is all there is; a hard delete never needs one.
+    assert_eq!(
+        map_event(rules, &event("notes", Operation::Delete, None)).map(|m| match m {
+            Mapped::Ops(ops) => ops.len(),
+            Mapped::Skip => 0,
+        }),
+        Ok(1)
     );
 }
 
