@@ -34,6 +34,7 @@ use crate::sink::name::quote_schema_table;
 use crate::sink::name::{quote_ident, quote_qualified};
 use crate::sink::tombstones;
 use crate::sink::{BatchItem, ControlNames, Sink, SinkError};
+use crate::source::normalize::normalize_event;
 use crate::source::snapshot::snapshot_event;
 
 /// Why a retry could not run (a gap that still fails is an outcome, not an error).
@@ -253,12 +254,21 @@ async fn state_of(
         ))));
     }
     if gap.operation.as_deref() == Some("delete") {
-        // A failed delete is retried as that delete.
-        return Ok(State::Write(Box::new(delete_event(
-            &gap.collection,
-            key,
-            at,
-        ))));
+        // A failed delete is retried as that delete: the recorded event itself when it can be
+        // read back (with its pre-image, the last state lands first), a plain delete otherwise.
+        let recorded = gap
+            .raw
+            .as_deref()
+            .and_then(|raw| document_from_extjson("gap raw event", raw).ok())
+            .and_then(|raw| normalize_event(raw, &gap.collection).ok());
+        let event = match recorded {
+            Some(mut event) => {
+                event.cluster_time = at;
+                event
+            }
+            None => delete_event(&gap.collection, key, at),
+        };
+        return Ok(State::Write(Box::new(event)));
     }
     match &rules.delete {
         DeleteRule::Delete => {

@@ -10,3 +10,4 @@ mod core;
 mod lifecycle;
 mod replay;
 mod restart;
+mod timing;
