@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub set_name: String,
     /// History ("oplog window") size in entries; resuming from before it fails with 286.
     pub window: usize,
+    /// Unix seconds the simulator's clock reads at start (cluster time, wallTime, localTime);
+    /// it then advances with real time. `None` follows the real clock.
+    pub start_time: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -48,6 +51,7 @@ impl Default for SimConfig {
             port: 0,
             set_name: "rs0".to_owned(),
             window: 1_000_000,
+            start_time: None,
         }
     }
 }
@@ -74,6 +78,7 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         advertised,
         config.set_name.clone(),
         config.window,
+        clock::WallClock::starting_at(config.start_time),
     ));
     tracing::info!(address = %addr, set_name = %config.set_name, window = config.window, "mongosim listening");
     let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));

@@ -21,6 +21,10 @@ struct Args {
     /// Replica-set name reported in hello (clients use ?replicaSet=<name>).
     #[arg(long = "set-name", default_value = "rs0", env = "MONGOSIM_SET_NAME")]
     set_name: String,
+    /// Unix seconds the simulator's clock reads at start (cluster time, wallTime, localTime),
+    /// advancing with real time from there, e.g. 4102444800 for 2100-01-01.
+    #[arg(long = "start-time", env = "MONGOSIM_START_TIME")]
+    start_time: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn try_main(args: Args) -> std::io::Result<()> {
             port: args.port,
             set_name: args.set_name,
             window: args.window,
+            start_time: args.start_time,
         };
         let handle = mongosim::start(config).await?;
         println!("mongosim listening on {} ({})", handle.addr(), handle.uri());

@@ -2,16 +2,17 @@
 //! replacement, pipeline, upsert, multi), delete, findAndModify, find, count, distinct and the
 //! ordinary (non change-stream) aggregate used by countDocuments.
 
-use super::cursors::first_batch;
+use super::cursors::{find_batch, first_batch, QueryCursor};
 use super::{coll_arg, Body};
 use crate::error::CommandError;
 use crate::pipeline;
 use crate::state::Inner;
+use crate::store::order::values_equal;
+use crate::store::query::{self, Query};
 use crate::store::update::UpdateSpec;
-use crate::store::value::{as_i64, lookup, values_equal};
+use crate::store::value::{as_i64, lookup};
 use crate::store::write::{self, Change};
 use bson::{doc, Bson, Document};
-use std::collections::VecDeque;
 
 type WriteResult = Result<(Body, Vec<Change>), CommandError>;
 
@@ -269,38 +270,13 @@ pub(crate) fn find(inner: &mut Inner, db: &str, body: &Document) -> Result<Body,
     } else {
         Some(limit.unsigned_abs() as usize)
     };
-    let mut docs = VecDeque::new();
-    if let Some(c) = inner.store.coll(db, &coll) {
-        let cap = if sort.is_some_and(|s| !s.is_empty()) {
-            None
-        } else {
-            limit.map(|l| l + skip)
-        };
-        let rids = write::select(c, &filter, sort, cap)?;
-        for rid in rids
-            .into_iter()
-            .skip(skip)
-            .take(limit.unwrap_or(usize::MAX))
-        {
-            if let Some(d) = c.get(rid) {
-                docs.push_back(match projection {
-                    Some(p) => serialize(&pipeline::project(d, p)?),
-                    None => serialize(d),
-                });
-            }
-        }
-    }
     let batch = body
         .get("batchSize")
         .and_then(as_i64)
         .map(|b| b.max(0) as usize);
-    Ok(first_batch(
-        inner,
-        format!("{db}.{coll}"),
-        docs,
-        batch,
-        single,
-    ))
+    let query = Query::new(&filter, sort, skip, limit);
+    let cursor = QueryCursor::new(&inner.store, db, &coll, query, projection.cloned());
+    find_batch(inner, cursor, batch, single)
 }
 
 /// `count`.
@@ -314,8 +290,7 @@ pub(crate) fn count(inner: &mut Inner, db: &str, body: &Document) -> Result<Body
         .unwrap_or(0)
         .unsigned_abs() as usize;
     let n = match inner.store.coll(db, &coll) {
-        Some(c) if query.is_empty() => c.len(),
-        Some(c) => c.find_rids(&query, None)?.len(),
+        Some(c) => query::count(c, &query)?,
         None => 0,
     };
     let n = n.saturating_sub(skip);
@@ -332,9 +307,8 @@ pub(crate) fn distinct(inner: &mut Inner, db: &str, body: &Document) -> Result<B
     let query = opt_doc(body, "query")?;
     let mut values: Vec<Bson> = Vec::new();
     if let Some(c) = inner.store.coll(db, &coll) {
-        for rid in c.find_rids(&query, None)? {
-            let Some(d) = c.get(rid) else { continue };
-            for v in lookup(d, key) {
+        for d in query::documents(c, &query)? {
+            for v in lookup(&d, key) {
                 let items: Vec<&Bson> = match v {
                     Bson::Array(a) => a.iter().collect(),
                     other => vec![other],
@@ -364,15 +338,12 @@ pub(crate) fn aggregate(
         Some(Bson::String(coll)) => {
             let mut docs = Vec::new();
             if let Some(c) = inner.store.coll(db, coll) {
+                let empty = Document::new();
                 let pre_filter = match stages.first() {
-                    Some(pipeline::Stage::Match(f)) => Some(f),
-                    _ => None,
+                    Some(pipeline::Stage::Match(f)) => f,
+                    _ => &empty,
                 };
-                for (_, d) in c.iter() {
-                    if pre_filter.map_or(Ok(true), |f| crate::store::matcher::matches(d, f))? {
-                        docs.push(d.clone());
-                    }
-                }
+                docs = query::documents(c, pre_filter)?;
             }
             (format!("{db}.{coll}"), docs)
         }

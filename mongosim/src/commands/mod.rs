@@ -12,7 +12,8 @@ pub(crate) mod txn;
 use crate::error::{CommandError, RESUMABLE_CHANGE_STREAM_CODES, RETRYABLE_WRITE_CODES};
 use crate::rawdoc::RawDoc;
 use crate::state::{Cursor, Shared};
-use bson::{doc, spec::BinarySubtype, Binary, Bson, Document, Timestamp};
+use crate::store::fields::encode;
+use bson::{doc, Bson, Document, Timestamp};
 use std::sync::Arc;
 
 /// Per-connection facts commands may need.
@@ -42,51 +43,38 @@ pub(crate) fn is_write(name: &str) -> bool {
     )
 }
 
-fn envelope(time: Timestamp) -> Document {
-    doc! {
-        "operationTime": time,
-        "$clusterTime": {
-            "clusterTime": time,
-            "signature": {
-                "hash": Binary { subtype: BinarySubtype::Generic, bytes: vec![0u8; 20] },
-                "keyId": 0i64,
-            }
-        }
-    }
+/// Appends `operationTime` and a `$clusterTime` with a zero signature.
+fn append_envelope(d: &mut RawDoc, time: Timestamp) {
+    d.timestamp("operationTime", time);
+    let at = d.open("$clusterTime");
+    d.timestamp("clusterTime", time);
+    let sig = d.open("signature");
+    d.binary("hash", 0, &[0u8; 20]);
+    d.i64("keyId", 0);
+    d.close(sig);
+    d.close(at);
 }
 
 fn finish(shared: &Shared, result: Result<Body, CommandError>) -> Vec<u8> {
     let time = shared.lock().clock.last();
-    let env = envelope(time);
-    match result {
-        Ok(Body::Doc(mut d)) => {
-            if !d.contains_key("ok") {
-                d.insert("ok", 1.0);
+    let mut out = match result {
+        Ok(Body::Doc(d)) => {
+            let ok = !d.contains_key("ok");
+            let mut out = RawDoc::reopen(encode(&d));
+            if ok {
+                out.f64("ok", 1.0);
             }
-            d.extend(env);
-            let mut out = Vec::new();
-            // Writing an in-memory document into a Vec cannot fail.
-            let _ = d.to_writer(&mut out);
             out
         }
         Ok(Body::Raw(bytes)) => {
-            let mut out = RawDoc::with_capacity(bytes.len() + 128);
-            out.extend(&bytes);
-            let mut tail = doc! { "ok": 1.0 };
-            tail.extend(env);
-            let mut t = Vec::new();
-            let _ = tail.to_writer(&mut t);
-            out.extend(&t);
-            out.finish()
-        }
-        Err(e) => {
-            let mut d = e.to_doc();
-            d.extend(env);
-            let mut out = Vec::new();
-            let _ = d.to_writer(&mut out);
+            let mut out = RawDoc::reopen(bytes);
+            out.f64("ok", 1.0);
             out
         }
-    }
+        Err(e) => RawDoc::reopen(encode(&e.to_doc())),
+    };
+    append_envelope(&mut out, time);
+    out.finish()
 }
 
 fn failpoint_error(
