@@ -2,6 +2,7 @@
 //! fail point, topology) plus the watch channels that wake change-stream waiters and carry the
 //! pause / drop-connections / shutdown signals to connection tasks.
 
+use crate::auth::Users;
 use crate::clock::{ClusterClock, WallClock};
 use crate::commands::changestream::StreamCursor;
 use crate::commands::cursors::QueryCursor;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     /// The advertised `host:port`.
     pub advertised: String,
     pub set_name: String,
+    /// Configured users (empty: no authentication).
+    pub users: Users,
     next_conn: AtomicI64,
 }
 
@@ -81,6 +84,7 @@ impl Shared {
         set_name: String,
         window: usize,
         wall: WallClock,
+        users: Users,
     ) -> Shared {
         let mut clock = ClusterClock::new(wall);
         clock.tick();
@@ -105,6 +109,7 @@ impl Shared {
             shutdown: watch::channel(false).0,
             advertised,
             set_name,
+            users,
             next_conn: AtomicI64::new(1),
         }
     }

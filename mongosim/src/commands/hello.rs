@@ -60,5 +60,15 @@ pub(crate) fn hello(
         "readOnly": false,
         "ok": 1.0,
     });
+    if let Ok(spec) = body.get_str("saslSupportedMechs") {
+        if let Some(mechs) = crate::auth::supported_mechs(&shared.users, spec) {
+            d.insert("saslSupportedMechs", mechs);
+        }
+    }
+    if let Ok(spec) = body.get_document("speculativeAuthenticate") {
+        if let Some(reply) = crate::auth::speculative(&shared.users, &mut conn.auth, spec) {
+            d.insert("speculativeAuthenticate", reply);
+        }
+    }
     Ok(Body::Doc(d))
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub(crate) struct ConnState {
     pub id: i64,
     pub app_name: Option<String>,
+    pub auth: crate::auth::ConnAuth,
 }
 
 /// A successful reply body: a document, or pre-serialized bytes (cursor batches).
@@ -113,6 +114,9 @@ fn failpoint_error(
 /// Executes one command and returns the serialized reply (or asks to close the connection).
 pub(crate) async fn execute(shared: &Arc<Shared>, conn: &mut ConnState, body: Document) -> Outcome {
     let name = body.keys().next().cloned().unwrap_or_default();
+    if let Err(e) = crate::auth::check(&shared.users, &conn.auth, &name) {
+        return Outcome::Reply(finish(shared, Err(e)));
+    }
     let action = {
         let mut inner = shared.lock();
         match inner.failpoint.as_mut() {
@@ -180,6 +184,9 @@ async fn route(
         "aggregate" if changestream::is_change_stream(&body) => changestream::open(shared, &body),
         _ => {
             let db = body.get_str("$db").unwrap_or("admin").to_owned();
+            if let Some(r) = crate::auth::command(&shared.users, &mut conn.auth, name, &db, &body) {
+                return r.map(Body::Doc);
+            }
             if let Some(r) = admin::control(shared, name, &body) {
                 return r;
             }
