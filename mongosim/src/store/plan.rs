@@ -258,11 +258,14 @@ fn operator_plan(op: &str, arg: &Bson) -> IdPlan {
 
 fn field_plan(cond: &Bson) -> IdPlan {
     match cond {
-        Bson::Document(ops) if ops.keys().next().is_some_and(|k| k.starts_with('$')) => ops
-            .iter()
-            .fold(Some(vec![Interval::all()]), |acc, (op, arg)| {
-                intersect_plans(acc, operator_plan(op, arg))
-            }),
+        Bson::Document(ops) if ops.keys().next().is_some_and(|k| k.starts_with('$')) => {
+            // `None` means "unrestricted" here, not failure: every operator narrows the plan.
+            let mut acc = Some(vec![Interval::all()]);
+            for (op, arg) in ops {
+                acc = intersect_plans(acc, operator_plan(op, arg));
+            }
+            acc
+        }
         v if plannable(v) => Some(vec![Interval::point(v)]),
         _ => None,
     }
