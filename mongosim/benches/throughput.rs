@@ -6,7 +6,8 @@
 //! - paging 200k documents by `_id` range + sort + limit against one cursor over the same documents,
 //!   and the snapshot's resume query (`$or` of an `_id` range and a `$type` list) against both;
 //! - `$in` lookups by `_id` against the one-cursor read rate;
-//! - change-stream fan-out: simulator CPU per update with 8 watchers against 1 watcher;
+//! - change-stream fan-out: simulator CPU per update with 0, 1 and 8 watchers, and the CPU one
+//!   event costs per watcher;
 //! - resident memory per stored raw BSON byte (small history window), and with the default window;
 //! - bulk insert and change-stream delivery throughput.
 //!
@@ -409,8 +410,15 @@ async fn run(n: i64, in_queries: usize, updates: usize) -> BenchResult<Vec<Row>>
         sim.hwm_bytes() as f64 / hwm_before_pages.max(1) as f64,
     ));
 
+    let (cpu0, rate0) = fan_out(&sim, &client, &ids, 0, updates).await?;
     let (cpu1, rate1) = fan_out(&sim, &client, &ids, 1, updates).await?;
     let (cpu8, rate8) = fan_out(&sim, &client, &ids, 8, updates).await?;
+    rows.push(row(
+        "sim cpu per update, no watcher",
+        format!("{:.0} us, {rate0:.0} updates/s", cpu0 * 1e6),
+        "-".into(),
+        1.0,
+    ));
     rows.push(row(
         "sim cpu per update, 1 watcher",
         format!("{:.0} us, {rate1:.0} updates/s", cpu1 * 1e6),
@@ -422,6 +430,12 @@ async fn run(n: i64, in_queries: usize, updates: usize) -> BenchResult<Vec<Row>>
         format!("{:.0} us, {rate8:.0} updates/s", cpu8 * 1e6),
         format!("{:.0} us (1 watcher)", cpu1 * 1e6),
         cpu8 / cpu1,
+    ));
+    rows.push(row(
+        "sim cpu per event per watcher (8 watchers, update cost removed)",
+        format!("{:.0} us", (cpu8 - cpu0) / 8.0 * 1e6),
+        format!("{:.0} us (1 watcher)", (cpu1 - cpu0) * 1e6),
+        (cpu8 - cpu0) / 8.0 / (cpu1 - cpu0).max(1e-9),
     ));
     drop(client);
     drop(sim);

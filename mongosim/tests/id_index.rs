@@ -142,6 +142,20 @@ async fn in_lists_and_or_of_id_predicates_use_exact_values() {
         .await,
         vec![Bson::Int32(0), Bson::Int32(401)]
     );
+    let counted = c
+        .count_documents(doc! { "_id": { "$gte": 10 } })
+        .skip(480)
+        .limit(50)
+        .await
+        .expect("countDocuments with skip and limit");
+    assert_eq!(counted, 10);
+    assert_eq!(
+        c.count_documents(doc! { "_id": { "$gt": 10_000 } })
+            .await
+            .expect("empty count"),
+        0
+    );
+    assert_eq!(c.count_documents(doc! {}).await.expect("count all"), 500);
     let deleted = c
         .delete_many(doc! { "_id": { "$gte": 100, "$lt": 200 } })
         .await

@@ -324,6 +324,59 @@ pub(crate) fn distinct(inner: &mut Inner, db: &str, body: &Document) -> Result<B
     Ok(Body::Doc(doc! { "values": values }))
 }
 
+/// The countDocuments pipeline: `[$match, $skip?, $limit?, {$group: {_id: <c>, <f>: {$sum: 1}}}]`.
+struct CountShape<'a> {
+    filter: &'a Document,
+    skip: usize,
+    limit: Option<usize>,
+    id: &'a Bson,
+    field: &'a str,
+}
+
+fn count_shape(stages: &[pipeline::Stage]) -> Option<CountShape<'_>> {
+    use pipeline::Stage;
+    let (Stage::Match(filter), rest) = stages.split_first()? else {
+        return None;
+    };
+    let (Stage::Group(group), middle) = rest.split_last()? else {
+        return None;
+    };
+    let (mut skip, mut limit) = (0usize, None);
+    for s in middle {
+        match s {
+            Stage::Skip(n) if limit.is_none() => skip += *n as usize,
+            Stage::Limit(n) => {
+                limit = Some(limit.map_or(*n as usize, |l: usize| l.min(*n as usize)))
+            }
+            _ => return None,
+        }
+    }
+    if group.len() != 2 {
+        return None;
+    }
+    let id = group.get("_id")?;
+    if matches!(id, Bson::String(s) if s.starts_with('$')) || matches!(id, Bson::Document(_)) {
+        return None;
+    }
+    let (field, acc) = group.iter().find(|(k, _)| k.as_str() != "_id")?;
+    let sum = acc.as_document()?.get("$sum")?;
+    if as_i64(sum) != Some(1) || acc.as_document()?.len() != 1 {
+        return None;
+    }
+    Some(CountShape {
+        filter,
+        skip,
+        limit,
+        id,
+        field,
+    })
+}
+
+/// `$sum: 1` yields an Int32 while it fits, like MongoDB.
+fn count_value(n: i64) -> Bson {
+    i32::try_from(n).map_or(Bson::Int64(n), Bson::Int32)
+}
+
 /// Ordinary `aggregate` (not a change stream).
 pub(crate) fn aggregate(
     inner: &mut Inner,
@@ -334,6 +387,34 @@ pub(crate) fn aggregate(
         .get_array("pipeline")
         .map_err(|_| CommandError::type_mismatch("aggregate needs a 'pipeline' array"))?;
     let stages = pipeline::parse_pipeline(stages)?;
+    if let (Some(Bson::String(coll)), Some(shape)) = (body.get("aggregate"), count_shape(&stages)) {
+        // countDocuments: count through the query engine without decoding documents.
+        let n = match inner.store.coll(db, coll) {
+            Some(c) => {
+                let mut q = Query::new(shape.filter, None, shape.skip, shape.limit);
+                let mut n = 0i64;
+                while q.next(c)?.is_some() {
+                    n += 1;
+                }
+                n
+            }
+            None => 0,
+        };
+        let out = if n == 0 {
+            Vec::new()
+        } else {
+            let mut d = doc! { "_id": shape.id.clone() };
+            d.insert(shape.field.to_owned(), count_value(n));
+            vec![serialize(&d)]
+        };
+        return Ok(first_batch(
+            inner,
+            format!("{db}.{coll}"),
+            out.into(),
+            None,
+            false,
+        ));
+    }
     let (ns, docs) = match body.get("aggregate") {
         Some(Bson::String(coll)) => {
             let mut docs = Vec::new();
