@@ -26,8 +26,8 @@ struct Args {
     #[arg(long = "start-time", env = "MONGOSIM_START_TIME")]
     start_time: Option<u64>,
     /// A user clients must authenticate as: `name:password` (auth database admin) or
-    /// `name:password@authdb`. Repeat the flag for more users (in the environment variable,
-    /// separate them with commas). Without users no authentication is required.
+    /// `name:password@authdb`. Repeat the flag for more users; commas also separate users (so
+    /// passwords cannot contain commas). Without users no authentication is required.
     #[arg(
         long = "user",
         env = "MONGOSIM_USERS",
