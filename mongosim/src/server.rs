@@ -39,10 +39,17 @@ pub(crate) async fn accept_loop(
                         async move {
                             let served = match tls {
                                 Some(acceptor) => match acceptor.accept(stream).await {
-                                    Ok(stream) => serve(stream, Arc::clone(&shared), id).await,
+                                    Ok(stream) => {
+                                        let (r, w) = tokio::io::split(stream);
+                                        serve(r, w, Arc::clone(&shared), id).await
+                                    }
                                     Err(err) => Err(err),
                                 },
-                                None => serve(stream, Arc::clone(&shared), id).await,
+                                None => {
+                                    // Owned halves of a plain socket need no lock between them.
+                                    let (r, w) = stream.into_split();
+                                    serve(r, w, Arc::clone(&shared), id).await
+                                }
                             };
                             match served {
                                 Ok(()) => debug!("connection closed"),
@@ -76,16 +83,16 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
-async fn serve<S>(stream: S, shared: Arc<Shared>, id: i64) -> std::io::Result<()>
+async fn serve<R, W>(r: R, w: W, shared: Arc<Shared>, id: i64) -> std::io::Result<()>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     let mut drop_rx = shared.drop_gen.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         return Ok(());
     }
-    let (r, w) = tokio::io::split(stream);
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut writer = BufWriter::with_capacity(64 * 1024, w);
     let mut scratch = Vec::new();
