@@ -209,7 +209,8 @@ fn delete_event(collection: &str, key: Bson, at: ClusterTime) -> crate::event::C
 /// `fullDocument`, a delete's pre-image, or the document itself for a snapshot read.
 fn raw_full_document(gap: &GapView) -> Option<Document> {
     let raw = document_from_extjson("gap raw event", gap.raw.as_deref()?).ok()?;
-    if gap.operation.as_deref() == Some("snapshot") {
+    if !raw.contains_key("operationType") {
+        // A copy's gap keeps the document itself.
         return Some(raw);
     }
     for field in ["fullDocument", "fullDocumentBeforeChange"] {

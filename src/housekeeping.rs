@@ -106,6 +106,55 @@ fn debug_log_gaps_error(e: &SinkError) {
     tracing::debug!(error = %e, "refreshing the open-gaps gauge failed");
 }
 
+/// How often old tombstones are removed.
+pub const TOMBSTONE_GC_INTERVAL: Duration = Duration::from_secs(3600);
+/// A tombstone is kept at least this long after its delete: every stream is past it by then,
+/// and only an operator's replay from further back could bring an older state (which the replayed
+/// delete removes again).
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes tombstones no state can still need: older than every stream's position and the
+/// retention period, and without an open gap of their document.
+pub async fn tombstone_gc_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if sleep_or_shutdown(TOMBSTONE_GC_INTERVAL, &mut shutdown).await {
+            return;
+        }
+        let Ok((pg, _conn)) = connect_pg(&ctx.pg_url).await else {
+            continue;
+        };
+        let oldest = match crate::sink::checkpoint::oldest_position(&pg, &ctx.names.checkpoints)
+            .await
+        {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(error = %redact_error(&e), "reading stream positions for tombstone cleanup failed");
+                continue;
+            }
+        };
+        let tombstones = crate::sink::name::quote_schema_table(&ctx.names.schema, "tombstones");
+        let collected = match crate::sink::name::quote_qualified(&ctx.names.gaps) {
+            Ok(gaps) => {
+                crate::sink::tombstones::collect_garbage(
+                    &pg,
+                    &tombstones,
+                    &gaps,
+                    oldest,
+                    TOMBSTONE_RETENTION,
+                )
+                .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match collected {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "old tombstones removed"),
+            Err(e) => warn!(error = %redact_error(&e), "removing old tombstones failed"),
+        }
+    }
+}
+
 /// Retry open gaps in the background (fk_missing heals once the parent arrives).
 pub async fn gap_retry_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     let options = crate::gap_retry::RetryOptions {

@@ -230,6 +230,9 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     tasks.spawn(async move { housekeeping::gaps_gauge_loop(ctx, rx).await });
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::tombstone_gc_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
     tasks.spawn(async move { housekeeping::gap_retry_loop(ctx, rx).await });
     let ctx = context.clone();
     let rx = shutdown_rx.clone();

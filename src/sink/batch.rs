@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, GenericClient, Transaction};
 
-use crate::event::{ChangeEvent, Position};
+use crate::event::{ChangeEvent, Operation, Position};
 use crate::mapping::{GapKind, LegacyRef, Mapped, MappingError, RowOp, SqlValue};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::checkpoint::{self, Checkpoint};
@@ -328,7 +328,8 @@ impl Sink {
         while let Some(range) = pending.pop_front() {
             let planned = plan(range.iter().flat_map(|&i| {
                 let at = items[i].event.cluster_time;
-                ops_of(i).iter().map(move |op| Planned { op, at })
+                let read = items[i].event.operation == Operation::Snapshot;
+                ops_of(i).iter().map(move |op| Planned { op, at, read })
             }));
             let attempt = try_write(
                 &mut tx,
@@ -505,7 +506,8 @@ impl Sink {
             }
         }
         let at = event.cluster_time;
-        let planned = plan(reduced.iter().map(|op| Planned { op, at }));
+        let read = event.operation == Operation::Snapshot;
+        let planned = plan(reduced.iter().map(|op| Planned { op, at, read }));
         match try_write(tx, targets, ids, &planned, &mut out.statements).await? {
             Ok(rows) => {
                 for (table, n) in rows {

@@ -445,6 +445,22 @@ pub async fn pin_start<C: GenericClient>(
     Ok(())
 }
 
+/// The oldest cluster time any stream is at (None when no stream has a position yet).
+pub async fn oldest_position<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+) -> Result<Option<ClusterTime>, SinkError> {
+    let sql = format!(
+        "SELECT min(cluster_time) FROM {} WHERE cluster_time IS NOT NULL",
+        table(checkpoints_table)?
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| SinkError::pg("reading the oldest stream position", e))?;
+    Ok(row.get::<_, Option<i64>>(0).map(ClusterTime::from_sql))
+}
+
 /// Tries to take the lease of `stream`: a session advisory lock on `client`'s connection, held
 /// until that connection closes. Only the holder runs the stream; other replicas see `false`.
 pub async fn try_take_lease<C: GenericClient>(

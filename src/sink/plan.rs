@@ -11,11 +11,14 @@ use crate::event::ClusterTime;
 use crate::mapping::RowOp;
 
 /// One operation with the cluster time of the state it writes (the event's, or a copy's start):
-/// tombstones are compared with it.
+/// tombstones are compared with it. `read` marks a state read from MongoDB (a copy, a gap
+/// retry) rather than carried by a change event: on an append-only row it only fills a gap and
+/// never reports a change (the change events do).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Planned<'a> {
     pub op: &'a RowOp,
     pub at: ClusterTime,
+    pub read: bool,
 }
 
 /// The statements to run for one table, in order.
@@ -252,6 +255,7 @@ mod tests {
             .map(|op| Planned {
                 op,
                 at: ClusterTime(1),
+                read: false,
             })
             .collect()
     }

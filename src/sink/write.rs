@@ -455,7 +455,10 @@ async fn upsert_group(
         .collect::<Result<HashSet<_>, _>>()?;
     stats.add_rows(table_name, written.len() as u64);
 
-    if *insert_only && written.len() < ops.len() && !data_cols.is_empty() {
+    // A state read from MongoDB (a copy, a retry) that meets an existing append-only row only
+    // fills gaps: a difference there was reported by the change event that made it.
+    let from_events = ops.iter().any(|p| !p.read);
+    if *insert_only && from_events && written.len() < ops.len() && !data_cols.is_empty() {
         let cmp = |prefix: &str, i: usize, c: &str| {
             let json = info.columns.get(c).is_some_and(|ci| ci.kind == "json");
             let expr = if prefix == "t" {

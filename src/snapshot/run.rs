@@ -442,7 +442,8 @@ pub async fn resync(
 /// `start` was not re-copied: its document is gone from MongoDB (deleted while history was lost,
 /// or before a `--resnapshot`), unless the copy recorded a gap for it (those are kept: the gap
 /// decides). Each becomes a delete event at `start` through the collection's delete policy.
-/// Tables without a version column are left alone.
+/// Tables without a version column are left alone, and so are collections whose deletes change
+/// nothing (append-only tables, whose rows a copy never rewrites, and ignored deletes).
 async fn sweep_vanished(
     ctx: &mut SnapshotContext<'_>,
     stream: &str,
@@ -453,6 +454,9 @@ async fn sweep_vanished(
     let Some(version) = &rules.version_column else {
         return Ok(0);
     };
+    if rules.append_only || rules.delete == crate::mapping::rules::DeleteRule::Ignore {
+        return Ok(0);
+    }
     let table = SweptTable {
         collection: &rules.collection,
         table: &rules.table,

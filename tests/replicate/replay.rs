@@ -34,7 +34,21 @@ async fn reset_to(pg: &tokio_postgres::Client, stream: &str, to: &(String, i64))
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_old_events_never_overwrite_a_newer_row() {
-    let source = Source::start().await;
+    replay_keeps_the_newer_row(Source::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_stay_ordered_with_cluster_times_past_2038() {
+    // 2100-01-01: cluster-time seconds past 2^31.
+    let source = Source::start_sim(mongosim::SimConfig {
+        start_time: Some(4_102_444_800),
+        ..mongosim::SimConfig::default()
+    })
+    .await;
+    replay_keeps_the_newer_row(source).await;
+}
+
+async fn replay_keeps_the_newer_row(source: Source) {
     let db = TestDb::create("replay").await;
     db.apply_reference_schema().await;
     let mdb = unique_name("mdb");
@@ -95,6 +109,20 @@ async fn replayed_old_events_never_overwrite_a_newer_row() {
         .expect("row")
         .get(0);
     assert!(version > early.1, "row keeps the update's version");
+    let seconds = mongo2pg::event::ClusterTime::from_sql(version).seconds();
+    let now = source
+        .client
+        .database("admin")
+        .run_command(doc! {"ping": 1})
+        .await
+        .expect("ping")
+        .get_timestamp("operationTime")
+        .expect("operation time")
+        .time;
+    assert!(
+        now.abs_diff(seconds) < 600,
+        "the version is the event's cluster time: {seconds} vs now {now}"
+    );
     replicator.shutdown().await;
     source.stop().await;
     drop(db);

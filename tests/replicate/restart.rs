@@ -257,3 +257,149 @@ async fn a_snapshot_failing_on_a_schema_mismatch_stops_its_stream_instead_of_ret
     drop(db);
     source.stop().await;
 }
+
+/// Existing data with mixed `_id` types and the request/offer cycle, copied by a child process
+/// that is SIGKILLed several times in the middle of its initial snapshot while the application
+/// keeps writing: at the end every row, junction row and reference is there once, no gap is open
+/// and verify is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_killed_during_the_initial_snapshot_of_mixed_ids_and_a_cycle_loses_nothing() {
+    let source = Source::start().await;
+    let db = TestDb::create("sigkill_snap").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mapping = mapping_file_with(&mdb, &[("page_size = 1000", "page_size = 7")]);
+    let mut config = reference_config(&mdb);
+    config.snapshot.mode = mongo2pg::config::SnapshotMode::Initial;
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+
+    let users: Vec<ObjectId> = (0..30).map(|_| ObjectId::new()).collect();
+    source
+        .coll(&mdb, "users")
+        .insert_many(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| doc! {"_id": *u, "email": format!("s{i}@x")}),
+        )
+        .await
+        .expect("users");
+    source
+        .coll(&mdb, "addresses")
+        .insert_many((0..120).map(|i| {
+            let id = if i % 2 == 0 {
+                bson::Bson::String(format!("addr-{i:03}"))
+            } else {
+                bson::Bson::ObjectId(ObjectId::new())
+            };
+            doc! {"_id": id, "userId": users[i % users.len()], "city": format!("c{i}")}
+        }))
+        .await
+        .expect("addresses");
+    let requests: Vec<ObjectId> = (0..40).map(|_| ObjectId::new()).collect();
+    let offers: Vec<ObjectId> = (0..80).map(|_| ObjectId::new()).collect();
+    source
+        .coll(&mdb, "purchaserequests")
+        .insert_many(requests.iter().enumerate().map(|(i, r)| {
+            doc! {"_id": *r, "title": format!("r{i}"), "buyerId": users[i % users.len()],
+            "offers": [offers[2 * i], offers[2 * i + 1]], "selectedOfferId": offers[2 * i + 1]}
+        }))
+        .await
+        .expect("requests");
+    source
+        .coll(&mdb, "selleroffers")
+        .insert_many(offers.iter().enumerate().map(|(i, o)| {
+            doc! {"_id": *o, "purchaseRequestId": requests[i / 2], "sellerId": users[(i + 1) % users.len()],
+                  "price": Decimal128::from_str("5.5").expect("decimal")}
+        }))
+        .await
+        .expect("offers");
+    source
+        .coll(&mdb, "fundsledgerentries")
+        .insert_many((0..60).map(|i| {
+            let id = if i % 3 == 0 {
+                bson::Bson::String(format!("fee-{i:03}"))
+            } else {
+                bson::Bson::ObjectId(ObjectId::new())
+            };
+            doc! {"_id": id, "userId": users[i % users.len()], "type": "fee",
+            "amount": Decimal128::from_str(&format!("0.{:02}", i + 1)).expect("decimal"),
+            "idempotencyKey": format!("snap-{i}")}
+        }))
+        .await
+        .expect("ledger");
+
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mongo2pg"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--mapping"])
+            .arg(mapping.path())
+            .env("MONGO_URL", &source.uri)
+            .env("PG_URL", db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn mongo2pg")
+    };
+    let copied = "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM addresses)
+                  + (SELECT count(*) FROM purchase_requests) + (SELECT count(*) FROM seller_offers)
+                  + (SELECT count(*) FROM funds_ledger_entries)";
+    let mut child = ChildGuard(spawn());
+    for (round, threshold) in [20i64, 90, 170, 250].into_iter().enumerate() {
+        wait_until("the copy went on", WAIT, || async {
+            count(&pg, copied).await >= threshold
+        })
+        .await;
+        child.0.kill().expect("SIGKILL the child");
+        let _ = child.0.wait();
+        // The application keeps writing while the replicator is down.
+        source
+            .coll(&mdb, "addresses")
+            .insert_one(
+                doc! {"_id": format!("late-{round}"), "userId": users[round], "city": "late"},
+            )
+            .await
+            .expect("late address");
+        source
+            .coll(&mdb, "purchaserequests")
+            .update_one(
+                doc! {"_id": requests[round]},
+                doc! {"$set": {"title": format!("r{round} updated")}},
+            )
+            .await
+            .expect("update request");
+        child = ChildGuard(spawn());
+    }
+    wait_until(
+        "everything copied and streamed, no gap open",
+        WAIT,
+        || async {
+            count(&pg, "SELECT count(*) FROM purchase_request_offers").await == 80
+                && count(
+                    &pg,
+                    "SELECT count(*) FROM purchase_requests WHERE selected_offer_id IS NOT NULL",
+                )
+                .await
+                    == 40
+                && count(&pg, "SELECT count(*) FROM addresses").await == 124
+                && count(
+                    &pg,
+                    "SELECT count(*) FROM purchase_requests WHERE title LIKE '% updated'",
+                )
+                .await
+                    == 4
+                && open_gaps(&pg).await.is_empty()
+        },
+    )
+    .await;
+    wait_until("ledger equal, each entry once", WAIT, || {
+        ledger_matches(&source, &mdb, &pg)
+    })
+    .await;
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+    drop(child);
+    source.stop().await;
+    drop(db);
+}

@@ -533,3 +533,55 @@ async fn one_rejected_event_becomes_one_gap_and_the_rest_of_the_batch_applies() 
         vec!["3"]
     );
 }
+
+#[tokio::test]
+async fn old_tombstones_are_collected_unless_a_gap_still_needs_them() {
+    use mongo2pg::event::ClusterTime;
+    let mut env = env("tombstone_gc").await;
+    let items: Vec<_> = (1..=3u32)
+        .map(|n| {
+            ops_item(
+                "users",
+                Operation::Delete,
+                n,
+                10 * n,
+                vec![delete("users", "users", n, 10 * n)],
+            )
+        })
+        .collect();
+    env.sink
+        .apply_batch(&mut env.client, "users", 0, items, None)
+        .await
+        .unwrap();
+    // Document 1 still has an open gap: its tombstone stays.
+    env.client
+        .execute(
+            "INSERT INTO pg_dualwrite_gaps (collection, document_key, kind, reason, cluster_time)
+             VALUES ('users', $1, 'fk_missing', 'waiting', $2)",
+            &[
+                &format!(r#"{{"$oid":"{}"}}"#, oid(1).to_hex()),
+                &ClusterTime::new(5, 1).to_sql(),
+            ],
+        )
+        .await
+        .unwrap();
+    let removed = mongo2pg::sink::tombstones::collect_garbage(
+        &env.client,
+        "mongo2pg.tombstones",
+        "public.pg_dualwrite_gaps",
+        ClusterTime::new(25, 1),
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    // Document 3 was deleted after every stream's position: kept too.
+    assert_eq!(removed, 1);
+    assert_eq!(
+        rows(
+            &env.client,
+            "SELECT legacy_object_id FROM mongo2pg.tombstones ORDER BY version"
+        )
+        .await,
+        vec![oid(1).to_hex(), oid(3).to_hex()]
+    );
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 pub use db::{connect, TestDb};
 pub use replicator::{
-    init_tracing, migrate, mongo_users, open_gaps, pg_users, reference_config,
+    init_tracing, mapping_file_with, migrate, mongo_users, open_gaps, pg_users, reference_config,
     reference_mapping_file, start_replicator, verify_reference, wait_users_equal,
 };
 pub use source::Source;

@@ -121,6 +121,12 @@ pub async fn wait_users_equal(
 /// The reference mapping file with the database name and snapshot mode replaced, written to a
 /// temporary file for a child `mongo2pg` process.
 pub fn reference_mapping_file(mongo_db: &str) -> tempfile::NamedTempFile {
+    mapping_file_with(mongo_db, &[("mode = \"initial\"", "mode = \"never\"")])
+}
+
+/// The reference mapping file for database `mongo_db`, short batch waits and the given text
+/// replacements, for a child `mongo2pg` process.
+pub fn mapping_file_with(mongo_db: &str, replacements: &[(&str, &str)]) -> tempfile::NamedTempFile {
     use std::io::Write;
     let text = std::fs::read_to_string(repo_path("deploy/marketplace/mapping.toml"))
         .expect("read mapping");
@@ -129,8 +135,10 @@ pub fn reference_mapping_file(mongo_db: &str) -> tempfile::NamedTempFile {
             "database = \"marketplace\"",
             &format!("database = \"{mongo_db}\""),
         )
-        .replace("mode = \"initial\"", "mode = \"never\"")
         .replace("batch_max_wait_ms = 200", "batch_max_wait_ms = 50");
+    let text = replacements
+        .iter()
+        .fold(text, |t, (from, to)| t.replace(from, to));
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(text.as_bytes()).expect("write mapping");
     f

@@ -29,6 +29,26 @@ impl Source {
         Source { uri, sim, client }
     }
 
+    /// mongosim in-process with `config` (tests of simulator-only settings, such as a clock
+    /// past 2038; with `MONGO_URL` set they fail with the usual message).
+    pub async fn start_sim(config: mongosim::SimConfig) -> Source {
+        super::init_tracing();
+        assert!(
+            std::env::var("MONGO_URL").map_or(true, |u| u.is_empty()),
+            "this test needs mongosim's controls (unset MONGO_URL)"
+        );
+        let sim = mongosim::start(config).await.expect("start mongosim");
+        let uri = sim.uri();
+        let client = mongodb::Client::with_uri_str(&uri)
+            .await
+            .expect("mongodb client");
+        Source {
+            uri,
+            sim: Some(sim),
+            client,
+        }
+    }
+
     /// The simulator, for tests that need its fault controls.
     pub fn sim(&self) -> &mongosim::SimHandle {
         self.sim

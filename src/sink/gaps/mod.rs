@@ -2,7 +2,8 @@
 //! extended JSON text. Nothing else in the crate writes SQL against this table.
 //!
 //! This file records gaps: re-recording the same gap (same collection, document key, cluster
-//! time, kind) bumps `attempts` and `last_seen` instead of adding a row; applying a newer event
+//! time, kind) bumps `attempts` and `last_seen` and stores the latest reason instead of adding a
+//! row (the raw event first recorded is kept: it is the evidence, and the state a retry may need); applying a newer event
 //! for a document supersedes its older open gaps (cluster times compared in SQL); a skipped
 //! window is a `window_lost` gap. Usable inside the batch transaction or on its own.
 //! `lifecycle` holds the status transitions, `query` the reads.
@@ -130,7 +131,7 @@ pub async fn record_gaps<C: GenericClient>(
                               $7::bigint[], $8::text[], $9::timestamptz[], $10::timestamptz[])
          ON CONFLICT (collection, (COALESCE(document_key, '')), (COALESCE(cluster_time, -1)), kind)
          DO UPDATE SET attempts = g.attempts + 1, last_seen = now(), reason = EXCLUDED.reason,
-                       raw_event = COALESCE(EXCLUDED.raw_event, g.raw_event),
+                       raw_event = COALESCE(g.raw_event, EXCLUDED.raw_event),
                        window_start = COALESCE(EXCLUDED.window_start, g.window_start),
                        window_end = COALESCE(EXCLUDED.window_end, g.window_end)"
     );
@@ -156,6 +157,8 @@ pub async fn record_gaps<C: GenericClient>(
 
 /// Marks open gaps of documents older than an applied event as `superseded` (one statement).
 /// `applied` holds (collection, document key extended JSON, cluster time of the applied event).
+/// `immutable_change` gaps are never superseded: a change of an append-only row stays reported
+/// until an operator closes it, whatever is written later.
 pub async fn supersede<C: GenericClient>(
     client: &C,
     gaps_table: &str,
@@ -177,7 +180,8 @@ pub async fn supersede<C: GenericClient>(
         "UPDATE {gaps_table} AS g SET status = 'superseded', resolved_at = now()
          FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(collection, document_key, cluster_time)
          WHERE g.status = 'open' AND g.collection = u.collection
-           AND g.document_key = u.document_key AND g.cluster_time < u.cluster_time"
+           AND g.document_key = u.document_key AND g.cluster_time < u.cluster_time
+           AND g.kind <> 'immutable_change'"
     );
     client
         .execute(&sql, &[&collection, &key, &time])
