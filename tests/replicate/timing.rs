@@ -347,8 +347,12 @@ async fn workload_step(w: &World, s: &mut Shadow, rng: &mut TestRng) {
                 return;
             }
             if rng.random_bool(0.5) {
+                // A new value each time: an update that changes nothing has no change event.
                 w.coll("fundsledgerentries")
-                    .update_one(doc! {"_id": id}, doc! {"$set": {"amount": money(1)}})
+                    .update_one(
+                        doc! {"_id": id},
+                        doc! {"$set": {"amount": money(10_000 + n)}},
+                    )
                     .await
                     .expect("forbidden update");
             } else {
