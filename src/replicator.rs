@@ -1,5 +1,5 @@
-//! Process assembly: `start` validates the mapping against the live catalogue, connects to both
-//! databases, pins the start position of streams that never ran (no snapshot), serves metrics,
+//! Process assembly: `start` checks the connection strings (TLS files read once), validates the
+//! mapping against the live catalogue, connects to both databases, pins the start position of streams that never ran (no snapshot), serves metrics,
 //! and spawns the bootstrap (initial copies, parents first, then one supervised task per stream)
 //! and the housekeeping loops. `Replicator` is the handle that stops it all. It owns no restart
 //! policy (`supervisor`, `policy`) and no SQL (`sink`).
@@ -19,8 +19,9 @@ use crate::housekeeping;
 use crate::metrics::{Health, Metrics, ServerHandle, StreamState};
 use crate::policy::{self, Action};
 use crate::sink::catalogue::Catalogue;
-use crate::sink::connect::connect_pg;
+use crate::sink::connect::{connect_pg, describe, PgUrl, PgUrlError};
 use crate::sink::{checkpoint, ControlNames, SinkError};
+use crate::source::connect::{open_mongo, MongoUrlError};
 use crate::source::StartAt;
 use crate::supervisor::{
     restart_backoff, sleep_or_shutdown, supervise_stream, wait_for_reset, RESTART_MAX_DELAY,
@@ -43,7 +44,11 @@ pub struct RunSettings {
 pub enum StartError {
     #[error("mapping configuration is invalid: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot connect to postgres: {0}")]
+    #[error("invalid Postgres connection string: {0}")]
+    PgUrl(#[from] PgUrlError),
+    #[error("invalid MongoDB connection string: {0}")]
+    MongoUrl(#[source] MongoUrlError),
+    #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -53,6 +58,16 @@ pub enum StartError {
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot serve metrics: {0}")]
     Serve(#[from] crate::metrics::ServeError),
+}
+
+impl StartError {
+    /// True when the configuration is wrong (mapping, connection options), not the environment.
+    pub fn is_bad_configuration(&self) -> bool {
+        matches!(
+            self,
+            StartError::Config(_) | StartError::PgUrl(_) | StartError::MongoUrl(_)
+        )
+    }
 }
 
 /// The control-table names a mapping file configures.
@@ -69,7 +84,8 @@ pub fn control_names(config: &Config) -> ControlNames {
 /// Shared, read-only state of a running replicator.
 pub struct RunContext {
     pub mongo: mongodb::Client,
-    pub pg_url: Secret,
+    /// The parsed Postgres connection string (TLS settings included) every connection uses.
+    pub pg_url: PgUrl,
     pub mapping: CompiledMapping,
     pub catalogue: Arc<Catalogue>,
     pub names: ControlNames,
@@ -143,16 +159,19 @@ impl Replicator {
 pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     settings.config.validate()?;
     let names = control_names(&settings.config);
-    let (pg, _pg_task) = connect_pg(&settings.pg_url)
-        .await
-        .map_err(StartError::PgConnect)?;
+    let pg_url = PgUrl::parse(&settings.pg_url)?;
+    let mongo = open_mongo(&settings.mongo_url, None).await.map_err(|e| {
+        if e.is_bad_option() {
+            StartError::MongoUrl(e)
+        } else {
+            StartError::Mongo(e.0)
+        }
+    })?;
+    let (pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
     drop(pg);
 
-    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose())
-        .await
-        .map_err(StartError::Mongo)?;
     let ping = mongo
         .database("admin")
         .run_command(bson::doc! {"ping": 1})
@@ -167,7 +186,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
 
     if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {
         if let StartAt::Time(t) = &started_at {
-            pin_start_positions(&settings.pg_url, &names, &mapping, *t).await?;
+            pin_start_positions(&pg_url, &names, &mapping, *t).await?;
         }
     }
 
@@ -187,7 +206,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
 
     let context = Arc::new(RunContext {
         mongo,
-        pg_url: settings.pg_url.clone(),
+        pg_url,
         catalogue: Arc::new(catalogue),
         names,
         metrics: metrics.clone(),
@@ -334,7 +353,7 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), (String, StreamError)> {
 /// time. Record that position durably before any stream opens, so a crash before the first batch
 /// commits restarts from the same point instead of a later "now" (which would skip writes).
 async fn pin_start_positions(
-    pg_url: &Secret,
+    pg_url: &PgUrl,
     names: &ControlNames,
     mapping: &CompiledMapping,
     at: crate::event::ClusterTime,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{actor_or_user, connect_mongo, to_json, CommandError, Target};
+use super::{actor_or_user, open_both, to_json, CommandError, Target};
 use crate::cli::{
     GapFilterArgs, GapsIgnoreArgs, GapsListArgs, GapsResolveArgs, GapsRetryArgs, GapsShowArgs,
 };
@@ -78,10 +78,9 @@ pub async fn retry(args: GapsRetryArgs) -> Result<ExitCode, CommandError> {
     } else {
         None
     };
-    let mut target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    let (mut target, mongo) = open_both(&args.conn).await?;
     let mapping = target.compile().await?;
     let mut sink = target.sink().await?;
-    let mongo = connect_mongo(&args.conn.mongo_url).await?;
     let names = target.names.clone();
     let mut ctx = RetryContext {
         mongo: &mongo,

@@ -13,11 +13,16 @@ use std::time::Duration;
 
 use tracing::{error, info};
 
-use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
+use crate::cli::{
+    Cli, Command, ConnArgs, GapsCommand, MigrateArgs, MongoUrlArgs, PgArgs, PgUrlArgs, RunArgs,
+    TokensCommand,
+};
+use crate::config::url_source::UrlSourceError;
 use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
 use crate::replicator::{self, RunSettings};
-use crate::sink::connect::{connect_pg, AbortOnDrop};
+use crate::sink::connect::{connect_pg, describe, AbortOnDrop, PgUrl, PgUrlError};
 use crate::sink::migrate::ControlNames;
+use crate::source::connect::{open_mongo, MongoUrlError};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -35,7 +40,16 @@ pub enum CommandError {
     Usage(String),
     #[error("invalid mapping configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot connect to postgres: {0}")]
+    /// A connection string is missing, given twice, or its file is unreadable or empty.
+    #[error(transparent)]
+    UrlSource(#[from] UrlSourceError),
+    /// An option of the Postgres connection string cannot be used (named in the message).
+    #[error("invalid Postgres connection string: {0}")]
+    PgUrl(#[from] PgUrlError),
+    /// An option of the MongoDB connection string cannot be used.
+    #[error("invalid MongoDB connection string: {0}")]
+    MongoUrl(#[source] MongoUrlError),
+    #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
     #[error("cannot connect to mongodb: {0}")]
     Mongo(#[source] mongodb::error::Error),
@@ -57,11 +71,25 @@ pub enum CommandError {
     Demo(String),
 }
 
+impl From<MongoUrlError> for CommandError {
+    fn from(e: MongoUrlError) -> Self {
+        if e.is_bad_option() {
+            CommandError::MongoUrl(e)
+        } else {
+            CommandError::Mongo(e.0)
+        }
+    }
+}
+
 impl CommandError {
     /// The exit code this error ends the process with.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CommandError::Usage(_) | CommandError::Config(_) => ExitCode::from(EXIT_CONFIG),
+            CommandError::Usage(_)
+            | CommandError::Config(_)
+            | CommandError::UrlSource(_)
+            | CommandError::PgUrl(_)
+            | CommandError::MongoUrl(_) => ExitCode::from(EXIT_CONFIG),
             _ => ExitCode::from(EXIT_FAILURE),
         }
     }
@@ -75,7 +103,7 @@ impl CommandError {
 /// Run the parsed command line.
 pub async fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Migrate(args) => return migrate(args).await,
+        Command::Migrate(args) => migrate(args).await,
         Command::Run(args) => return run(args).await,
         Command::Tokens(TokensCommand::Show(a)) => tokens::show(a).await,
         Command::Tokens(TokensCommand::Reset(a)) => tokens::reset(a).await,
@@ -98,6 +126,45 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
+/// The Postgres connection string of `--pg-url` / `--pg-url-file`, checked (certificate files
+/// read) but not connected.
+pub fn pg_url(args: &PgUrlArgs) -> Result<PgUrl, CommandError> {
+    Ok(PgUrl::parse(&args.secret()?)?)
+}
+
+/// A MongoDB client for `--mongo-url` / `--mongo-url-file`, its options checked (TLS files
+/// read); no server is contacted until it is used (see `ping_mongo`).
+pub async fn mongo_client(args: &MongoUrlArgs) -> Result<mongodb::Client, CommandError> {
+    Ok(open_mongo(&args.secret()?, Some(MONGO_SELECTION_TIMEOUT)).await?)
+}
+
+/// Fails (with one line) unless MongoDB answers a ping.
+pub async fn ping_mongo(client: &mongodb::Client) -> Result<(), CommandError> {
+    client
+        .database("admin")
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(CommandError::Mongo)?;
+    Ok(())
+}
+
+/// A MongoDB client for `url` that has answered a ping.
+pub async fn connect_mongo(url: &Secret) -> Result<mongodb::Client, CommandError> {
+    let client = open_mongo(url, Some(MONGO_SELECTION_TIMEOUT)).await?;
+    ping_mongo(&client).await?;
+    Ok(client)
+}
+
+/// `Target::open` and a MongoDB client that has answered a ping; both connection strings are
+/// checked before anything connects, so a wrong option is reported first.
+pub async fn open_both(conn: &ConnArgs) -> Result<(Target, mongodb::Client), CommandError> {
+    let pg = pg_url(&conn.pg)?;
+    let mongo = mongo_client(&conn.mongo).await?;
+    let target = Target::open(&conn.mapping, &pg).await?;
+    ping_mongo(&mongo).await?;
+    Ok((target, mongo))
+}
+
 /// The mapping and an open Postgres connection: what every operator command starts from.
 pub struct Target {
     pub config: Config,
@@ -108,17 +175,15 @@ pub struct Target {
 
 impl Target {
     /// Loads the mapping and connects to Postgres.
-    pub async fn open(mapping: &Path, pg_url: &str) -> Result<Target, CommandError> {
+    pub async fn open(mapping: &Path, pg_url: &PgUrl) -> Result<Target, CommandError> {
         let config = Config::from_path(mapping)?;
         Target::with_config(config, pg_url).await
     }
 
     /// Connects to Postgres for an already loaded mapping.
-    pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
+    pub async fn with_config(config: Config, pg_url: &PgUrl) -> Result<Target, CommandError> {
         let names = replicator::control_names(&config);
-        let (pg, task) = connect_pg(&Secret::new(pg_url))
-            .await
-            .map_err(CommandError::PgConnect)?;
+        let (pg, task) = connect_pg(pg_url).await.map_err(CommandError::PgConnect)?;
         Ok(Target {
             config,
             names,
@@ -127,9 +192,10 @@ impl Target {
         })
     }
 
-    /// From `--mapping` and `--pg-url`.
+    /// From `--mapping` and `--pg-url` (or `--pg-url-file`).
     pub async fn from_args(args: &PgArgs) -> Result<Target, CommandError> {
-        Target::open(&args.mapping, &args.pg_url).await
+        let url = pg_url(&args.pg)?;
+        Target::open(&args.mapping, &url).await
     }
 
     /// The mapping checked against the live Postgres catalogue.
@@ -145,23 +211,6 @@ impl Target {
             crate::sink::catalogue::load(&self.pg, &self.config.mapped_tables()).await?;
         Ok(crate::sink::Sink::new(catalogue, self.names.clone()).with_holder(default_holder()))
     }
-}
-
-/// A MongoDB client that has answered a ping (so unreachable servers fail here, with one line).
-pub async fn connect_mongo(url: &str) -> Result<mongodb::Client, CommandError> {
-    let mut options = mongodb::options::ClientOptions::parse(url)
-        .await
-        .map_err(CommandError::Mongo)?;
-    if options.server_selection_timeout.is_none() {
-        options.server_selection_timeout = Some(MONGO_SELECTION_TIMEOUT);
-    }
-    let client = mongodb::Client::with_options(options).map_err(CommandError::Mongo)?;
-    client
-        .database("admin")
-        .run_command(bson::doc! {"ping": 1})
-        .await
-        .map_err(CommandError::Mongo)?;
-    Ok(client)
 }
 
 /// `--actor`, else `$USER`, else `operator`.
@@ -185,41 +234,22 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-async fn migrate(args: MigrateArgs) -> ExitCode {
+async fn migrate(args: MigrateArgs) -> Result<ExitCode, CommandError> {
     let names = match &args.mapping {
-        Some(path) => match load_config(path) {
-            Ok(c) => replicator::control_names(&c),
-            Err(code) => return code,
-        },
+        Some(path) => replicator::control_names(&Config::from_path(path)?),
         None => ControlNames::default(),
     };
-    let url = Secret::new(args.pg_url);
-    let (mut client, _conn) = match connect_pg(&url).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: cannot connect to postgres: {}",
-                redact_secrets(&e.to_string())
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    match crate::sink::migrate::migrate(&mut client, &names).await {
-        Ok(applied) => {
-            if applied.is_empty() {
-                println!("control tables are up to date");
-            } else {
-                for m in applied {
-                    println!("applied {m}");
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", redact_secrets(&e.to_string()));
-            ExitCode::FAILURE
+    let url = pg_url(&args.pg)?;
+    let (mut client, _conn) = connect_pg(&url).await.map_err(CommandError::PgConnect)?;
+    let applied = crate::sink::migrate::migrate(&mut client, &names).await?;
+    if applied.is_empty() {
+        println!("control tables are up to date");
+    } else {
+        for m in applied {
+            println!("applied {m}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs) -> ExitCode {
@@ -227,10 +257,23 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let urls = args
+        .conn
+        .mongo
+        .secret()
+        .and_then(|m| Ok((m, args.conn.pg.secret()?)));
+    let (mongo_url, pg_url) = match urls {
+        Ok(urls) => urls,
+        Err(e) => {
+            let e = CommandError::from(e);
+            eprintln!("error: {}", e.line());
+            return e.exit_code();
+        }
+    };
     let holder = args.holder.unwrap_or_else(default_holder);
     let settings = RunSettings {
-        mongo_url: Secret::new(args.conn.mongo_url),
-        pg_url: Secret::new(args.conn.pg_url),
+        mongo_url,
+        pg_url,
         config,
         metrics_addr: Some(args.metrics_addr),
         holder,
@@ -239,12 +282,14 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             let msg = redact_secrets(&e.to_string()).into_owned();
+            if e.is_bad_configuration() {
+                // One line: what is wrong and which option; the log would only repeat it.
+                eprintln!("error: {msg}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             error!(error = %msg, "cannot start");
             eprintln!("error: {msg}");
-            return match e {
-                replicator::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                _ => ExitCode::FAILURE,
-            };
+            return ExitCode::FAILURE;
         }
     };
     if let Some(addr) = replicator.metrics_addr() {

@@ -3,13 +3,13 @@
 
 use std::process::ExitCode;
 
-use super::{connect_mongo, to_json, CommandError, Target};
+use super::{open_both, to_json, CommandError};
 use crate::cli::VerifyCmdArgs;
 use crate::ops::verify::{self, VerifyArgs};
 
 /// Runs the comparison and prints the report (text or JSON).
 pub async fn verify(args: VerifyCmdArgs) -> Result<ExitCode, CommandError> {
-    let target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    let (target, mongo) = open_both(&args.conn).await?;
     let mapping = target.compile().await?;
     let (rules, options) = VerifyArgs {
         collections: args.collections,
@@ -18,7 +18,6 @@ pub async fn verify(args: VerifyCmdArgs) -> Result<ExitCode, CommandError> {
     }
     .resolve(&mapping)
     .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let mongo = connect_mongo(&args.conn.mongo_url).await?;
     let db = mongo.database(&target.config.source.database);
     let report = verify::verify(&db, &target.pg, &rules, &options).await?;
     if args.json {

@@ -2,13 +2,15 @@
 //! snapshot settings, per-collection mapping rules) with defaults as consts and `validate()` that
 //! names the collection, the field and the broken rule. `compile` checks the mapping against the
 //! live Postgres catalogue and produces the rules the pure mapping stage runs. Connection URLs
-//! are not part of this file: they come from flags or the environment as `Secret`s.
+//! are not part of this file: they come from flags, the environment or secret files as `Secret`s
+//! (`url_source`).
 
 mod collection;
 mod compile;
 mod secret;
 #[cfg(test)]
 mod tests;
+pub mod url_source;
 
 use std::collections::BTreeMap;
 use std::fmt;
