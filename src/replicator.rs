@@ -1,5 +1,5 @@
 //! Process assembly: `start` checks the connection strings (TLS files read once), validates the
-//! mapping against the live catalogue, connects to both databases, pins the start position of streams that never ran (no snapshot), serves metrics,
+//! mapping against the live catalogue and the role's privileges, connects to both databases, pins the start position of streams that never ran (no snapshot), serves metrics,
 //! and spawns the bootstrap (initial copies, parents first, then one supervised task per stream)
 //! and the housekeeping loops. `Replicator` is the handle that stops it all. It owns no restart
 //! policy (`supervisor`, `policy`) and no SQL (`sink`).
@@ -20,6 +20,7 @@ use crate::metrics::{Health, Metrics, ServerHandle, StreamState};
 use crate::policy::{self, Action};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::connect::{connect_pg, describe, PgUrl, PgUrlError};
+use crate::sink::privileges::{self, Access, CheckError, MissingPrivileges};
 use crate::sink::{checkpoint, ControlNames, SinkError};
 use crate::source::connect::{open_mongo, MongoUrlError};
 use crate::source::StartAt;
@@ -51,6 +52,8 @@ pub enum StartError {
     #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
     #[error(transparent)]
+    Privileges(#[from] MissingPrivileges),
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("cannot connect to mongodb: {0}")]
     Mongo(#[source] mongodb::error::Error),
@@ -65,7 +68,10 @@ impl StartError {
     pub fn is_bad_configuration(&self) -> bool {
         matches!(
             self,
-            StartError::Config(_) | StartError::PgUrl(_) | StartError::MongoUrl(_)
+            StartError::Config(_)
+                | StartError::PgUrl(_)
+                | StartError::MongoUrl(_)
+                | StartError::Privileges(_)
         )
     }
 }
@@ -170,6 +176,17 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let (pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
+    privileges::check(
+        &pg,
+        Access::Replicate,
+        &names,
+        &settings.config.mapped_tables(),
+    )
+    .await
+    .map_err(|e| match e {
+        CheckError::Missing(m) => StartError::Privileges(m),
+        CheckError::Sink(e) => StartError::Sink(e),
+    })?;
     drop(pg);
 
     let ping = mongo

@@ -22,6 +22,7 @@ use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret
 use crate::replicator::{self, RunSettings};
 use crate::sink::connect::{connect_pg, describe, AbortOnDrop, PgUrl, PgUrlError};
 use crate::sink::migrate::ControlNames;
+use crate::sink::privileges::{self, Access, CheckError, MissingPrivileges};
 use crate::source::connect::{open_mongo, MongoUrlError};
 
 /// Exit code for an invalid mapping or command line.
@@ -53,6 +54,9 @@ pub enum CommandError {
     PgConnect(#[source] tokio_postgres::Error),
     #[error("cannot connect to mongodb: {0}")]
     Mongo(#[source] mongodb::error::Error),
+    /// The Postgres role lacks privileges the command needs (all named in one line).
+    #[error(transparent)]
+    Privileges(#[from] MissingPrivileges),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
@@ -81,6 +85,15 @@ impl From<MongoUrlError> for CommandError {
     }
 }
 
+impl From<CheckError> for CommandError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Missing(m) => CommandError::Privileges(m),
+            CheckError::Sink(e) => CommandError::Sink(e),
+        }
+    }
+}
+
 impl CommandError {
     /// The exit code this error ends the process with.
     pub fn exit_code(&self) -> ExitCode {
@@ -89,7 +102,8 @@ impl CommandError {
             | CommandError::Config(_)
             | CommandError::UrlSource(_)
             | CommandError::PgUrl(_)
-            | CommandError::MongoUrl(_) => ExitCode::from(EXIT_CONFIG),
+            | CommandError::MongoUrl(_)
+            | CommandError::Privileges(_) => ExitCode::from(EXIT_CONFIG),
             _ => ExitCode::from(EXIT_FAILURE),
         }
     }
@@ -156,11 +170,16 @@ pub async fn connect_mongo(url: &Secret) -> Result<mongodb::Client, CommandError
 }
 
 /// `Target::open` and a MongoDB client that has answered a ping; both connection strings are
-/// checked before anything connects, so a wrong option is reported first.
-pub async fn open_both(conn: &ConnArgs) -> Result<(Target, mongodb::Client), CommandError> {
+/// checked before anything connects, so a wrong option is reported first, then the role's
+/// privileges for `access`.
+pub async fn open_both(
+    conn: &ConnArgs,
+    access: Access,
+) -> Result<(Target, mongodb::Client), CommandError> {
     let pg = pg_url(&conn.pg)?;
     let mongo = mongo_client(&conn.mongo).await?;
     let target = Target::open(&conn.mapping, &pg).await?;
+    target.check_access(access).await?;
     ping_mongo(&mongo).await?;
     Ok((target, mongo))
 }
@@ -192,10 +211,19 @@ impl Target {
         })
     }
 
-    /// From `--mapping` and `--pg-url` (or `--pg-url-file`).
-    pub async fn from_args(args: &PgArgs) -> Result<Target, CommandError> {
+    /// From `--mapping` and `--pg-url` (or `--pg-url-file`), with the role's privileges for
+    /// `access` checked.
+    pub async fn from_args(args: &PgArgs, access: Access) -> Result<Target, CommandError> {
         let url = pg_url(&args.pg)?;
-        Target::open(&args.mapping, &url).await
+        let target = Target::open(&args.mapping, &url).await?;
+        target.check_access(access).await?;
+        Ok(target)
+    }
+
+    /// Fails naming every privilege the role lacks for `access`.
+    pub async fn check_access(&self, access: Access) -> Result<(), CommandError> {
+        let tables = self.config.mapped_tables();
+        Ok(privileges::check(&self.pg, access, &self.names, &tables).await?)
     }
 
     /// The mapping checked against the live Postgres catalogue.

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use super::{open_both, to_json, CommandError};
 use crate::cli::SnapshotCmdArgs;
 use crate::ops::resync::SnapshotArgs;
+use crate::sink::privileges::Access;
 use crate::snapshot::{self, ProgressReporter, SnapshotContext};
 
 /// Re-copies the selected documents and prints what was copied and repaired.
 pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
-    let (mut target, mongo) = open_both(&args.conn).await?;
+    let (mut target, mongo) = open_both(&args.conn, Access::Replicate).await?;
     let default_page = u32::try_from(target.config.snapshot.page_size).unwrap_or(u32::MAX);
     let options = SnapshotArgs {
         collection: args.collection.clone(),

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 use super::{connect_mongo, open_both, to_json, CommandError, Target};
 use crate::cli::{TokensResetArgs, TokensShowArgs};
 use crate::ops::tokens::{self, ResetArgs};
+use crate::sink::privileges::Access;
 
 /// Prints every stream's position; the lag is filled when MongoDB is reachable.
 pub async fn show(args: TokensShowArgs) -> Result<ExitCode, CommandError> {
     let mongo = args.mongo.optional_secret()?;
-    let target = Target::from_args(&args.pg).await?;
+    let target = Target::from_args(&args.pg, Access::ReadTokens).await?;
     let mongo_now = match mongo {
         Some(url) => match connect_mongo(&url).await {
             Ok(client) => match tokens::mongo_cluster_time(&client).await {
@@ -56,7 +57,7 @@ pub async fn reset(args: TokensResetArgs) -> Result<ExitCode, CommandError> {
     let request = raw
         .into_request(std::env::var("USER").ok())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let (mut target, mongo) = open_both(&args.conn).await?;
+    let (mut target, mongo) = open_both(&args.conn, Access::ResetTokens).await?;
     if !target.config.collections.contains_key(&request.collection) {
         return Err(CommandError::Usage(format!(
             "collection {} is not mapped",

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use super::{open_both, to_json, CommandError};
 use crate::cli::VerifyCmdArgs;
 use crate::ops::verify::{self, VerifyArgs};
+use crate::sink::privileges::Access;
 
 /// Runs the comparison and prints the report (text or JSON).
 pub async fn verify(args: VerifyCmdArgs) -> Result<ExitCode, CommandError> {
-    let (target, mongo) = open_both(&args.conn).await?;
+    let (target, mongo) = open_both(&args.conn, Access::Verify).await?;
     let mapping = target.compile().await?;
     let (rules, options) = VerifyArgs {
         collections: args.collections,

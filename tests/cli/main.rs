@@ -8,5 +8,6 @@ mod support;
 mod args;
 mod connection_options;
 mod demo;
+mod least_privilege;
 mod logging;
 mod operator_commands;

@@ -22,7 +22,7 @@ pub mod wait;
 
 use std::path::{Path, PathBuf};
 
-pub use db::{connect, TestDb};
+pub use db::{connect, TestDb, TestRole};
 pub use replicator::{
     init_tracing, migrate, mongo_users, pg_users, reference_config, reference_mapping_file,
     start_replicator, wait_users_equal,
