@@ -382,6 +382,10 @@ pub struct VerifyCmdArgs {
     /// How many missing, extra and differing rows to list per collection.
     #[arg(long, value_name = "N")]
     pub max_listed: Option<usize>,
+    /// Compare nothing: show the last continuous-verification round of each collection (run's
+    /// `[verify]`) and its mismatches; exits 1 when it found any. Needs no MongoDB URL.
+    #[arg(long, conflicts_with_all = ["group_by", "max_listed"])]
+    pub last: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -410,21 +414,7 @@ pub struct DemoArgs {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h` or a bare number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    let bad = || format!("{input:?} is not a duration like 500ms, 30s, 5m or 2h");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let millis = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    };
-    millis.map(Duration::from_millis).ok_or_else(bad)
-}
+pub use crate::config::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -176,17 +176,17 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let (pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
-    privileges::check(
-        &pg,
-        Access::Replicate,
-        &names,
-        &settings.config.mapped_tables(),
-    )
-    .await
-    .map_err(|e| match e {
-        CheckError::Missing(m) => StartError::Privileges(m),
-        CheckError::Sink(e) => StartError::Sink(e),
-    })?;
+    let accesses: &[Access] = if settings.config.verify.is_some() {
+        &[Access::Replicate, Access::ContinuousVerify]
+    } else {
+        &[Access::Replicate]
+    };
+    privileges::check(&pg, accesses, &names, &settings.config.mapped_tables())
+        .await
+        .map_err(|e| match e {
+            CheckError::Missing(m) => StartError::Privileges(m),
+            CheckError::Sink(e) => StartError::Sink(e),
+        })?;
     drop(pg);
 
     let ping = mongo
@@ -260,6 +260,9 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { housekeeping::reset_listener_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::verify_loop(ctx, rx).await });
     info!(
         streams = context.mapping.collections.len(),
         "replicator started"

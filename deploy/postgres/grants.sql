@@ -37,6 +37,11 @@ GRANT SELECT, INSERT, UPDATE ON :"control_schema".checkpoints TO :"role";
 GRANT SELECT, INSERT ON :"control_schema".token_resets TO :"role";
 GRANT USAGE ON SEQUENCE :"control_schema".token_resets_id_seq TO :"role";
 
+-- Continuous verification ([verify] in the mapping): each round replaces its collection's
+-- result; `mongo2pg verify --last` reads them. Not needed without [verify].
+GRANT SELECT, INSERT, UPDATE ON :"control_schema".verify_rounds TO :"role";
+GRANT SELECT, INSERT, DELETE ON :"control_schema".verify_mismatches TO :"role";
+
 -- Mapped tables: rows are upserted, deleted (delete policy) and child rows replaced.
 GRANT SELECT, INSERT, UPDATE, DELETE ON
     public.users,

@@ -223,7 +223,7 @@ impl Target {
     /// Fails naming every privilege the role lacks for `access`.
     pub async fn check_access(&self, access: Access) -> Result<(), CommandError> {
         let tables = self.config.mapped_tables();
-        Ok(privileges::check(&self.pg, access, &self.names, &tables).await?)
+        Ok(privileges::check(&self.pg, &[access], &self.names, &tables).await?)
     }
 
     /// The mapping checked against the live Postgres catalogue.

@@ -1,6 +1,6 @@
-//! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit) as versioned SQL
-//! migrations from `migrations/`, templated with the configured names and applied through refinery
-//! with its history table in the private schema. Running it again is a no-op. It never touches
+//! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit, continuous
+//! verification results) as versioned SQL migrations from `migrations/`, templated with the
+//! configured names and applied through refinery with its history table in the private schema. Running it again is a no-op. It never touches
 //! the application's tables, and leaves an existing compatible `id_map` as it is.
 
 use refinery::{Migration, Runner};
@@ -21,7 +21,7 @@ pub const HISTORY_TABLE: &str = "refinery_schema_history";
 /// Arbitrary constant for the advisory lock that serialises concurrent `migrate` runs.
 const MIGRATE_LOCK_KEY: i64 = 0x6d32_7067_6d69_6772;
 
-const SOURCES: [(&str, &str); 4] = [
+const SOURCES: [(&str, &str); 5] = [
     (
         "V1__id_map.sql",
         include_str!("../../migrations/V1__id_map.sql"),
@@ -37,6 +37,10 @@ const SOURCES: [(&str, &str); 4] = [
     (
         "V4__token_resets.sql",
         include_str!("../../migrations/V4__token_resets.sql"),
+    ),
+    (
+        "V6__verify.sql",
+        include_str!("../../migrations/V6__verify.sql"),
     ),
 ];
 
@@ -83,6 +87,16 @@ impl ControlNames {
             QualifiedName::parse_control(name)?;
         }
         Ok(())
+    }
+
+    /// The last continuous-verification round per collection (in the private schema).
+    pub fn verify_rounds(&self) -> String {
+        format!("{}.verify_rounds", self.schema)
+    }
+
+    /// The mismatches of those rounds (in the private schema).
+    pub fn verify_mismatches(&self) -> String {
+        format!("{}.verify_mismatches", self.schema)
     }
 
     /// Schemas the tables live in (explicitly qualified ones plus the private schema).

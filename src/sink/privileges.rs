@@ -28,6 +28,10 @@ pub enum Access {
     CloseGaps,
     /// `verify`: read the mapped tables and id_map.
     Verify,
+    /// Continuous verification inside `run` (`[verify]`): store rounds and mismatches.
+    ContinuousVerify,
+    /// `verify --last`: read the stored rounds and mismatches.
+    ReadVerifyResults,
 }
 
 /// One privilege on one table.
@@ -80,14 +84,26 @@ fn list(missing: &[Missing]) -> String {
 
 const ALL: [&str; 4] = ["SELECT", "INSERT", "UPDATE", "DELETE"];
 
-/// The privileges `access` needs over `mapped_tables` (every table of the mapping, child and
+/// The privileges `accesses` need over `mapped_tables` (every table of the mapping, child and
 /// junction tables included) and the control tables `names`.
 pub fn requirements(
-    access: Access,
+    accesses: &[Access],
     names: &ControlNames,
     mapped_tables: &[String],
 ) -> Vec<Requirement> {
     let mut out = BTreeSet::new();
+    for access in accesses {
+        add_requirements(*access, names, mapped_tables, &mut out);
+    }
+    out.into_iter().collect()
+}
+
+fn add_requirements(
+    access: Access,
+    names: &ControlNames,
+    mapped_tables: &[String],
+    out: &mut BTreeSet<Requirement>,
+) {
     let mut add = |table: &str, privileges: &[&'static str]| {
         for privilege in privileges {
             out.insert(Requirement {
@@ -119,8 +135,15 @@ pub fn requirements(
             }
             add(&names.id_map, &["SELECT"]);
         }
+        Access::ContinuousVerify => {
+            add(&names.verify_rounds(), &["SELECT", "INSERT", "UPDATE"]);
+            add(&names.verify_mismatches(), &["SELECT", "INSERT", "DELETE"]);
+        }
+        Access::ReadVerifyResults => {
+            add(&names.verify_rounds(), &["SELECT"]);
+            add(&names.verify_mismatches(), &["SELECT"]);
+        }
     }
-    out.into_iter().collect()
 }
 
 /// One row per requirement: (schema, table, privilege); a bare table name has no schema and is
@@ -205,14 +228,14 @@ pub async fn missing(
     Ok(found.into_iter().collect())
 }
 
-/// Fails with every missing privilege of the connected role for `access`.
+/// Fails with every missing privilege of the connected role for `accesses`.
 pub async fn check(
     client: &tokio_postgres::Client,
-    access: Access,
+    accesses: &[Access],
     names: &ControlNames,
     mapped_tables: &[String],
 ) -> Result<(), CheckError> {
-    let required = requirements(access, names, mapped_tables);
+    let required = requirements(accesses, names, mapped_tables);
     let missing = missing(client, &required).await?;
     if missing.is_empty() {
         return Ok(());
@@ -242,7 +265,7 @@ mod tests {
     fn replication_needs_every_mapped_table_and_the_control_tables_it_writes() {
         let names = ControlNames::default();
         let required = requirements(
-            Access::Replicate,
+            &[Access::Replicate],
             &names,
             &["users".to_string(), "public.user_passkeys".to_string()],
         );
@@ -260,7 +283,7 @@ mod tests {
         assert!(!has("public.id_map", "UPDATE"));
         assert!(has("mongo2pg.checkpoints", "UPDATE"));
         assert!(!has("mongo2pg.token_resets", "INSERT"), "run never audits");
-        let verify = requirements(Access::Verify, &names, &["users".to_string()]);
+        let verify = requirements(&[Access::Verify], &names, &["users".to_string()]);
         assert!(verify.iter().all(|r| r.privilege == "SELECT"));
     }
 

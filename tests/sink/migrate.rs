@@ -25,7 +25,8 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
             "V1__id_map".to_string(),
             "V2__checkpoints".to_string(),
             "V3__gaps".to_string(),
-            "V4__token_resets".to_string()
+            "V4__token_resets".to_string(),
+            "V6__verify".to_string()
         ]
     );
     for table in [
@@ -33,6 +34,8 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         "public.pg_dualwrite_gaps",
         "mongo2pg.checkpoints",
         "mongo2pg.token_resets",
+        "mongo2pg.verify_rounds",
+        "mongo2pg.verify_mismatches",
         "mongo2pg.refinery_schema_history",
     ] {
         assert!(regclass_exists(&client, table).await, "{table} missing");
@@ -44,7 +47,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(history, 4);
+    assert_eq!(history, 5);
 }
 
 #[tokio::test]
