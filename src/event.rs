@@ -8,12 +8,15 @@ use serde::{Deserialize, Serialize};
 
 /// A MongoDB cluster time packed into one ordered integer: `seconds << 32 | increment`.
 ///
-/// Stored in Postgres as `bigint` (version columns, checkpoints); the packing keeps ordering, so SQL
-/// can compare versions with `<`/`>`.
+/// Stored in Postgres as `bigint` through [`ClusterTime::to_sql`], which keeps the order over the
+/// whole range, so SQL can compare versions with `<`/`>`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
 pub struct ClusterTime(pub u64);
+
+/// `to_sql` flips the top bit: unsigned order becomes signed order.
+const SQL_SHIFT: u64 = 1 << 63;
 
 impl ClusterTime {
     pub fn new(seconds: u32, increment: u32) -> Self {
@@ -25,13 +28,19 @@ impl ClusterTime {
     pub fn increment(self) -> u32 {
         (self.0 & 0xffff_ffff) as u32
     }
-    /// Value for a Postgres `bigint` column. Cluster-time seconds fit in 31 bits until 2038+68
-    /// years, so the cast never goes negative in practice; it is checked anyway.
-    pub fn as_i64(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
+    /// The value stored in Postgres `bigint` columns (versions, checkpoints, gaps): the packed
+    /// value shifted by 2^63, so every cluster time (seconds up to 2^32 - 1, past 2038 and until
+    /// 2106) maps to a distinct `i64` in the same order and SQL can compare them with `<`/`>`.
+    pub fn to_sql(self) -> i64 {
+        (self.0 ^ SQL_SHIFT) as i64
     }
-    pub fn from_i64(v: i64) -> Self {
-        ClusterTime(v.max(0) as u64)
+    /// The inverse of [`ClusterTime::to_sql`].
+    pub fn from_sql(v: i64) -> Self {
+        ClusterTime((v as u64) ^ SQL_SHIFT)
+    }
+    /// The packed value `seconds << 32 | increment`, as shown to operators.
+    pub fn packed(self) -> u64 {
+        self.0
     }
     pub fn to_timestamp(self) -> Timestamp {
         Timestamp {

@@ -1,10 +1,17 @@
-//! The gap-retry engine: re-read the document from MongoDB by its key (its *current* version), map
-//! it and apply it through the sink. The gap is `resolved` when it applies, `superseded` when a
-//! newer event for the document already applied (the row's version is past the gap's cluster
-//! time, or the document is gone and its delete follows through the stream; a failed delete is
-//! retried as that delete), and stays `open` with one more attempt otherwise. Gaps that only a
-//! re-sync or an operator can repair (`window_lost`, `stream_invalidated`, `immutable_change`,
-//! `malformed_event`) are left alone.
+//! The gap-retry engine: writes the state a gap stands for, at the gap's own cluster time (a
+//! version never later than the state's), through the sink. Which state:
+//! - append-only collections: the inserted document from the gap's raw event (the row the happy
+//!   path would have written; later changes stay `immutable_change` gaps);
+//! - otherwise the document as MongoDB has it now;
+//! - a document gone from MongoDB: for hard-delete collections the gap is superseded once the
+//!   delete's tombstone is there (until then it waits for the stream); for soft-delete and
+//!   ignored-delete collections the last known full state from the gap's raw event lands (then
+//!   the delete policy applies); a failed delete is retried as that delete.
+//!
+//! The gap is `resolved` when its state applies, `superseded` when a newer state of the document
+//! is already in Postgres (row version or tombstone past the gap's time), and stays `open` with
+//! one more attempt otherwise. Gaps that only a re-sync or an operator can repair (`window_lost`,
+//! `stream_invalidated`, `immutable_change`, `malformed_event`, `id_collision`) are left alone.
 //!
 //! `retry_open_gaps` is what the replicator runs periodically (`housekeeping`): it picks open gaps
 //! whose backoff (exponential in the number of attempts, from the `backon` crate) has elapsed.
@@ -18,10 +25,14 @@ use bson::{doc, Bson, Document};
 
 use crate::config::CompiledMapping;
 use crate::event::ClusterTime;
+use crate::mapping::rules::DeleteRule;
 use crate::mapping::{legacy_id_text, map_event, CollectionRules, GapKind};
+use crate::sink::extjson::document_from_extjson;
 use crate::sink::gaps::lifecycle;
 use crate::sink::gaps::{query, GapStatus, GapView};
+use crate::sink::name::quote_schema_table;
 use crate::sink::name::{quote_ident, quote_qualified};
+use crate::sink::tombstones;
 use crate::sink::{BatchItem, ControlNames, Sink, SinkError};
 use crate::source::snapshot::snapshot_event;
 
@@ -156,7 +167,7 @@ async fn row_version(
         .map_err(|e| SinkError::pg("reading the row version", e))?;
     Ok(row
         .and_then(|r| r.get::<_, Option<i64>>(0))
-        .map(ClusterTime::from_i64))
+        .map(ClusterTime::from_sql))
 }
 
 async fn read_document(
@@ -192,12 +203,102 @@ fn delete_event(collection: &str, key: Bson, at: ClusterTime) -> crate::event::C
     }
 }
 
+/// The full document a gap's raw event carries: an insert's, replace's or looked-up update's
+/// `fullDocument`, a delete's pre-image, or the document itself for a snapshot read.
+fn raw_full_document(gap: &GapView) -> Option<Document> {
+    let raw = document_from_extjson("gap raw event", gap.raw.as_deref()?).ok()?;
+    if gap.operation.as_deref() == Some("snapshot") {
+        return Some(raw);
+    }
+    for field in ["fullDocument", "fullDocumentBeforeChange"] {
+        if let Ok(d) = raw.get_document(field) {
+            return Some(d.clone());
+        }
+    }
+    None
+}
+
+/// The state to write for a gap, or why there is none yet.
+enum State {
+    Write(Box<crate::event::ChangeEvent>),
+    Superseded(&'static str),
+    Wait(String),
+}
+
+async fn state_of(
+    ctx: &RetryContext<'_>,
+    gap: &GapView,
+    rules: &CollectionRules,
+    key: Bson,
+    legacy: Option<&str>,
+    at: ClusterTime,
+) -> Result<State, GapRetryError> {
+    let inserted = matches!(gap.operation.as_deref(), Some("insert" | "snapshot"));
+    if rules.append_only && inserted {
+        if let Some(document) = raw_full_document(gap) {
+            return Ok(State::Write(Box::new(snapshot_event(
+                &gap.collection,
+                document,
+                at,
+            ))));
+        }
+    }
+    let database = ctx.mapping.config.source.database.clone();
+    if let Some(document) = read_document(ctx.mongo, &database, &gap.collection, &key).await? {
+        return Ok(State::Write(Box::new(snapshot_event(
+            &gap.collection,
+            document,
+            at,
+        ))));
+    }
+    if gap.operation.as_deref() == Some("delete") {
+        // A failed delete is retried as that delete.
+        return Ok(State::Write(Box::new(delete_event(
+            &gap.collection,
+            key,
+            at,
+        ))));
+    }
+    match &rules.delete {
+        DeleteRule::Delete => {
+            let tombstone = match legacy {
+                Some(legacy) => {
+                    tombstones::load(
+                        &*ctx.pg,
+                        &quote_schema_table(&ctx.names.schema, "tombstones"),
+                        &gap.collection,
+                        legacy,
+                    )
+                    .await?
+                }
+                None => None,
+            };
+            Ok(match tombstone {
+                Some((version, _)) if version >= at => {
+                    State::Superseded("the document was deleted after the gap")
+                }
+                _ => State::Wait(
+                    "the document no longer exists in MongoDB; waiting for its delete to reach the stream".into(),
+                ),
+            })
+        }
+        DeleteRule::Soft { .. } | DeleteRule::Ignore => Ok(match raw_full_document(gap) {
+            Some(document) => State::Write(Box::new(snapshot_event(&gap.collection, document, at))),
+            None => State::Wait(
+                "the document was deleted in MongoDB and the gap holds no full state of it \
+                 (enable pre-images, or resolve the gap by hand)"
+                    .into(),
+            ),
+        }),
+    }
+}
+
 /// Retries one gap now (no backoff check).
 ///
-/// The re-read document is applied as an event at the gap's own cluster time, so a failure
-/// lands on the same gap row (the sink's de-duplication bumps its `attempts` and stores the new
-/// reason) instead of adding one, and an older state can never pass the version guard of a row a
-/// newer event already wrote (that case is `superseded` before anything is applied).
+/// The state is applied as an event at the gap's own cluster time, so a failure lands on the same
+/// gap row (the sink's de-duplication bumps its `attempts` and stores the new reason) instead of
+/// adding one, and an older state can never pass the version guard of a row, or the tombstone of
+/// a document, a newer event already wrote.
 pub async fn retry_gap(
     ctx: &mut RetryContext<'_>,
     gap: &GapView,
@@ -219,10 +320,11 @@ pub async fn retry_gap(
             "no document key or cluster time, or collection not mapped".into(),
         ));
     };
-    let at = ClusterTime::from_i64(at);
+    let at = ClusterTime::from_sql(at);
     let gaps_table = ctx.names.gaps.clone();
-    if let Ok(legacy) = legacy_id_text(&key) {
-        if row_version(ctx.pg, rules, &legacy)
+    let legacy = legacy_id_text(&key).ok();
+    if let Some(legacy) = &legacy {
+        if row_version(ctx.pg, rules, legacy)
             .await?
             .is_some_and(|v| v > at)
         {
@@ -231,43 +333,35 @@ pub async fn retry_gap(
                 &gaps_table,
                 gap.id,
                 GapStatus::Superseded,
-                "a newer event for the document applied",
+                "a newer state of the document applied",
             )
             .await?;
             return Ok(RetryOutcome::Superseded);
         }
     }
-    let database = ctx.mapping.config.source.database.clone();
-    let document = read_document(ctx.mongo, &database, &gap.collection, &key).await?;
-    let event = match document {
-        Some(document) => snapshot_event(&gap.collection, document, at),
-        // A failed delete is retried as that delete.
-        None if gap.operation.as_deref() == Some("delete") => {
-            delete_event(&gap.collection, key, at)
-        }
-        None => {
-            lifecycle::close(
-                &*ctx.pg,
-                &gaps_table,
-                gap.id,
-                GapStatus::Superseded,
-                "the document no longer exists in MongoDB; its delete applies through the stream",
-            )
-            .await?;
+    let event = match state_of(ctx, gap, rules, key, legacy.as_deref(), at).await? {
+        State::Write(event) => *event,
+        State::Superseded(note) => {
+            lifecycle::close(&*ctx.pg, &gaps_table, gap.id, GapStatus::Superseded, note).await?;
             return Ok(RetryOutcome::Superseded);
+        }
+        State::Wait(reason) => {
+            lifecycle::note_attempt(&*ctx.pg, &gaps_table, gap.id, &reason).await?;
+            return Ok(RetryOutcome::StillOpen(reason));
         }
     };
     let mapped = map_event(rules, &event);
+    let stream = stream_of(ctx.mapping, &gap.collection);
     let epoch = ctx
         .sink
-        .load_checkpoint(&*ctx.pg, &gap.collection)
+        .load_checkpoint(&*ctx.pg, &stream)
         .await?
         .map_or(0, |c| c.epoch);
     let outcome = ctx
         .sink
         .apply_batch(
             ctx.pg,
-            &gap.collection,
+            &stream,
             epoch,
             vec![BatchItem { event, mapped }],
             None,
@@ -288,9 +382,10 @@ pub async fn retry_gap(
             Ok(RetryOutcome::StillOpen(new_gap.reason.clone()))
         }
         Some(new_gap) => {
-            // It fails for another reason now: that is a new gap; this one is replaced by it.
+            // It fails for another reason now (or landed with parts still waiting): that is a
+            // new gap at the same cluster time, which replaces this one.
             let note = format!(
-                "retry failed as {}: {}",
+                "retry ended as {}: {}",
                 new_gap.kind.as_str(),
                 new_gap.reason
             );
@@ -298,6 +393,16 @@ pub async fn retry_gap(
             Ok(RetryOutcome::StillOpen(new_gap.reason.clone()))
         }
     }
+}
+
+/// The stream whose checkpoint row serialises writes to `collection` (its own stream today).
+pub fn stream_of(_mapping: &CompiledMapping, collection: &str) -> String {
+    stream_of_collection(collection)
+}
+
+/// [`stream_of`] where no mapping is at hand.
+pub fn stream_of_collection(collection: &str) -> String {
+    collection.to_string()
 }
 
 /// One background round: retries the open, retryable gaps whose backoff has elapsed, oldest

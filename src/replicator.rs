@@ -108,6 +108,7 @@ impl RunContext {
     /// A sink for one task (each stream, the snapshot and the gap retry have their own).
     pub fn new_sink(&self) -> crate::sink::Sink {
         crate::sink::Sink::new((*self.catalogue).clone(), self.names.clone())
+            .with_rules(self.mapping.collections.values())
             .with_holder(self.holder.clone())
     }
 
@@ -173,7 +174,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
             StartError::Mongo(e.0)
         }
     })?;
-    let (pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
+    let (mut pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
     let accesses: &[Access] = if settings.config.verify.is_some() {
@@ -187,6 +188,15 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
             CheckError::Missing(m) => StartError::Privileges(m),
             CheckError::Sink(e) => StartError::Sink(e),
         })?;
+    let converted = crate::sink::migrate::upgrade_version_columns(
+        &mut pg,
+        &names,
+        &settings.config.version_columns(),
+    )
+    .await?;
+    if !converted.is_empty() {
+        info!(tables = ?converted, "version columns moved to the current cluster-time encoding");
+    }
     drop(pg);
 
     let ping = mongo

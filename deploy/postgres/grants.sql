@@ -27,12 +27,17 @@
 GRANT USAGE ON SCHEMA public TO :"role";
 GRANT USAGE ON SCHEMA :"control_schema" TO :"role";
 
--- Control tables ([target] defaults). Nothing here grants DELETE: mongo2pg never deletes
--- checkpoints, gaps, id_map entries or audit rows.
+-- Control tables ([target] defaults). mongo2pg never deletes checkpoints, gaps, id_map entries or
+-- audit rows.
 GRANT SELECT, INSERT ON public.id_map TO :"role";
 GRANT SELECT, INSERT, UPDATE ON public.pg_dualwrite_gaps TO :"role";
 GRANT USAGE ON SEQUENCE public.pg_dualwrite_gaps_id_seq TO :"role";
 GRANT SELECT, INSERT, UPDATE ON :"control_schema".checkpoints TO :"role";
+-- Tombstones of deleted documents: written with every delete, read by replays and retries,
+-- removed once old.
+GRANT SELECT, INSERT, UPDATE, DELETE ON :"control_schema".tombstones TO :"role";
+-- Which mapped tables' version columns use the current cluster-time encoding (recorded at start).
+GRANT SELECT, INSERT ON :"control_schema".version_encoding TO :"role";
 -- The audit of `tokens reset` (not needed by `run`).
 GRANT SELECT, INSERT ON :"control_schema".token_resets TO :"role";
 GRANT USAGE ON SEQUENCE :"control_schema".token_resets_id_seq TO :"role";

@@ -237,7 +237,10 @@ impl Target {
     pub async fn sink(&self) -> Result<crate::sink::Sink, CommandError> {
         let catalogue =
             crate::sink::catalogue::load(&self.pg, &self.config.mapped_tables()).await?;
-        Ok(crate::sink::Sink::new(catalogue, self.names.clone()).with_holder(default_holder()))
+        let mapping = self.config.compile(&catalogue)?;
+        Ok(crate::sink::Sink::new(catalogue, self.names.clone())
+            .with_rules(mapping.collections.values())
+            .with_holder(default_holder()))
     }
 }
 
@@ -263,13 +266,22 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 async fn migrate(args: MigrateArgs) -> Result<ExitCode, CommandError> {
-    let names = match &args.mapping {
-        Some(path) => replicator::control_names(&Config::from_path(path)?),
-        None => ControlNames::default(),
+    let (names, version_columns) = match &args.mapping {
+        Some(path) => {
+            let config = Config::from_path(path)?;
+            (replicator::control_names(&config), config.version_columns())
+        }
+        None => (ControlNames::default(), Vec::new()),
     };
     let url = pg_url(&args.pg)?;
     let (mut client, _conn) = connect_pg(&url).await.map_err(CommandError::PgConnect)?;
     let applied = crate::sink::migrate::migrate(&mut client, &names).await?;
+    let converted =
+        crate::sink::migrate::upgrade_version_columns(&mut client, &names, &version_columns)
+            .await?;
+    for table in converted {
+        println!("moved the version column of {table} to the current cluster-time encoding");
+    }
     if applied.is_empty() {
         println!("control tables are up to date");
     } else {

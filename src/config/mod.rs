@@ -398,6 +398,14 @@ impl Config {
         tables
     }
 
+    /// (table, version column) of every mapped collection that has a version column.
+    pub fn version_columns(&self) -> Vec<(String, String)> {
+        self.collections
+            .values()
+            .filter_map(|c| Some((c.table.clone(), c.version_column.clone()?)))
+            .collect()
+    }
+
     /// Collections in copy order: the explicit `snapshot.order` first, then the rest with every
     /// referenced collection before the collections referring to it (cycles broken by name order).
     pub fn snapshot_order(&self) -> Vec<String> {

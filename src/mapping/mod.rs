@@ -124,6 +124,9 @@ pub enum GapKind {
     NulInText,
     /// A referenced parent row does not exist (yet); retried later.
     FkMissing,
+    /// The row landed, but child/junction rows or optional references wait for rows that do not
+    /// exist yet; retried later (the whole state is written again).
+    FkDeferred,
     /// A unique constraint rejected the row.
     UniqueViolation,
     /// A CHECK constraint rejected the row.
@@ -150,6 +153,7 @@ impl GapKind {
             GapKind::InvalidDate => "invalid_date",
             GapKind::NulInText => "nul_in_text",
             GapKind::FkMissing => "fk_missing",
+            GapKind::FkDeferred => "fk_deferred",
             GapKind::UniqueViolation => "unique_violation",
             GapKind::CheckViolation => "check_violation",
             GapKind::ImmutableChange => "immutable_change",
@@ -160,7 +164,7 @@ impl GapKind {
         }
     }
 
-    pub const ALL: [GapKind; 14] = [
+    pub const ALL: [GapKind; 15] = [
         GapKind::WrongType,
         GapKind::MissingRequired,
         GapKind::InvalidReference,
@@ -168,6 +172,7 @@ impl GapKind {
         GapKind::InvalidDate,
         GapKind::NulInText,
         GapKind::FkMissing,
+        GapKind::FkDeferred,
         GapKind::UniqueViolation,
         GapKind::CheckViolation,
         GapKind::ImmutableChange,

@@ -14,9 +14,9 @@ pub struct ResetAudit<'a> {
     pub actor: &'a str,
     /// Positions as shown to operators (token as relaxed extended JSON text, packed cluster time).
     pub from_token: Option<String>,
-    pub from_time: Option<i64>,
+    pub from_time: Option<crate::event::ClusterTime>,
     pub to_token: Option<String>,
-    pub to_time: Option<i64>,
+    pub to_time: Option<crate::event::ClusterTime>,
     pub reason: &'a str,
     /// What the reset targeted (`token`, `time`, `now`, `resnapshot`).
     pub mode: &'a str,
@@ -40,9 +40,9 @@ pub async fn record_reset<C: GenericClient>(
                 &row.stream,
                 &row.actor,
                 &row.from_token,
-                &row.from_time,
+                &row.from_time.map(crate::event::ClusterTime::to_sql),
                 &row.to_token,
-                &row.to_time,
+                &row.to_time.map(crate::event::ClusterTime::to_sql),
                 &row.reason,
                 &row.mode,
             ],

@@ -13,13 +13,15 @@ use crate::event::{ChangeEvent, Position};
 use crate::mapping::{GapKind, LegacyRef, Mapped, MappingError, RowOp, SqlValue};
 use crate::sink::catalogue::Catalogue;
 use crate::sink::checkpoint::{self, Checkpoint};
+use crate::sink::defer::{self, DeferRules, RowHome};
 use crate::sink::error::SinkError;
 use crate::sink::extjson::bson_extjson;
 use crate::sink::gaps::{self, GapRecord};
 use crate::sink::idmap::{self, IdCache, DEFAULT_CACHE_CAPACITY};
 use crate::sink::migrate::ControlNames;
-use crate::sink::plan::plan;
-use crate::sink::write::{self, WriteError};
+use crate::sink::name::quote_schema_table;
+use crate::sink::plan::{plan, Planned};
+use crate::sink::write::{self, SoftRule, Targets, WriteError};
 
 /// Rejected ranges of at most this many events are retried event by event instead of halved.
 const SPLIT_TO_SINGLES: usize = 4;
@@ -60,11 +62,18 @@ pub struct BatchOutcome {
     pub duration: Duration,
 }
 
-/// The Postgres writer of one or more streams: catalogue, control-table names and the id cache.
+/// The Postgres writer of one or more streams: catalogue, control-table names, what it must know
+/// about the mapped collections (their delete rules) and the id cache.
 #[derive(Debug)]
 pub struct Sink {
     catalogue: Catalogue,
     names: ControlNames,
+    /// The tombstones table, quoted.
+    tombstones: String,
+    /// Soft-delete rules by collection.
+    soft: std::collections::HashMap<String, SoftRule>,
+    /// Which parts of a row may wait for a missing referenced row.
+    defer: DeferRules,
     cache: IdCache,
     holder: String,
 }
@@ -72,11 +81,57 @@ pub struct Sink {
 impl Sink {
     pub fn new(catalogue: Catalogue, names: ControlNames) -> Self {
         Sink {
+            tombstones: quote_schema_table(&names.schema, "tombstones"),
             catalogue,
             names,
+            soft: std::collections::HashMap::new(),
+            defer: DeferRules::default(),
             cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
             holder: format!("pid:{}", std::process::id()),
         }
+    }
+
+    /// The compiled rules of the mapped collections: soft-delete rules re-flag rows when an older
+    /// state of a soft-deleted document lands later; tables and optional references tell which
+    /// parts of a row may wait for a referenced row that does not exist yet.
+    pub fn with_rules<'r>(
+        mut self,
+        rules: impl IntoIterator<Item = &'r crate::mapping::CollectionRules>,
+    ) -> Self {
+        for r in rules {
+            self.defer.homes.insert(
+                r.collection.clone(),
+                RowHome {
+                    table: r.table.clone(),
+                    id_column: r.id_column.clone(),
+                },
+            );
+            self.defer.deferrable.insert(
+                r.collection.clone(),
+                r.row
+                    .references
+                    .iter()
+                    .filter(|x| !x.required)
+                    .map(|x| x.column.clone())
+                    .collect(),
+            );
+            if let crate::mapping::rules::DeleteRule::Soft { column, value } = &r.delete {
+                self = self.with_soft_delete(&r.collection, column, value.clone());
+            }
+        }
+        self
+    }
+
+    /// The soft-delete rule of one collection (what `with_rules` takes from a mapping).
+    pub fn with_soft_delete(mut self, collection: &str, column: &str, value: SqlValue) -> Self {
+        self.soft.insert(
+            collection.to_string(),
+            SoftRule {
+                column: column.to_string(),
+                value,
+            },
+        );
+        self
     }
 
     /// Identity written to the checkpoint's `holder` column.
@@ -135,6 +190,41 @@ impl Sink {
         items: Vec<BatchItem>,
         end: Option<Position>,
     ) -> Result<BatchOutcome, SinkError> {
+        let finish = match end {
+            Some(p) => Finish::Advance(p),
+            None => Finish::Nothing,
+        };
+        self.apply(client, stream, epoch, items, finish).await
+    }
+
+    /// Applies one page of a copy of `stream` in one transaction and records, as its last
+    /// statement, that the copy of `collection` reached `last_id`: the page and its progress
+    /// commit together. An operator reset of the stream while the copy runs (another epoch, or
+    /// the copy no longer running) rolls the page back with `CheckpointMoved`.
+    pub async fn apply_snapshot_page(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        collection: &str,
+        last_id: &bson::Bson,
+    ) -> Result<BatchOutcome, SinkError> {
+        let finish = Finish::SnapshotProgress {
+            collection,
+            last_id,
+        };
+        self.apply(client, stream, epoch, items, finish).await
+    }
+
+    async fn apply(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        finish: Finish<'_>,
+    ) -> Result<BatchOutcome, SinkError> {
         let started = Instant::now();
         let mut out = BatchOutcome::default();
         let mut tx = client
@@ -185,11 +275,19 @@ impl Sink {
         if !work.is_empty() {
             pending.push_back(&work);
         }
+        let targets = Targets {
+            catalogue: &self.catalogue,
+            tombstones: &self.tombstones,
+            soft: &self.soft,
+        };
         while let Some(range) = pending.pop_front() {
-            let planned = plan(range.iter().flat_map(|&i| ops_of(i)));
+            let planned = plan(range.iter().flat_map(|&i| {
+                let at = items[i].event.cluster_time;
+                ops_of(i).iter().map(move |op| Planned { op, at })
+            }));
             let attempt = try_write(
                 &mut tx,
-                &self.catalogue,
+                &targets,
                 &resolution.ids,
                 &planned,
                 &mut out.statements,
@@ -203,8 +301,30 @@ impl Sink {
                     applied.extend(range);
                 }
                 Err(rejection) if range.len() == 1 => {
-                    let event = &items[range[0]].event;
+                    let i = range[0];
+                    let event = &items[i].event;
                     let (kind, reason) = rejection.into_gap();
+                    if kind == GapKind::FkMissing {
+                        if let Some(waiting) = self
+                            .write_deferred(
+                                &mut tx,
+                                &targets,
+                                &resolution.ids,
+                                ops_of(i),
+                                event,
+                                &mut out,
+                            )
+                            .await?
+                        {
+                            gaps.push(GapRecord::for_event(
+                                event,
+                                GapKind::FkDeferred,
+                                format!("the row landed; {}", waiting.join("; ")),
+                            ));
+                            applied.push(i);
+                            continue;
+                        }
+                    }
                     gaps.push(GapRecord::for_event(event, kind, reason));
                     *out.gapped
                         .entry(event.operation.as_str().to_string())
@@ -232,6 +352,15 @@ impl Sink {
             *out.applied
                 .entry(event.operation.as_str().to_string())
                 .or_default() += 1;
+            // Only a state that determines the row closes older gaps of the document: an upsert
+            // (written, or refused because a newer row or a tombstone is there) or a hard delete.
+            // A soft delete only flags whatever state the row has.
+            let determines = ops_of(i)
+                .iter()
+                .any(|op| matches!(op, RowOp::Upsert { .. } | RowOp::Delete { .. }));
+            if !determines {
+                continue;
+            }
             if let Some(key) = &event.document_key {
                 superseding.push((
                     event.collection.clone(),
@@ -252,17 +381,42 @@ impl Sink {
             out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
             out.statements += 1;
         }
-        if let Some(end) = &end {
-            out.checkpoint_moved = checkpoint::advance(
-                &tx,
-                &self.names.checkpoints,
-                stream,
-                epoch,
-                end,
-                &self.holder,
-            )
-            .await?;
-            out.statements += 1;
+        match &finish {
+            Finish::Nothing => {}
+            Finish::Advance(end) => {
+                out.checkpoint_moved = checkpoint::advance(
+                    &tx,
+                    &self.names.checkpoints,
+                    stream,
+                    epoch,
+                    end,
+                    &self.holder,
+                )
+                .await?;
+                out.statements += 1;
+            }
+            Finish::SnapshotProgress {
+                collection,
+                last_id,
+            } => {
+                let recorded = checkpoint::record_snapshot_progress(
+                    &tx,
+                    &self.names.checkpoints,
+                    stream,
+                    epoch,
+                    collection,
+                    Some(last_id),
+                )
+                .await?;
+                out.statements += 1;
+                if !recorded {
+                    return Err(SinkError::CheckpointMoved {
+                        stream: stream.to_string(),
+                        expected: epoch,
+                        found: -1,
+                    });
+                }
+            }
         }
         tx.commit()
             .await
@@ -273,6 +427,72 @@ impl Sink {
         out.duration = started.elapsed();
         Ok(out)
     }
+}
+
+impl Sink {
+    /// An event refused for a missing referenced row: writes it without the parts that can wait
+    /// (see `defer`). Returns what waits when that write succeeded, None when the event cannot
+    /// land yet (a required or mixed-id reference is missing, or the reduced write fails too).
+    async fn write_deferred(
+        &self,
+        tx: &mut Transaction<'_>,
+        targets: &Targets<'_>,
+        ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
+        ops: &[RowOp],
+        event: &ChangeEvent,
+        out: &mut BatchOutcome,
+    ) -> Result<Option<Vec<String>>, SinkError> {
+        let missing = defer::missing_targets(&*tx, &self.catalogue, &self.defer, ids, ops).await?;
+        out.statements += 1;
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let mut reduced = Vec::with_capacity(ops.len());
+        let mut waiting = Vec::new();
+        for op in ops {
+            match defer::defer(op, &missing, &self.defer) {
+                Some(d) => {
+                    reduced.push(d.op);
+                    waiting.extend(d.waiting);
+                }
+                None if is_referring_to(op, &missing) => return Ok(None),
+                None => reduced.push(op.clone()),
+            }
+        }
+        let at = event.cluster_time;
+        let planned = plan(reduced.iter().map(|op| Planned { op, at }));
+        match try_write(tx, targets, ids, &planned, &mut out.statements).await? {
+            Ok(rows) => {
+                for (table, n) in rows {
+                    *out.rows_written.entry(table).or_default() += n;
+                }
+                Ok(Some(waiting))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether `op` refers to any of `rows`.
+fn is_referring_to(op: &RowOp, rows: &std::collections::HashSet<LegacyRef>) -> bool {
+    let mut refs = BTreeSet::new();
+    collect_refs(op, &mut refs);
+    if let RowOp::Upsert { key, .. } = op {
+        refs.remove(key);
+    }
+    refs.iter().any(|r| rows.contains(r))
+}
+
+/// What a batch's transaction ends with.
+enum Finish<'a> {
+    Nothing,
+    /// Move the stream's checkpoint to this position (forward only).
+    Advance(Position),
+    /// Record a copy's progress.
+    SnapshotProgress {
+        collection: &'a str,
+        last_id: &'a bson::Bson,
+    },
 }
 
 /// A per-event rejection: the event becomes a gap.
@@ -335,7 +555,7 @@ fn is_row_rejection(e: &tokio_postgres::Error) -> bool {
 /// back because a row was rejected, `Err` for anything that must abort the batch.
 async fn try_write(
     tx: &mut Transaction<'_>,
-    catalogue: &Catalogue,
+    targets: &Targets<'_>,
     ids: &std::collections::HashMap<LegacyRef, uuid::Uuid>,
     plans: &[crate::sink::plan::TablePlan<'_>],
     statements: &mut u64,
@@ -344,7 +564,7 @@ async fn try_write(
         .savepoint("m2p_write")
         .await
         .map_err(|e| SinkError::pg("creating a savepoint", e))?;
-    let result = write::execute(&sp, catalogue, ids, plans, statements).await;
+    let result = write::execute(&sp, targets, ids, plans, statements).await;
     let rejection = match result {
         Ok(stats) => {
             sp.commit()

@@ -64,6 +64,8 @@ pub struct Checkpoint {
     pub holder: Option<String>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub snapshot_state: Option<SnapshotState>,
+    /// The collection a running copy is at (a stream group copies several in turn).
+    pub snapshot_collection: Option<String>,
     /// The last `_id` a running copy committed (canonical extended JSON text).
     pub snapshot_last_id: Option<String>,
     /// The stream position recorded before the copy started.
@@ -72,13 +74,13 @@ pub struct Checkpoint {
 }
 
 const COLUMNS: &str = "stream, resume_token, cluster_time, epoch, holder, updated_at, \
-     snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time";
+     snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time, snapshot_collection";
 
 fn from_row(r: &tokio_postgres::Row) -> Checkpoint {
     Checkpoint {
         stream: r.get(0),
         resume_token: r.get(1),
-        cluster_time: r.get::<_, Option<i64>>(2).map(ClusterTime::from_i64),
+        cluster_time: r.get::<_, Option<i64>>(2).map(ClusterTime::from_sql),
         epoch: r.get(3),
         holder: r.get(4),
         updated_at: r.get(5),
@@ -88,7 +90,8 @@ fn from_row(r: &tokio_postgres::Row) -> Checkpoint {
             .and_then(SnapshotState::parse),
         snapshot_last_id: r.get(7),
         snapshot_start_token: r.get(8),
-        snapshot_start_time: r.get::<_, Option<i64>>(9).map(ClusterTime::from_i64),
+        snapshot_start_time: r.get::<_, Option<i64>>(9).map(ClusterTime::from_sql),
+        snapshot_collection: r.get(10),
     }
 }
 
@@ -242,7 +245,7 @@ pub(crate) async fn advance<C: GenericClient>(
 ) -> Result<bool, SinkError> {
     let t = table(checkpoints_table)?;
     let token = document_extjson(&position.token);
-    let time = position.cluster_time.as_i64();
+    let time = position.cluster_time.to_sql();
     let sql = format!(
         "WITH cur AS (
            SELECT stream, (cluster_time IS NULL OR resume_token IS NULL OR cluster_time < $4
@@ -292,7 +295,7 @@ pub async fn rewrite<C: GenericClient>(
     resnapshot: bool,
 ) -> Result<(), SinkError> {
     let token = token.map(document_extjson);
-    let time = cluster_time.map(ClusterTime::as_i64);
+    let time = cluster_time.map(ClusterTime::to_sql);
     let state = if resnapshot {
         SnapshotState::Pending
     } else {
@@ -304,7 +307,7 @@ pub async fn rewrite<C: GenericClient>(
          on conflict (stream) do update set resume_token = excluded.resume_token,
              cluster_time = excluded.cluster_time, epoch = {t}.epoch + 1, updated_at = now(),
              snapshot_state = excluded.snapshot_state, snapshot_last_id = null,
-             snapshot_start_token = null, snapshot_start_time = null",
+             snapshot_collection = null, snapshot_start_token = null, snapshot_start_time = null",
         t = table(checkpoints_table)?
     );
     tx.execute(&sql, &[&stream, &token, &time, &state.as_str()])
@@ -313,18 +316,21 @@ pub async fn rewrite<C: GenericClient>(
     Ok(())
 }
 
-/// Marks a copy as running from `start` (creating the row if needed, without a position: the
-/// stream must not start before the copy hands over). Returns the row's epoch.
+/// Marks a copy as running from `start`, beginning with `collection` (creating the row if needed,
+/// without a position: the stream must not start before the copy hands over). Returns the row's
+/// epoch.
 pub async fn begin_snapshot<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
     stream: &str,
+    collection: &str,
     start: &Position,
 ) -> Result<i64, SinkError> {
     let sql = format!(
-        "insert into {t} as c (stream, snapshot_state, snapshot_last_id, snapshot_start_token, snapshot_start_time, updated_at)
-         values ($1, $2, null, $3, $4, now())
-         on conflict (stream) do update set snapshot_state = excluded.snapshot_state, snapshot_last_id = null,
+        "insert into {t} as c (stream, snapshot_state, snapshot_collection, snapshot_last_id, snapshot_start_token, snapshot_start_time, updated_at)
+         values ($1, $2, $5, null, $3, $4, now())
+         on conflict (stream) do update set snapshot_state = excluded.snapshot_state,
+             snapshot_collection = excluded.snapshot_collection, snapshot_last_id = null,
              snapshot_start_token = excluded.snapshot_start_token,
              snapshot_start_time = excluded.snapshot_start_time, updated_at = now()
          returning c.epoch",
@@ -337,7 +343,8 @@ pub async fn begin_snapshot<C: GenericClient>(
                 &stream,
                 &SnapshotState::Running.as_str(),
                 &document_extjson(&start.token),
-                &start.cluster_time.as_i64(),
+                &start.cluster_time.to_sql(),
+                &collection,
             ],
         )
         .await
@@ -345,18 +352,20 @@ pub async fn begin_snapshot<C: GenericClient>(
     Ok(row.get(0))
 }
 
-/// Records that every document up to `last_id` is copied. False (nothing written) when the epoch
-/// is no longer `epoch` or the copy is no longer running: an operator reset the stream.
+/// Records that the copy of `collection` has every document up to `last_id` (None: the copy of
+/// `collection` starts). False (nothing written) when the epoch is no longer `epoch` or the copy
+/// is no longer running: an operator reset the stream.
 pub async fn record_snapshot_progress<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
     stream: &str,
     epoch: i64,
-    last_id: &Bson,
+    collection: &str,
+    last_id: Option<&Bson>,
 ) -> Result<bool, SinkError> {
     let sql = format!(
-        "update {} set snapshot_last_id = $3, updated_at = now()
-         where stream = $1 and epoch = $2 and snapshot_state = $4",
+        "update {} set snapshot_collection = $3, snapshot_last_id = $4, updated_at = now()
+         where stream = $1 and epoch = $2 and snapshot_state = $5",
         table(checkpoints_table)?
     );
     let n = client
@@ -365,7 +374,8 @@ pub async fn record_snapshot_progress<C: GenericClient>(
             &[
                 &stream,
                 &epoch,
-                &bson_extjson(last_id),
+                &collection,
+                &last_id.map(bson_extjson),
                 &SnapshotState::Running.as_str(),
             ],
         )
@@ -388,7 +398,8 @@ pub async fn hand_over<C: GenericClient>(
         "update {t} as c set
              resume_token = case when c.cluster_time is null or c.cluster_time < $3 then $2 else c.resume_token end,
              cluster_time = greatest(coalesce(c.cluster_time, $3), $3),
-             snapshot_state = $5, snapshot_last_id = null, updated_at = now()
+             snapshot_state = $5, snapshot_last_id = null, snapshot_collection = null,
+             updated_at = now()
          where stream = $1 and epoch = $4",
         t = table(checkpoints_table)?
     );
@@ -398,7 +409,7 @@ pub async fn hand_over<C: GenericClient>(
             &[
                 &stream,
                 &document_extjson(&start.token),
-                &start.cluster_time.as_i64(),
+                &start.cluster_time.to_sql(),
                 &epoch,
                 &SnapshotState::Done.as_str(),
             ],
@@ -426,7 +437,7 @@ pub async fn pin_start<C: GenericClient>(
         client
             .execute(
                 sql.as_str(),
-                &[&stream, &at.as_i64(), &SnapshotState::Done.as_str()],
+                &[&stream, &at.to_sql(), &SnapshotState::Done.as_str()],
             )
             .await
             .map_err(|e| SinkError::pg("recording the start position", e))?;

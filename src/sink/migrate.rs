@@ -1,7 +1,9 @@
-//! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit, continuous
-//! verification results) as versioned SQL migrations from `migrations/`, templated with the
-//! configured names and applied through refinery with its history table in the private schema. Running it again is a no-op. It never touches
-//! the application's tables, and leaves an existing compatible `id_map` as it is.
+//! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit, tombstones, the
+//! version-encoding record, continuous-verification results) as versioned SQL migrations from
+//! `migrations/`, templated with the configured names and applied through refinery with its
+//! history table in the private schema. Running it again is a no-op. It never touches the
+//! application's tables; an existing compatible `id_map` only gains the nullable `legacy_type`
+//! column.
 
 use refinery::{Migration, Runner};
 use tokio_postgres::Client;
@@ -21,7 +23,7 @@ pub const HISTORY_TABLE: &str = "refinery_schema_history";
 /// Arbitrary constant for the advisory lock that serialises concurrent `migrate` runs.
 const MIGRATE_LOCK_KEY: i64 = 0x6d32_7067_6d69_6772;
 
-const SOURCES: [(&str, &str); 5] = [
+const SOURCES: [(&str, &str); 6] = [
     (
         "V1__id_map.sql",
         include_str!("../../migrations/V1__id_map.sql"),
@@ -37,6 +39,10 @@ const SOURCES: [(&str, &str); 5] = [
     (
         "V4__token_resets.sql",
         include_str!("../../migrations/V4__token_resets.sql"),
+    ),
+    (
+        "V5__tombstones_identity_time_encoding.sql",
+        include_str!("../../migrations/V5__tombstones_identity_time_encoding.sql"),
     ),
     (
         "V6__verify.sql",
@@ -73,6 +79,16 @@ impl ControlNames {
             checkpoints: format!("{schema}.checkpoints"),
             audit: format!("{schema}.token_resets"),
         }
+    }
+
+    /// The tombstones table (always in the private schema).
+    pub fn tombstones(&self) -> String {
+        format!("{}.tombstones", self.schema)
+    }
+
+    /// The table recording which mapped tables' version columns use the current encoding.
+    pub fn version_encoding(&self) -> String {
+        format!("{}.version_encoding", self.schema)
     }
 
     /// Checks every name is a plain identifier (optionally schema-qualified).
@@ -120,6 +136,7 @@ impl ControlNames {
             .replace("{{checkpoints}}", &self.checkpoints)
             .replace("{{audit_name}}", bare(&self.audit))
             .replace("{{audit}}", &self.audit)
+            .replace("{{tombstones}}", &self.tombstones())
             .replace("{{schema}}", &self.schema)
     }
 }
@@ -180,6 +197,59 @@ async fn run_locked(
         .iter()
         .map(|m| m.to_string())
         .collect())
+}
+
+/// Moves the version columns of mapped tables to the current cluster-time encoding
+/// ([`crate::event::ClusterTime::to_sql`]), once per table: `tables` lists (qualified table,
+/// version column). A table that does not exist yet is skipped (it is converted when it first
+/// exists at a later start); one already recorded is left alone. Returns the tables converted now.
+pub async fn upgrade_version_columns(
+    client: &mut Client,
+    names: &ControlNames,
+    tables: &[(String, String)],
+) -> Result<Vec<String>, SinkError> {
+    let record = crate::sink::name::quote_qualified(&names.version_encoding())?;
+    let mut converted = Vec::new();
+    for (table, column) in tables {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[table])
+            .await
+            .map_err(|e| SinkError::pg("looking up a mapped table", e))?
+            .get(0);
+        if !exists {
+            continue;
+        }
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| SinkError::pg("beginning a version-encoding upgrade", e))?;
+        // Concurrent replicas wait here for the first one's insert; only it converts.
+        let fresh = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {record} (table_name, version_column) VALUES ($1, $2)
+                     ON CONFLICT (table_name) DO NOTHING"
+                ),
+                &[table, column],
+            )
+            .await
+            .map_err(|e| SinkError::pg("recording a version-encoding upgrade", e))?;
+        if fresh == 1 {
+            let t = crate::sink::name::quote_qualified(table)?;
+            let c = crate::sink::name::quote_ident(column);
+            tx.execute(
+                &format!("UPDATE {t} SET {c} = {c} + (-9223372036854775807 - 1) WHERE {c} >= 0"),
+                &[],
+            )
+            .await
+            .map_err(|e| SinkError::pg(format!("converting the version column of {table}"), e))?;
+            converted.push(table.clone());
+        }
+        tx.commit()
+            .await
+            .map_err(|e| SinkError::pg("committing a version-encoding upgrade", e))?;
+    }
+    Ok(converted)
 }
 
 /// An id_map created by the application may differ in details; it must still have the three

@@ -17,6 +17,7 @@ pub mod batch;
 pub mod catalogue;
 pub mod checkpoint;
 pub mod connect;
+pub mod defer;
 pub mod error;
 pub mod extjson;
 pub mod gaps;
@@ -26,6 +27,7 @@ pub mod name;
 mod plan;
 pub mod privileges;
 pub mod text;
+pub mod tombstones;
 pub mod verify_results;
 mod write;
 

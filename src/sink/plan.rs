@@ -7,15 +7,24 @@
 
 use std::collections::HashMap;
 
+use crate::event::ClusterTime;
 use crate::mapping::RowOp;
+
+/// One operation with the cluster time of the state it writes (the event's, or a copy's start):
+/// tombstones are compared with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planned<'a> {
+    pub op: &'a RowOp,
+    pub at: ClusterTime,
+}
 
 /// The statements to run for one table, in order.
 #[derive(Debug, Default)]
 pub struct TablePlan<'a> {
     pub table: &'a str,
-    pub deletes: Vec<Vec<&'a RowOp>>,
-    pub soft_deletes: Vec<Vec<&'a RowOp>>,
-    pub upserts: Vec<Vec<&'a RowOp>>,
+    pub deletes: Vec<Vec<Planned<'a>>>,
+    pub soft_deletes: Vec<Vec<Planned<'a>>>,
+    pub upserts: Vec<Vec<Planned<'a>>>,
 }
 
 /// Statement shape: operations with equal shapes go into one statement.
@@ -140,15 +149,16 @@ fn supersedes(prev: &RowOp, next: &RowOp) -> bool {
 /// operation on the same row goes to a following round, so each row sees its operations in
 /// stream order. Rounds run one after another; within a round, tables keep the order of their
 /// first appearance.
-pub fn plan<'a>(ops: impl IntoIterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> {
+pub fn plan<'a>(ops: impl IntoIterator<Item = Planned<'a>>) -> Vec<TablePlan<'a>> {
     // (round, op) slots; `last` maps a row to the slot holding its latest operation.
-    let mut slots: Vec<Option<(usize, &'a RowOp)>> = Vec::new();
+    let mut slots: Vec<Option<(usize, Planned<'a>)>> = Vec::new();
     let mut last: HashMap<(&'a str, &'a str, &'a str), usize> = HashMap::new();
-    for op in ops {
+    for planned in ops {
+        let op = planned.op;
         let key = table_and_key(op);
         let round = match last.get(&key) {
             Some(&i) => match slots[i] {
-                Some((round, prev)) if supersedes(prev, op) => {
+                Some((round, prev)) if supersedes(prev.op, op) => {
                     slots[i] = None;
                     round
                 }
@@ -158,7 +168,7 @@ pub fn plan<'a>(ops: impl IntoIterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> 
             None => 0,
         };
         last.insert(key, slots.len());
-        slots.push(Some((round, op)));
+        slots.push(Some((round, planned)));
     }
     let rounds = slots
         .iter()
@@ -178,11 +188,12 @@ pub fn plan<'a>(ops: impl IntoIterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> 
     out
 }
 
-fn group_by_table<'a>(ops: impl Iterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>> {
+fn group_by_table<'a>(ops: impl Iterator<Item = Planned<'a>>) -> Vec<TablePlan<'a>> {
     let mut tables: Vec<TablePlan<'a>> = Vec::new();
     let mut table_index: HashMap<&'a str, usize> = HashMap::new();
     let mut groups: HashMap<(usize, Shape<'a>), usize> = HashMap::new();
-    for op in ops {
+    for planned in ops {
+        let op = planned.op;
         let (table, _, _) = table_and_key(op);
         let t = *table_index.entry(table).or_insert_with(|| {
             tables.push(TablePlan {
@@ -202,7 +213,7 @@ fn group_by_table<'a>(ops: impl Iterator<Item = &'a RowOp>) -> Vec<TablePlan<'a>
             list.push(Vec::new());
             list.len() - 1
         });
-        list[g].push(op);
+        list[g].push(planned);
     }
     tables
 }
@@ -236,6 +247,19 @@ mod tests {
         }
     }
 
+    fn planned(ops: &[RowOp]) -> Vec<Planned<'_>> {
+        ops.iter()
+            .map(|op| Planned {
+                op,
+                at: ClusterTime(1),
+            })
+            .collect()
+    }
+
+    fn ops_of<'a>(group: &[Planned<'a>]) -> Vec<&'a RowOp> {
+        group.iter().map(|p| p.op).collect()
+    }
+
     fn delete(table: &str, id: &str) -> RowOp {
         RowOp::Delete {
             table: table.into(),
@@ -254,14 +278,15 @@ mod tests {
             upsert("b", "1", "4"),
             delete("a", "1"),
         ];
-        let plans = plan(ops.iter());
+        let plans = plan(planned(&ops));
         assert_eq!(plans.len(), 2);
         assert_eq!(plans[0].table, "b");
         assert_eq!(plans[0].upserts.len(), 1);
-        assert_eq!(plans[0].upserts[0], vec![&ops[2], &ops[3]]);
+        assert_eq!(ops_of(&plans[0].upserts[0]), vec![&ops[2], &ops[3]]);
         assert_eq!(plans[1].table, "a");
         assert!(plans[1].upserts.is_empty());
-        assert_eq!(plans[1].deletes, vec![vec![&ops[4]]]);
+        assert_eq!(plans[1].deletes.len(), 1);
+        assert_eq!(ops_of(&plans[1].deletes[0]), vec![&ops[4]]);
     }
 
     #[test]
@@ -288,14 +313,14 @@ mod tests {
             other_columns,
             upsert("b", "2", "3"),
         ];
-        let plans = plan(ops.iter());
+        let plans = plan(planned(&ops));
         let rounds: Vec<(Vec<&RowOp>, Vec<&RowOp>)> = plans
             .iter()
             .map(|p| {
                 assert_eq!(p.table, "b");
                 (
-                    p.soft_deletes.iter().flatten().copied().collect(),
-                    p.upserts.iter().flatten().copied().collect(),
+                    p.soft_deletes.iter().flatten().map(|x| x.op).collect(),
+                    p.upserts.iter().flatten().map(|x| x.op).collect(),
                 )
             })
             .collect();
@@ -319,13 +344,13 @@ mod tests {
                 *insert_only = true;
             }
         }
-        assert_eq!(plan([&first, &second]).len(), 2);
+        assert_eq!(plan(planned(&[first, second])).len(), 2);
         let newer = upsert("b", "1", "1");
         let mut older = upsert("b", "1", "2");
         if let RowOp::Upsert { version, .. } = &mut older {
             *version = Some(("version".into(), ClusterTime(0)));
         }
-        assert_eq!(plan([&newer, &older]).len(), 2);
-        assert_eq!(plan([&older, &newer]).len(), 1);
+        assert_eq!(plan(planned(&[newer.clone(), older.clone()])).len(), 2);
+        assert_eq!(plan(planned(&[older, newer])).len(), 1);
     }
 }

@@ -120,6 +120,10 @@ fn add_requirements(
             add(&names.id_map, &["SELECT", "INSERT"]);
             add(&names.gaps, &["SELECT", "INSERT", "UPDATE"]);
             add(&names.checkpoints, &["SELECT", "INSERT", "UPDATE"]);
+            // Deletes leave tombstones; old ones are removed.
+            add(&names.tombstones(), &ALL);
+            // Start records the mapped tables whose version column uses the current encoding.
+            add(&names.version_encoding(), &["SELECT", "INSERT"]);
         }
         Access::ResetTokens => {
             add(&names.checkpoints, &["SELECT", "INSERT", "UPDATE"]);

@@ -3,6 +3,12 @@
 //! Upserts are version-guarded and report which rows they wrote; only those parents get their
 //! child rows replaced. Append-only rows are inserted if absent and never updated: a conflicting
 //! row with different values is reported as an immutable change.
+//!
+//! Deletes leave tombstones (the tombstones control table, written only here): a hard delete's
+//! tombstone keeps any older state of the document from being written again (upserts anti-join
+//! it); a soft delete flags the existing row without touching its version column (which keeps the
+//! version of the data) and leaves a soft tombstone, so any older state that lands later is
+//! flagged again: the last known state lands, then the delete policy applies.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,8 +19,24 @@ use crate::mapping::{ChildRows, ColumnValue, LegacyRef, RowOp, SqlValue};
 use crate::sink::catalogue::{Catalogue, TableInfo};
 use crate::sink::error::SinkError;
 use crate::sink::name::{quote_ident as ident, quote_schema_table as qualified};
-use crate::sink::plan::TablePlan;
+use crate::sink::plan::{Planned, TablePlan};
 use crate::sink::text::pg_text;
+use crate::sink::tombstones;
+
+/// The soft-delete rule of a collection: the column and the value a delete sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftRule {
+    pub column: String,
+    pub value: SqlValue,
+}
+
+/// What the writer needs besides the plan: the catalogue, the quoted tombstones table and the
+/// soft-delete rules by collection (to flag older states that land after a soft delete).
+pub(crate) struct Targets<'a> {
+    pub catalogue: &'a Catalogue,
+    pub tombstones: &'a str,
+    pub soft: &'a HashMap<String, SoftRule>,
+}
 
 /// Why writing a set of operations failed.
 #[derive(Debug)]
@@ -57,6 +79,8 @@ impl WriteStats {
 struct Ctx<'a> {
     tx: &'a Transaction<'a>,
     catalogue: &'a Catalogue,
+    tombstones: &'a str,
+    soft: &'a HashMap<String, SoftRule>,
     ids: &'a HashMap<LegacyRef, uuid::Uuid>,
 }
 
@@ -64,12 +88,18 @@ struct Ctx<'a> {
 /// statement sent, including the one that failed.
 pub(crate) async fn execute(
     tx: &Transaction<'_>,
-    catalogue: &Catalogue,
+    targets: &Targets<'_>,
     ids: &HashMap<LegacyRef, uuid::Uuid>,
     plans: &[TablePlan<'_>],
     statements: &mut u64,
 ) -> Result<BTreeMap<String, u64>, WriteError> {
-    let ctx = Ctx { tx, catalogue, ids };
+    let ctx = Ctx {
+        tx,
+        catalogue: targets.catalogue,
+        tombstones: targets.tombstones,
+        soft: targets.soft,
+        ids,
+    };
     let mut stats = WriteStats::default();
     let result = execute_plans(&ctx, plans, &mut stats).await;
     *statements += stats.statements;
@@ -174,24 +204,25 @@ fn version_guard(version: Option<&str>, vtype: &str, param: &str) -> String {
 async fn delete_group(
     ctx: &Ctx<'_>,
     table_name: &str,
-    ops: &[&RowOp],
+    ops: &[Planned<'_>],
     stats: &mut WriteStats,
 ) -> Result<(), WriteError> {
     let info = table(ctx.catalogue, table_name)?;
-    let (mut keys, mut versions) = (Vec::new(), Vec::new());
+    let (mut keys, mut colls, mut ats) = (Vec::new(), Vec::new(), Vec::new());
     let (mut legacy_col, mut version_col) = ("", None);
-    for op in ops {
+    for p in ops {
         if let RowOp::Delete {
             legacy_column,
             key,
             version,
             ..
-        } = op
+        } = p.op
         {
             legacy_col = legacy_column;
             version_col = version.as_ref().map(|(c, _)| c.as_str());
             keys.push(Some(key.legacy_id.clone()));
-            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+            colls.push(Some(key.collection.clone()));
+            ats.push(Some(p.at.to_sql().to_string()));
         }
     }
     let ltype = col_type(info, table_name, legacy_col)?;
@@ -200,27 +231,32 @@ async fn delete_group(
         None => "bigint",
     };
     let sql = format!(
-        "DELETE FROM {t} AS t USING {u} WHERE t.{l} = u.c0::{ltype}{guard}",
+        "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, coll, at)),
+              gone AS (DELETE FROM {t} AS t USING u WHERE t.{l} = u.k::{ltype}{guard} RETURNING 1),
+              tomb AS ({tomb})
+         SELECT count(*) FROM gone",
         t = qualified(&info.schema, &info.name),
-        u = unnest(2),
         l = ident(legacy_col),
-        guard = version_guard(version_col, vtype, "u.c1"),
+        guard = version_guard(version_col, vtype, "u.at"),
+        tomb = tombstones::insert_from_u(ctx.tombstones, false),
     );
-    let n = exec(ctx, stats, &sql, &[keys, versions]).await?;
-    stats.add_rows(table_name, n);
+    let rows = query(ctx, stats, &sql, &[keys, colls, ats]).await?;
+    let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+    stats.add_rows(table_name, u64::try_from(n).unwrap_or(0));
     Ok(())
 }
 
 async fn soft_delete_group(
     ctx: &Ctx<'_>,
     table_name: &str,
-    ops: &[&RowOp],
+    ops: &[Planned<'_>],
     stats: &mut WriteStats,
 ) -> Result<(), WriteError> {
     let info = table(ctx.catalogue, table_name)?;
-    let (mut keys, mut values, mut versions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut keys, mut colls, mut ats, mut values) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut legacy_col, mut set_col, mut version_col) = ("", "", None);
-    for op in ops {
+    for p in ops {
         if let RowOp::SoftDelete {
             legacy_column,
             key,
@@ -228,36 +264,77 @@ async fn soft_delete_group(
             value,
             version,
             ..
-        } = op
+        } = p.op
         {
             legacy_col = legacy_column;
             set_col = column;
             version_col = version.as_ref().map(|(c, _)| c.as_str());
             keys.push(Some(key.legacy_id.clone()));
+            colls.push(Some(key.collection.clone()));
+            ats.push(Some(p.at.to_sql().to_string()));
             values.push(text(ctx, value)?);
-            versions.push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
         }
     }
     let ltype = col_type(info, table_name, legacy_col)?;
     let ctype = col_type(info, table_name, set_col)?;
-    let (set_version, vtype) = match version_col {
-        Some(v) => {
-            let vtype = col_type(info, table_name, v)?;
-            (format!(", {} = u.c2::{vtype}", ident(v)), vtype)
-        }
-        None => (String::new(), "bigint"),
+    let vtype = match version_col {
+        Some(v) => col_type(info, table_name, v)?,
+        None => "bigint",
     };
+    // The version column keeps the version of the row's data: a state that lands later with an
+    // older-or-equal version is flagged again through the tombstone (see `reapply_soft`).
     let sql = format!(
-        "UPDATE {t} AS t SET {c} = u.c1::{ctype}{set_version} FROM {u} \
-         WHERE t.{l} = u.c0::{ltype}{guard}",
+        "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(k, coll, at, v)),
+              flagged AS (UPDATE {t} AS t SET {c} = u.v::{ctype} FROM u
+                          WHERE t.{l} = u.k::{ltype}{guard} RETURNING 1),
+              tomb AS ({tomb})
+         SELECT count(*) FROM flagged",
         t = qualified(&info.schema, &info.name),
         c = ident(set_col),
-        u = unnest(3),
         l = ident(legacy_col),
-        guard = version_guard(version_col, vtype, "u.c2"),
+        guard = version_guard(version_col, vtype, "u.at"),
+        tomb = tombstones::insert_from_u(ctx.tombstones, true),
     );
-    let n = exec(ctx, stats, &sql, &[keys, values, versions]).await?;
-    stats.add_rows(table_name, n);
+    let rows = query(ctx, stats, &sql, &[keys, colls, ats, values]).await?;
+    let n: i64 = rows.first().map_or(Ok(0), |r| r.try_get(0))?;
+    stats.add_rows(table_name, u64::try_from(n).unwrap_or(0));
+    Ok(())
+}
+
+/// After an upsert into a soft-delete table: rows whose data is not newer than a soft tombstone
+/// of their document get the soft-delete value again (an older state landed after the delete).
+async fn reapply_soft(
+    ctx: &Ctx<'_>,
+    info: &TableInfo,
+    table_name: &str,
+    legacy_col: &str,
+    rule: &SoftRule,
+    written: &[(String, String, String)],
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
+    if written.is_empty() {
+        return Ok(());
+    }
+    let ltype = col_type(info, table_name, legacy_col)?;
+    let ctype = col_type(info, table_name, &rule.column)?;
+    let (mut keys, mut colls, mut ats) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, c, a) in written {
+        keys.push(Some(k.clone()));
+        colls.push(Some(c.clone()));
+        ats.push(Some(a.clone()));
+    }
+    let value = vec![text(ctx, &rule.value)?];
+    let sql = format!(
+        "UPDATE {t} AS t SET {c} = ($4::text[])[1]::{ctype}
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS u(k, coll, at)
+         {soft}
+         WHERE t.{l} = u.k::{ltype}",
+        t = qualified(&info.schema, &info.name),
+        c = ident(&rule.column),
+        l = ident(legacy_col),
+        soft = tombstones::soft_join(ctx.tombstones, "u.coll", "u.k", "u.at"),
+    );
+    exec(ctx, stats, &sql, &[keys, colls, ats, value]).await?;
     Ok(())
 }
 
@@ -273,17 +350,17 @@ fn value_of<'v>(columns: &'v [ColumnValue], column: &str) -> &'v SqlValue {
 async fn upsert_group(
     ctx: &Ctx<'_>,
     table_name: &str,
-    ops: &[&RowOp],
+    ops: &[Planned<'_>],
     stats: &mut WriteStats,
 ) -> Result<(), WriteError> {
-    let RowOp::Upsert {
+    let Some(RowOp::Upsert {
         id_column,
         legacy_column,
         columns: first_columns,
         version: first_version,
         insert_only,
         ..
-    } = ops[0]
+    }) = ops.first().map(|p| p.op)
     else {
         return Ok(());
     };
@@ -304,15 +381,19 @@ async fn upsert_group(
         .map(|c| col_type(info, table_name, c))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let mut arrays: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(ops.len()); all_cols.len()];
+    // The row values, then the document's collection and the state's cluster time (compared
+    // with tombstones).
+    let (coll_at, at_at) = (all_cols.len(), all_cols.len() + 1);
+    let mut arrays: Vec<Vec<Option<String>>> =
+        vec![Vec::with_capacity(ops.len()); all_cols.len() + 2];
     let mut op_ids = Vec::with_capacity(ops.len());
-    for op in ops {
+    for p in ops {
         let RowOp::Upsert {
             key,
             columns,
             version,
             ..
-        } = op
+        } = p.op
         else {
             continue;
         };
@@ -324,8 +405,10 @@ async fn upsert_group(
             arrays[2 + i].push(text(ctx, value_of(columns, c))?);
         }
         if version_col.is_some() {
-            arrays[2 + data_cols.len()].push(version.as_ref().map(|(_, t)| t.as_i64().to_string()));
+            arrays[2 + data_cols.len()].push(version.as_ref().map(|(_, t)| t.to_sql().to_string()));
         }
+        arrays[coll_at].push(Some(key.collection.clone()));
+        arrays[at_at].push(Some(p.at.to_sql().to_string()));
     }
 
     let t = qualified(&info.schema, &info.name);
@@ -350,12 +433,19 @@ async fn upsert_group(
         });
         format!("DO UPDATE SET {}{guard}", sets.join(", "))
     };
+    // A state older than (or as old as) the document's hard-delete tombstone is never written.
+    let deleted = tombstones::hard_delete_covers(
+        ctx.tombstones,
+        &format!("u.c{coll_at}"),
+        "u.c1",
+        &format!("u.c{at_at}"),
+    );
     let sql = format!(
-        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} \
+        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} WHERE NOT {deleted} \
          ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
-        u = unnest(all_cols.len()),
+        u = unnest(all_cols.len() + 2),
         id = ident(id_column),
     );
     let rows = query(ctx, stats, &sql, &arrays).await?;
@@ -392,7 +482,7 @@ async fn upsert_group(
         let sql = format!(
             "SELECT u.c1 FROM {u} JOIN {t} AS t ON t.{id} = u.c0::{idt} \
              WHERE ROW({s}) IS DISTINCT FROM ROW({i}) LIMIT 1",
-            u = unnest(all_cols.len()),
+            u = unnest(all_cols.len() + 2),
             id = ident(id_column),
             idt = types[0],
             s = stored.join(", "),
@@ -408,12 +498,34 @@ async fn upsert_group(
     }
 
     let mut children: Vec<(&ChildRows, uuid::Uuid)> = Vec::new();
-    for (op, id) in ops.iter().zip(&op_ids) {
-        if let RowOp::Upsert { children: c, .. } = op {
+    let mut written_keys: Vec<(String, String, String)> = Vec::new();
+    for ((p, id), i) in ops.iter().zip(&op_ids).zip(0..) {
+        if let RowOp::Upsert {
+            children: c, key, ..
+        } = p.op
+        {
             if written.contains(id) {
                 children.extend(c.iter().map(|rows| (rows, *id)));
+                let at = arrays[at_at][i].clone().unwrap_or_default();
+                written_keys.push((key.legacy_id.clone(), key.collection.clone(), at));
             }
         }
+    }
+    let soft = ops.first().and_then(|p| match p.op {
+        RowOp::Upsert { key, .. } => ctx.soft.get(&key.collection),
+        _ => None,
+    });
+    if let Some(rule) = soft {
+        reapply_soft(
+            ctx,
+            info,
+            table_name,
+            legacy_column,
+            rule,
+            &written_keys,
+            stats,
+        )
+        .await?;
     }
     replace_children(ctx, &children, stats).await
 }

@@ -19,8 +19,8 @@ pub struct HistoryLostOutcome {
     /// The recorded `window_lost` gap.
     pub gap_id: i64,
     /// Packed cluster times of the lost window (last checkpoint .. new start).
-    pub window_start: i64,
-    pub window_end: i64,
+    pub window_start: u64,
+    pub window_end: u64,
     /// Set when the collection was re-copied (`when_needed`).
     pub resynced: Option<SnapshotReport>,
     /// Set when the stream must stop: the exact command for the operator.
@@ -66,8 +66,8 @@ pub async fn handle_history_lost(
     let mut outcome = HistoryLostOutcome {
         collection: collection.clone(),
         gap_id,
-        window_start: last.as_i64(),
-        window_end: end.as_i64(),
+        window_start: last.packed(),
+        window_end: end.packed(),
         resynced: None,
         operator_command: None,
         alternative_command: None,
@@ -77,7 +77,14 @@ pub async fn handle_history_lost(
             let mut options = options.clone();
             options.resolve_gaps.push(gap_id);
             // A fresh copy (not a resume of an older one) with a new start position.
-            checkpoint::begin_snapshot(&*ctx.pg, &ctx.names.checkpoints, &collection, &now).await?;
+            checkpoint::begin_snapshot(
+                &*ctx.pg,
+                &ctx.names.checkpoints,
+                &collection,
+                &collection,
+                &now,
+            )
+            .await?;
             let report = initial_snapshot(ctx, rules, &options, on_progress).await?;
             outcome.resynced = Some(report);
         }

@@ -20,7 +20,10 @@ use crate::sink::{checkpoint, ControlNames};
 
 pub use history_lost::{handle_history_lost, HistoryLostOutcome};
 pub use progress::{ProgressReporter, SnapshotProgress};
-pub use run::{initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport};
+pub use run::{
+    copy_stream, initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport,
+    StreamCopy,
+};
 pub use stage::{needs_snapshot, stage, StreamStage};
 
 /// Why a copy failed.

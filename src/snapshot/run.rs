@@ -1,8 +1,14 @@
-//! Running a copy: the initial snapshot (records the start position first, copies page by page
-//! with the last `_id` committed in each page's transaction, resumes after it when interrupted,
-//! hands over to streaming at the end) and the targeted re-sync of one collection (optionally an
-//! `_id` range or a timestamp window) that leaves the stream position alone and closes the gaps
-//! it repaired.
+//! Running a copy: the copy of a stream (records the stream's start position first, then copies
+//! its collections in the given order, parents first, one cursor per collection, page by page,
+//! each page committed together with its progress; resumes after the last committed `_id` when
+//! interrupted; hands over to streaming at the end), and the targeted re-sync of one collection
+//! (optionally an `_id` range or a timestamp window) that leaves the stream position alone.
+//!
+//! Every copied row carries the copy's start position as its version (never a later time), so a
+//! stream event after the start always applies over it, and a document deleted after the start
+//! stays deleted (its tombstone refuses the copy's older state). A copy closes no gap by itself:
+//! documents that land supersede their older gaps through the sink; only gaps named in
+//! `SnapshotOptions::resolve_gaps` (the lost window a re-copy repairs) are resolved here.
 
 use bson::Bson;
 
@@ -12,11 +18,11 @@ use crate::event::Position;
 use crate::mapping::CollectionRules;
 use crate::sink::extjson::bson_extjson;
 use crate::sink::gaps::lifecycle as gaps_store;
-use crate::sink::gaps::query::{rows_without_open_gap, SweptTable};
-use crate::sink::gaps::ResyncScope;
+use crate::sink::gaps::query::{rows_not_copied, SweptTable};
+use crate::sink::gaps::GapStatus;
 use crate::sink::{checkpoint, BatchItem, ControlNames, Sink, SnapshotState};
 use crate::source::snapshot::{
-    capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
+    capture_position, capture_start_position, SnapshotFilter, SnapshotReader, DEFAULT_PAGE_SIZE,
 };
 
 /// How a copy runs.
@@ -57,7 +63,7 @@ pub struct SnapshotReport {
     /// The `_id` (canonical extended JSON) this run resumed after, when it continued a copy.
     pub resumed_after: Option<String>,
     /// Packed cluster time of the recorded start position (initial copies).
-    pub start_cluster_time: Option<i64>,
+    pub start_cluster_time: Option<u64>,
     /// True when the copy finished and the stream position was handed over.
     pub handed_over: bool,
     /// True when the copy ran to the end (false when `max_pages` stopped it).
@@ -77,7 +83,7 @@ impl SnapshotReport {
             pages: 0,
             failed: 0,
             resumed_after,
-            start_cluster_time: Some(start.cluster_time.as_i64()),
+            start_cluster_time: Some(start.cluster_time.packed()),
             handed_over: false,
             complete: false,
             gaps_resolved: 0,
@@ -116,45 +122,177 @@ fn items_of(rules: &CollectionRules, page: crate::source::snapshot::Page) -> Vec
         .collect()
 }
 
-/// The initial copy of one collection (also the re-copy after `tokens reset --resnapshot` and
-/// after history loss in `when_needed` mode). Resumes an interrupted copy of the same stream.
-/// The stream name is the collection name.
+/// The initial copy of one collection's own stream (also the re-copy after `tokens reset
+/// --resnapshot` and after history loss in `when_needed` mode). Resumes an interrupted copy.
 pub async fn initial_snapshot(
-    mut ctx: SnapshotContext<'_>,
+    ctx: SnapshotContext<'_>,
     rules: &CollectionRules,
     options: &SnapshotOptions,
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
+    let copy = StreamCopy {
+        stream: &rules.collection,
+        collections: vec![rules],
+        whole_database: false,
+    };
+    let mut cb = |_: &str, p: &SnapshotProgress| on_progress(p);
+    let mut reports = copy_stream(ctx, &copy, options, &mut cb).await?;
+    reports
+        .pop()
+        .ok_or_else(|| SnapshotError::UnknownCollection(rules.collection.clone()))
+}
+
+/// What one stream copies before it streams.
+#[derive(Debug, Clone)]
+pub struct StreamCopy<'a> {
+    /// The stream whose checkpoint row records the copy (a collection, or a stream group).
+    pub stream: &'a str,
+    /// Its collections, in copy order (referenced collections first).
+    pub collections: Vec<&'a CollectionRules>,
+    /// True when the stream reads the whole database (a stream group): its start position is
+    /// taken from a database-level change stream.
+    pub whole_database: bool,
+}
+
+/// Copies every collection of `copy.stream` in order, from one start position recorded before
+/// the first read, then hands the stream over to streaming from that position. Resumes an
+/// interrupted copy of the same stream at the collection and `_id` it reached. Returns one report
+/// per collection copied by this run (a collection finished by an earlier run is not reported).
+pub async fn copy_stream(
+    mut ctx: SnapshotContext<'_>,
+    copy: &StreamCopy<'_>,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let stream = copy.stream;
+    let Some(first) = copy.collections.first() else {
+        return Ok(Vec::new());
+    };
+    let checkpoints = ctx.names.checkpoints.as_str();
+    let stored = checkpoint::load(&*ctx.pg, checkpoints, stream).await?;
+    let running = stored
+        .as_ref()
+        .filter(|s| s.snapshot_state == Some(SnapshotState::Running));
+    let resumed = running.and_then(|s| Some((s.snapshot_start()?, s)));
+    let (start, epoch, mut at_collection, mut resume_after) = match resumed {
+        Some((start, s)) => {
+            // The collection the copy reached (a row written before copies named it: the
+            // stream's only collection). A collection the mapping no longer has restarts the
+            // copy from the first one, with the same start position: nothing is lost.
+            let reached = s
+                .snapshot_collection
+                .as_deref()
+                .unwrap_or(&first.collection);
+            let (index, after) = match copy
+                .collections
+                .iter()
+                .position(|r| r.collection == reached)
+            {
+                Some(index) => (index, s.snapshot_last_id()),
+                None => (0, None),
+            };
+            (start, s.epoch, index, after)
+        }
+        None => {
+            // Taken before the first read: everything written from here on reaches the stream.
+            let scope = (!copy.whole_database).then_some(first.collection.as_str());
+            let start = capture_position(ctx.mongo, ctx.database, scope)
+                .await
+                .map_err(|source| SnapshotError::Mongo {
+                    collection: first.collection.clone(),
+                    source: Box::new(source),
+                })?;
+            let epoch = checkpoint::begin_snapshot(
+                &*ctx.pg,
+                checkpoints,
+                stream,
+                &first.collection,
+                &start,
+            )
+            .await?;
+            (start, epoch, 0, None)
+        }
+    };
+    let mut reports = Vec::new();
+    while let Some(rules) = copy.collections.get(at_collection) {
+        let mut cb = |p: &SnapshotProgress| on_progress(&rules.collection, p);
+        let report = copy_collection(
+            &mut ctx,
+            stream,
+            epoch,
+            rules,
+            &start,
+            resume_after.take(),
+            options,
+            &mut cb,
+        )
+        .await?;
+        let complete = report.complete;
+        reports.push(report);
+        if !complete {
+            return Ok(reports);
+        }
+        at_collection += 1;
+        if let Some(next) = copy.collections.get(at_collection) {
+            if !checkpoint::record_snapshot_progress(
+                &*ctx.pg,
+                checkpoints,
+                stream,
+                epoch,
+                &next.collection,
+                None,
+            )
+            .await?
+            {
+                return Err(SnapshotError::Moved {
+                    stream: stream.to_string(),
+                });
+            }
+        }
+    }
+    if !checkpoint::hand_over(&*ctx.pg, checkpoints, stream, epoch, &start).await? {
+        return Err(SnapshotError::Moved {
+            stream: stream.to_string(),
+        });
+    }
+    let mut resolved = resolve_named_gaps(&ctx, options, "resolved by snapshot").await?;
+    if options.filter.is_full() {
+        for rules in &copy.collections {
+            resolved += gaps_store::resolve_windows_before(
+                &*ctx.pg,
+                &ctx.names.gaps,
+                &rules.collection,
+                start.cluster_time,
+                "repaired by a full copy",
+            )
+            .await?;
+        }
+    }
+    if let Some(last) = reports.last_mut() {
+        last.handed_over = true;
+        last.gaps_resolved += resolved;
+    }
+    tracing::info!(stream, "snapshot handed over to the stream");
+    Ok(reports)
+}
+
+/// Copies one collection of a stream's copy, from `resume_after` on.
+#[allow(clippy::too_many_arguments)]
+async fn copy_collection(
+    ctx: &mut SnapshotContext<'_>,
+    stream: &str,
+    epoch: i64,
+    rules: &CollectionRules,
+    start: &Position,
+    resume_after: Option<Bson>,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
+) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
-    let stream = collection;
     let mongo_err = |source| SnapshotError::Mongo {
         collection: collection.to_string(),
         source: Box::new(source),
     };
-    let checkpoints = ctx.names.checkpoints.as_str();
-    let stored = checkpoint::load(&*ctx.pg, checkpoints, stream).await?;
-    let resume = stored
-        .as_ref()
-        .filter(|s| s.snapshot_state == Some(SnapshotState::Running));
-    let (start, resume_after, epoch): (Position, Option<Bson>, i64) = match resume
-        .and_then(|s| s.snapshot_start())
-    {
-        Some(start) => {
-            let s = resume
-                .map(|s| (s.snapshot_last_id(), s.epoch))
-                .unwrap_or((None, 0));
-            (start, s.0, s.1)
-        }
-        None => {
-            // Taken before the first read: everything written from here on reaches the stream.
-            let start = capture_start_position(ctx.mongo, ctx.database, collection)
-                .await
-                .map_err(mongo_err)?;
-            let epoch = checkpoint::begin_snapshot(&*ctx.pg, checkpoints, stream, &start).await?;
-            (start, None, epoch)
-        }
-    };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await?;
     let resumed_after = resume_after.as_ref().map(bson_extjson);
     if let Some(after) = &resumed_after {
         tracing::info!(collection, after = %after, "resuming snapshot");
@@ -172,7 +310,7 @@ pub async fn initial_snapshot(
     .map_err(mongo_err)?;
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
     let mut progress = SnapshotProgress::starting(remaining);
-    let mut report = SnapshotReport::started(collection, &start, resumed_after);
+    let mut report = SnapshotReport::started(collection, start, resumed_after);
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
@@ -185,61 +323,47 @@ pub async fn initial_snapshot(
         let n = items.len() as u64;
         let outcome = ctx
             .sink
-            .apply_batch(ctx.pg, stream, epoch, items, None)
-            .await?;
-        // Progress is written right after the page committed: it can lag one page behind (the
-        // page is then copied again, harmlessly) but never claims a page that did not commit.
-        if !checkpoint::record_snapshot_progress(&*ctx.pg, checkpoints, stream, epoch, &last_id)
-            .await?
-        {
-            return Err(SnapshotError::Moved {
-                stream: stream.to_string(),
-            });
-        }
+            .apply_snapshot_page(ctx.pg, stream, epoch, items, collection, &last_id)
+            .await
+            .map_err(|e| match e {
+                crate::sink::SinkError::CheckpointMoved { .. } => SnapshotError::Moved {
+                    stream: stream.to_string(),
+                },
+                other => other.into(),
+            })?;
         report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
         on_progress(&progress);
     }
     if options.filter.is_full() {
-        report.swept = sweep_vanished(&mut ctx, rules, epoch, &start).await?;
+        report.swept = sweep_vanished(ctx, stream, rules, epoch, start).await?;
     }
-    if !checkpoint::hand_over(&*ctx.pg, checkpoints, stream, epoch, &start).await? {
-        return Err(SnapshotError::Moved {
-            stream: stream.to_string(),
-        });
-    }
-    report.handed_over = true;
     report.complete = true;
-    if options.filter.is_full() {
-        let scope = ResyncScope {
-            max_id: max_gap_id,
-            keys: None,
-            extra_ids: &options.resolve_gaps,
-        };
-        report.gaps_resolved = gaps_store::resolve_by_resync(
-            &*ctx.pg,
-            &ctx.names.gaps,
-            collection,
-            &scope,
-            "resolved by snapshot",
-        )
-        .await?;
-    }
     progress.finish();
     on_progress(&progress);
-    tracing::info!(
-        collection,
-        copied = report.copied,
-        gaps_resolved = report.gaps_resolved,
-        "snapshot handed over to the stream"
-    );
+    tracing::info!(collection, copied = report.copied, "collection copied");
     Ok(report)
+}
+
+/// Resolves the gaps an operator or the history-lost handling named for this copy.
+async fn resolve_named_gaps(
+    ctx: &SnapshotContext<'_>,
+    options: &SnapshotOptions,
+    note: &str,
+) -> Result<u64, SnapshotError> {
+    let mut resolved = 0;
+    for id in &options.resolve_gaps {
+        if gaps_store::close(&*ctx.pg, &ctx.names.gaps, *id, GapStatus::Resolved, note).await? {
+            resolved += 1;
+        }
+    }
+    Ok(resolved)
 }
 
 /// `mongo2pg snapshot <collection> [--from-id --to-id | --field --since --until]`: re-copies one
 /// collection (or the selected documents) while its stream keeps running (a full re-copy also
-/// removes rows whose documents are gone), and closes the gaps it
-/// repaired: every open gap of the collection for a full re-copy, otherwise the gaps of the
-/// re-copied documents plus `options.resolve_gaps`. The stream position is not touched.
+/// removes rows whose documents are gone). Re-copied documents supersede their older gaps through
+/// the sink; the gaps in `options.resolve_gaps` are resolved at the end. The stream position is
+/// not touched.
 pub async fn resync(
     mut ctx: SnapshotContext<'_>,
     rules: &CollectionRules,
@@ -247,12 +371,12 @@ pub async fn resync(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
+    let stream = crate::gap_retry::stream_of_collection(collection);
     let mongo_err = |source| SnapshotError::Mongo {
         collection: collection.to_string(),
         source: Box::new(source),
     };
-    let max_gap_id = gaps_store::max_id(&*ctx.pg, &ctx.names.gaps).await?;
-    let epoch = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, collection)
+    let epoch = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &stream)
         .await?
         .map_or(0, |s| s.epoch);
     let start = capture_start_position(ctx.mongo, ctx.database, collection)
@@ -272,7 +396,6 @@ pub async fn resync(
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
     let mut progress = SnapshotProgress::starting(remaining);
     let mut report = SnapshotReport::started(collection, &start, None);
-    let mut keys: Vec<String> = Vec::new();
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
@@ -282,43 +405,28 @@ pub async fn resync(
         };
         let items = items_of(rules, page);
         let n = items.len() as u64;
-        if !options.filter.is_full() {
-            keys.extend(
-                items
-                    .iter()
-                    .filter(|i| i.mapped.is_ok())
-                    .filter_map(|i| i.event.document_key.as_ref())
-                    .map(crate::sink::extjson::bson_extjson),
-            );
-        }
         let outcome = ctx
             .sink
-            .apply_batch(ctx.pg, collection, epoch, items, None)
+            .apply_batch(ctx.pg, &stream, epoch, items, None)
             .await?;
         report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
         on_progress(&progress);
     }
     report.complete = true;
     if options.filter.is_full() {
-        report.swept = sweep_vanished(&mut ctx, rules, epoch, &start).await?;
+        report.swept = sweep_vanished(&mut ctx, &stream, rules, epoch, &start).await?;
     }
-    let scope = ResyncScope {
-        max_id: max_gap_id,
-        keys: if options.filter.is_full() {
-            None
-        } else {
-            Some(&keys)
-        },
-        extra_ids: &options.resolve_gaps,
-    };
-    report.gaps_resolved = gaps_store::resolve_by_resync(
-        &*ctx.pg,
-        &ctx.names.gaps,
-        collection,
-        &scope,
-        "resolved by re-sync",
-    )
-    .await?;
+    report.gaps_resolved = resolve_named_gaps(&ctx, options, "resolved by re-sync").await?;
+    if options.filter.is_full() {
+        report.gaps_resolved += gaps_store::resolve_windows_before(
+            &*ctx.pg,
+            &ctx.names.gaps,
+            collection,
+            start.cluster_time,
+            "repaired by a full re-sync",
+        )
+        .await?;
+    }
     progress.finish();
     on_progress(&progress);
     tracing::info!(
@@ -332,11 +440,12 @@ pub async fn resync(
 
 /// After a full copy from `start`, every row of the table still carrying a version older than
 /// `start` was not re-copied: its document is gone from MongoDB (deleted while history was lost,
-/// or before a `--resnapshot`). Each becomes a delete event at `start` through the collection's
-/// delete policy. Rows of documents with open gaps are kept (the gap decides about them). Tables
-/// without a version column are left alone.
+/// or before a `--resnapshot`), unless the copy recorded a gap for it (those are kept: the gap
+/// decides). Each becomes a delete event at `start` through the collection's delete policy.
+/// Tables without a version column are left alone.
 async fn sweep_vanished(
     ctx: &mut SnapshotContext<'_>,
+    stream: &str,
     rules: &CollectionRules,
     epoch: i64,
     start: &Position,
@@ -350,7 +459,7 @@ async fn sweep_vanished(
         legacy_column: &rules.legacy_column,
         version_column: version,
     };
-    let rows = rows_without_open_gap(&*ctx.pg, &ctx.names.gaps, &table, start.cluster_time).await?;
+    let rows = rows_not_copied(&*ctx.pg, &ctx.names.gaps, &table, start.cluster_time).await?;
     let mut swept = 0;
     for chunk in rows.chunks(500) {
         let items: Vec<BatchItem> = chunk
@@ -358,8 +467,8 @@ async fn sweep_vanished(
             .map(|legacy| {
                 let legacy = legacy.clone();
                 let key = match bson::oid::ObjectId::parse_str(&legacy) {
-                    Ok(oid) => Bson::ObjectId(oid),
-                    Err(_) => Bson::String(legacy),
+                    Ok(oid) if oid.to_hex() == legacy => Bson::ObjectId(oid),
+                    _ => Bson::String(legacy),
                 };
                 let event = crate::event::ChangeEvent {
                     operation: crate::event::Operation::Delete,
@@ -378,7 +487,7 @@ async fn sweep_vanished(
             .collect();
         swept += items.len() as u64;
         ctx.sink
-            .apply_batch(ctx.pg, &rules.collection, epoch, items, None)
+            .apply_batch(ctx.pg, stream, epoch, items, None)
             .await?;
     }
     if swept > 0 {

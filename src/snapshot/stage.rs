@@ -66,6 +66,7 @@ mod tests {
             holder: None,
             updated_at: chrono::DateTime::UNIX_EPOCH,
             snapshot_state: None,
+            snapshot_collection: None,
             snapshot_last_id: None,
             snapshot_start_token: None,
             snapshot_start_time: None,

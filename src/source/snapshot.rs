@@ -11,8 +11,9 @@
 //! type only as far as the first page's type; such collections are not supported by the resume.
 
 use bson::{doc, Bson, Document};
+use futures::TryStreamExt;
 use mongodb::options::ReadConcern;
-use mongodb::{Client, ClientSession, Collection};
+use mongodb::{Client, Collection, Cursor};
 
 use super::normalize::token_cluster_time;
 use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
@@ -77,17 +78,35 @@ fn missing_token() -> mongodb::error::Error {
     mongodb::error::Error::custom("change stream returned no post-batch resume token".to_string())
 }
 
-/// Records the stream's current position: opens a change stream on the collection and takes its
-/// post-batch resume token (everything written after it will be delivered by a stream resumed from
-/// it) with the cluster time it encodes (or the command's operation time). Call it *before* copying anything.
+/// Records the stream's current position: opens a change stream on the collection (or, without
+/// one, on the whole database, as a stream group reads) and takes its post-batch resume token
+/// (everything written after it will be delivered by a stream resumed from it) with the cluster
+/// time it encodes (or the command's operation time). Call it *before* copying anything.
 pub async fn capture_start_position(
     client: &Client,
     database: &str,
     collection: &str,
 ) -> Result<Position, mongodb::error::Error> {
-    let coll = client.database(database).collection::<Document>(collection);
+    capture_position(client, database, Some(collection)).await
+}
+
+/// [`capture_start_position`] for a collection (`Some`) or the whole database (`None`).
+pub async fn capture_position(
+    client: &Client,
+    database: &str,
+    collection: Option<&str>,
+) -> Result<Position, mongodb::error::Error> {
+    let db = client.database(database);
     let mut session = client.start_session().await?;
-    let stream = coll.watch().session(&mut session).await?;
+    let stream = match collection {
+        Some(c) => {
+            db.collection::<Document>(c)
+                .watch()
+                .session(&mut session)
+                .await?
+        }
+        None => db.watch().session(&mut session).await?,
+    };
     let token = stream.resume_token().ok_or_else(missing_token)?;
     drop(stream);
     let token = match bson::to_bson(&token) {
@@ -109,20 +128,76 @@ pub async fn capture_start_position(
     })
 }
 
-/// Wraps one snapshot document as a change event. `read_time` is the cluster time the document
-/// was read at (the find's operation time): used as the row version, so any stream event after
-/// the read still applies and any event the document already reflects is a harmless replay.
-pub fn snapshot_event(collection: &str, document: Document, read_time: ClusterTime) -> ChangeEvent {
+/// Wraps one snapshot document as a change event. `version` is the time the row will carry: the
+/// copy's start position for snapshots (any later change reaches the row through the stream), the
+/// gap's own time for gap retries.
+pub fn snapshot_event(collection: &str, document: Document, version: ClusterTime) -> ChangeEvent {
     ChangeEvent {
         operation: Operation::Snapshot,
         collection: collection.to_string(),
         document_key: document.get("_id").cloned(),
         full_document: Some(document.clone()),
         full_document_before_change: None,
-        cluster_time: read_time,
+        cluster_time: version,
         resume_token: None,
         txn: None,
         raw: document,
+    }
+}
+
+/// `$type` names of MongoDB's `_id` sort order, one entry per comparison bracket (values of one
+/// bracket compare with each other; brackets never do).
+const TYPE_BRACKETS: [&[&str]; 16] = [
+    &["minKey"],
+    &["null", "undefined"],
+    &["double", "int", "long", "decimal"],
+    &["string", "symbol"],
+    &["object"],
+    &["array"],
+    &["binData"],
+    &["objectId"],
+    &["bool"],
+    &["date"],
+    &["timestamp"],
+    &["regex"],
+    &["dbPointer"],
+    &["javascript"],
+    &["javascriptWithScope"],
+    &["maxKey"],
+];
+
+fn bracket_of(value: &Bson) -> usize {
+    match value {
+        Bson::MinKey => 0,
+        Bson::Null | Bson::Undefined => 1,
+        Bson::Double(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Decimal128(_) => 2,
+        Bson::String(_) | Bson::Symbol(_) => 3,
+        Bson::Document(_) => 4,
+        Bson::Array(_) => 5,
+        Bson::Binary(_) => 6,
+        Bson::ObjectId(_) => 7,
+        Bson::Boolean(_) => 8,
+        Bson::DateTime(_) => 9,
+        Bson::Timestamp(_) => 10,
+        Bson::RegularExpression(_) => 11,
+        Bson::DbPointer(_) => 12,
+        Bson::JavaScriptCode(_) => 13,
+        Bson::JavaScriptCodeWithScope(_) => 14,
+        Bson::MaxKey => 15,
+    }
+}
+
+/// Every document whose `_id` sorts after `last`, across BSON types.
+pub fn after_id(last: &Bson) -> Document {
+    let later: Vec<Bson> = TYPE_BRACKETS[bracket_of(last) + 1..]
+        .iter()
+        .flat_map(|names| names.iter().map(|n| Bson::String((*n).to_string())))
+        .collect();
+    let same = doc! {"_id": {"$gt": last.clone()}};
+    if later.is_empty() {
+        same
+    } else {
+        doc! {"$or": [same, {"_id": {"$type": later}}]}
     }
 }
 
@@ -132,25 +207,22 @@ pub struct Page {
     pub events: Vec<ChangeEvent>,
     /// `_id` of the last document of the page: the resume point.
     pub last_id: Bson,
-    /// Cluster time of the read (used as every event's version).
-    pub read_time: ClusterTime,
 }
 
-/// Reads one collection in `_id` order, page by page.
+/// Reads one collection in `_id` order through one cursor, page by page.
 pub struct SnapshotReader {
     collection_name: String,
     coll: Collection<Document>,
-    session: ClientSession,
     filter: Document,
     page_size: u32,
     last_id: Option<Bson>,
-    fallback_time: ClusterTime,
+    version: ClusterTime,
+    cursor: Option<Cursor<Document>>,
 }
 
 impl SnapshotReader {
     /// Prepare a reader. `resume_after` is the last `_id` already copied (from the checkpoint's
-    /// snapshot columns); `fallback_time` is the version used if the server reports no operation
-    /// time (the captured start position's cluster time).
+    /// snapshot columns); `version` is the time every copied row carries (the copy's start).
     pub async fn open(
         client: &Client,
         database: &str,
@@ -158,25 +230,24 @@ impl SnapshotReader {
         filter: &SnapshotFilter,
         resume_after: Option<Bson>,
         page_size: u32,
-        fallback_time: ClusterTime,
+        version: ClusterTime,
     ) -> Result<Self, mongodb::error::Error> {
-        let session = client.start_session().await?;
         Ok(SnapshotReader {
             collection_name: collection.to_string(),
             coll: client.database(database).collection::<Document>(collection),
-            session,
             filter: filter.to_document(),
             page_size: page_size.max(1),
             last_id: resume_after,
-            fallback_time,
+            version,
+            cursor: None,
         })
     }
 
-    fn page_filter(&self) -> Document {
+    fn query(&self) -> Document {
         match &self.last_id {
             None => self.filter.clone(),
             Some(last) => {
-                let after = doc! {"_id": {"$gt": last.clone()}};
+                let after = after_id(last);
                 if self.filter.is_empty() {
                     after
                 } else {
@@ -188,47 +259,41 @@ impl SnapshotReader {
 
     /// How many documents are still to copy (after the resume point, inside the filter).
     pub async fn count_remaining(&mut self) -> Result<u64, mongodb::error::Error> {
-        let filter = self.page_filter();
-        self.coll
-            .count_documents(filter)
-            .session(&mut self.session)
-            .await
+        self.coll.count_documents(self.query()).await
     }
 
     /// The next page, or None when the copy is complete.
     pub async fn next_page(&mut self) -> Result<Option<Page>, mongodb::error::Error> {
-        let filter = self.page_filter();
-        let mut cursor = self
-            .coll
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .limit(i64::from(self.page_size))
-            .batch_size(self.page_size)
-            .read_concern(ReadConcern::local())
-            .session(&mut self.session)
-            .await?;
-        let mut docs = Vec::with_capacity(self.page_size as usize);
-        while let Some(d) = cursor.next(&mut self.session).await {
-            docs.push(d?);
+        if self.cursor.is_none() {
+            let cursor = self
+                .coll
+                .find(self.query())
+                .sort(doc! {"_id": 1})
+                .batch_size(self.page_size)
+                .read_concern(ReadConcern::local())
+                .await?;
+            self.cursor = Some(cursor);
         }
-        let read_time = self
-            .session
-            .operation_time()
-            .map(ClusterTime::from)
-            .unwrap_or(self.fallback_time);
+        let Some(cursor) = self.cursor.as_mut() else {
+            return Ok(None);
+        };
+        let mut docs = Vec::with_capacity(self.page_size as usize);
+        while docs.len() < self.page_size as usize {
+            match cursor.try_next().await? {
+                Some(d) => docs.push(d),
+                None => break,
+            }
+        }
         let Some(last_id) = docs.last().and_then(|d| d.get("_id")).cloned() else {
+            self.cursor = None;
             return Ok(None);
         };
         let events = docs
             .into_iter()
-            .map(|d| snapshot_event(&self.collection_name, d, read_time))
+            .map(|d| snapshot_event(&self.collection_name, d, self.version))
             .collect();
         self.last_id = Some(last_id.clone());
-        Ok(Some(Page {
-            events,
-            last_id,
-            read_time,
-        }))
+        Ok(Some(Page { events, last_id }))
     }
 
     /// The last `_id` returned so far (or the resume point).
@@ -277,6 +342,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(f.to_document(), doc! {"_id": {"$lte": 7}});
+    }
+
+    #[test]
+    fn resuming_after_an_id_reads_the_rest_of_its_type_and_every_later_type() {
+        assert_eq!(
+            after_id(&Bson::String("m".into())),
+            doc! {"$or": [
+                {"_id": {"$gt": "m"}},
+                {"_id": {"$type": ["object", "array", "binData", "objectId", "bool", "date",
+                    "timestamp", "regex", "dbPointer", "javascript", "javascriptWithScope", "maxKey"]}},
+            ]}
+        );
+        assert_eq!(
+            after_id(&Bson::Int32(7)),
+            doc! {"$or": [
+                {"_id": {"$gt": 7}},
+                {"_id": {"$type": ["string", "symbol", "object", "array", "binData", "objectId",
+                    "bool", "date", "timestamp", "regex", "dbPointer", "javascript",
+                    "javascriptWithScope", "maxKey"]}},
+            ]}
+        );
+        assert_eq!(after_id(&Bson::MaxKey), doc! {"_id": {"$gt": Bson::MaxKey}});
     }
 
     #[test]

@@ -107,7 +107,7 @@ async fn history_lost_in_when_needed_mode_records_the_window_resyncs_and_verifie
     let reached = lose_history(&env).await;
     let outcome = handle(&env, SnapshotMode::WhenNeeded).await;
 
-    assert_eq!(outcome.window_start, reached.as_i64());
+    assert_eq!(outcome.window_start, reached.packed());
     assert!(outcome.window_end > outcome.window_start);
     assert!(outcome.operator_command.is_none());
     let resync = outcome.resynced.expect("re-copied");
@@ -131,7 +131,7 @@ async fn history_lost_in_when_needed_mode_records_the_window_resyncs_and_verifie
     );
     assert_eq!(
         gap.get::<_, chrono::DateTime<chrono::Utc>>(3),
-        ClusterTime::from_i64(outcome.window_end).to_datetime()
+        ClusterTime(outcome.window_end).to_datetime()
     );
 
     let report = env.verify(&["users"], &[]).await;
@@ -140,7 +140,7 @@ async fn history_lost_in_when_needed_mode_records_the_window_resyncs_and_verifie
     let stored = env.checkpoint("users").await.expect("checkpoint");
     assert_eq!(stored.snapshot_state.map(|s| s.as_str()), Some("done"));
     assert_eq!(
-        stored.cluster_time.map(|t| t.as_i64()),
+        stored.cluster_time.map(|t| t.packed()),
         resync.start_cluster_time
     );
     env.coll("users")
@@ -161,7 +161,7 @@ async fn history_lost_in_initial_mode_stops_with_the_operator_command_and_keeps_
         Some("mongo2pg tokens reset users --resnapshot --reason \"change stream history lost\"")
     );
     assert!(outcome.resynced.is_none());
-    assert_eq!(outcome.window_start, reached.as_i64());
+    assert_eq!(outcome.window_start, reached.packed());
     let status: String = env
         .pg
         .query_one(

@@ -308,8 +308,8 @@ async fn a_full_resync_repairs_rows_removes_vanished_ones_and_closes_older_gaps(
         .expect("garbage");
     env.pg
         .execute(
-            "insert into public.pg_dualwrite_gaps (collection, kind, reason, cluster_time) values ('users', 'window_lost', 'test', 1)",
-            &[],
+            "insert into public.pg_dualwrite_gaps (collection, kind, reason, cluster_time) values ('users', 'window_lost', 'test', $1)",
+            &[&mongo2pg::event::ClusterTime::new(1, 0).to_sql()],
         )
         .await
         .expect("an older gap");

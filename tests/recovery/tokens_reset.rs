@@ -70,7 +70,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     )
     .await;
 
-    let to = ClusterTime::from_i64(outcome.to.cluster_time.expect("new position time"));
+    let to = ClusterTime(outcome.to.cluster_time.expect("new position time"));
     assert!(to > from);
     assert_eq!(outcome.epoch_from, Some(before.epoch));
     assert_eq!(outcome.epoch_to, before.epoch + 1);
@@ -102,7 +102,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         gap.get::<_, chrono::DateTime<chrono::Utc>>(4),
         to.to_datetime()
     );
-    assert_eq!(gap.get::<_, Option<i64>>(5), Some(to.as_i64()));
+    assert_eq!(gap.get::<_, Option<i64>>(5), Some(to.to_sql()));
 
     let audit = env
         .pg
@@ -112,8 +112,8 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
     assert_eq!(audit.get::<_, String>(0), "tester");
     assert_eq!(audit.get::<_, String>(1), "incident 42");
     assert_eq!(audit.get::<_, String>(2), "now");
-    assert_eq!(audit.get::<_, Option<i64>>(3), Some(from.as_i64()));
-    assert_eq!(audit.get::<_, Option<i64>>(4), Some(to.as_i64()));
+    assert_eq!(audit.get::<_, Option<i64>>(3), Some(from.to_sql()));
+    assert_eq!(audit.get::<_, Option<i64>>(4), Some(to.to_sql()));
     assert!(audit.get::<_, bool>(5));
 
     let payload = tokio::time::timeout(Duration::from_secs(5), listener.next_reset())
@@ -189,7 +189,7 @@ async fn tokens_show_lists_each_stream_with_its_position_age_and_lag() {
     assert_eq!(views.len(), 1);
     let v = &views[0];
     assert_eq!(v.stream, "users");
-    assert_eq!(v.position.cluster_time, Some(stored.as_i64()));
+    assert_eq!(v.position.cluster_time, Some(stored.packed()));
     assert_eq!(
         v.position.cluster_time_text.as_deref(),
         Some(format!("Timestamp({}, {})", stored.seconds(), stored.increment()).as_str())
@@ -227,7 +227,7 @@ async fn dry_run_shows_the_reset_and_changes_nothing() {
     assert!(outcome.dry_run);
     assert_eq!(
         outcome.to.cluster_time,
-        Some(ClusterTime::new(1_700_000_000, 1).as_i64())
+        Some(ClusterTime::new(1_700_000_000, 1).packed())
     );
     assert_eq!(
         outcome.to.cluster_time_text.as_deref(),
@@ -235,7 +235,7 @@ async fn dry_run_shows_the_reset_and_changes_nothing() {
     );
     assert_eq!(
         outcome.from.as_ref().and_then(|p| p.cluster_time),
-        before.cluster_time.map(|t| t.as_i64())
+        before.cluster_time.map(|t| t.packed())
     );
     assert_eq!(env.checkpoint("users").await, Some(before));
     assert_eq!(

@@ -326,7 +326,7 @@ async fn reference_domain_rows_arrive_exactly_with_mixed_ids_children_and_money(
     drop(db);
 }
 
-async fn idle_time(pg: &tokio_postgres::Client) -> Option<i64> {
+async fn idle_time(pg: &tokio_postgres::Client) -> Option<u64> {
     pg.query_opt(
         "SELECT cluster_time FROM mongo2pg.checkpoints WHERE stream = 'categories'",
         &[],
@@ -335,6 +335,7 @@ async fn idle_time(pg: &tokio_postgres::Client) -> Option<i64> {
     .ok()
     .flatten()
     .and_then(|r| r.get::<_, Option<i64>>(0))
+    .map(|v| mongo2pg::event::ClusterTime::from_sql(v).packed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,7 +371,7 @@ async fn an_idle_collection_checkpoint_keeps_up_with_the_clock() {
     )
     .await;
     let now = chrono::Utc::now().timestamp();
-    let latest = idle_time(&pg).await.unwrap_or_default() >> 32;
+    let latest = (idle_time(&pg).await.unwrap_or_default() >> 32) as i64;
     assert!(
         now - latest <= 5,
         "idle checkpoint is {}s behind the clock",

@@ -94,7 +94,7 @@ async fn mapping_errors_become_gaps_with_the_raw_event_even_with_a_nul_character
         format!(r#"{{"$oid":"{}"}}"#, oid(1).to_hex())
     );
     assert_eq!(row.get::<_, String>(4), "insert");
-    assert_eq!(row.get::<_, i64>(5), ClusterTime::new(10, 1).as_i64());
+    assert_eq!(row.get::<_, i64>(5), ClusterTime::new(10, 1).to_sql());
     assert_eq!(row.get::<_, String>(6), r#"{"_data":"820000000A00000001"}"#);
     assert_eq!(row.get::<_, String>(7), "open");
     assert_eq!(row.get::<_, i32>(8), 1);
@@ -305,7 +305,7 @@ async fn an_operator_reset_aborts_the_in_flight_batch_and_is_never_overwritten()
         .execute(
             "UPDATE mongo2pg.checkpoints SET epoch = epoch + 1, cluster_time = $1,
                resume_token = '{\"_data\":\"8200000005\"}' WHERE stream = 'users'",
-            &[&ClusterTime::new(5, 1).as_i64()],
+            &[&ClusterTime::new(5, 1).to_sql()],
         )
         .await
         .unwrap();

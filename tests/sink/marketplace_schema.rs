@@ -178,7 +178,7 @@ async fn apply(
             (legacy_column, Some(key.legacy_id.clone())),
         ];
         if let Some((column, time)) = version {
-            row.push((column, Some(time.as_i64().to_string())));
+            row.push((column, Some(time.to_sql().to_string())));
         }
         for ColumnValue { column, value } in &columns {
             row.push((column.clone(), text_of(value, ids)));

@@ -26,7 +26,8 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
             "V2__checkpoints".to_string(),
             "V3__gaps".to_string(),
             "V4__token_resets".to_string(),
-            "V6__verify".to_string()
+            "V5__tombstones_identity_time_encoding".to_string(),
+            "V6__verify".to_string(),
         ]
     );
     for table in [
@@ -34,6 +35,8 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         "public.pg_dualwrite_gaps",
         "mongo2pg.checkpoints",
         "mongo2pg.token_resets",
+        "mongo2pg.tombstones",
+        "mongo2pg.version_encoding",
         "mongo2pg.verify_rounds",
         "mongo2pg.verify_mismatches",
         "mongo2pg.refinery_schema_history",
@@ -47,7 +50,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(history, 5);
+    assert_eq!(history, 6);
 }
 
 #[tokio::test]
@@ -67,6 +70,7 @@ async fn configured_names_place_every_table_where_asked() {
         "repl.failures",
         "repl.positions",
         "repl.resets",
+        "repl.tombstones",
         "repl.refinery_schema_history",
     ] {
         assert!(regclass_exists(&client, table).await, "{table} missing");
@@ -85,7 +89,7 @@ async fn configured_names_place_every_table_where_asked() {
 }
 
 #[tokio::test]
-async fn an_existing_application_id_map_is_kept_unaltered() {
+async fn an_existing_application_id_map_keeps_its_rows_and_constraints() {
     let db = TestDb::create("migrate_existing").await;
     let mut client = db.client().await;
     client
@@ -119,6 +123,13 @@ async fn an_existing_application_id_map_is_kept_unaltered() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 1);
+    // It only gains the nullable column that records which `_id` type owns an entry.
+    let owner: Option<String> = client
+        .query_one("SELECT legacy_type FROM id_map", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, None);
 }
 
 #[tokio::test]
@@ -148,4 +159,126 @@ async fn names_that_are_not_plain_identifiers_are_refused() {
     };
     let err = migrate(&mut client, &names).await.unwrap_err();
     assert!(matches!(err, SinkError::InvalidName { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn upgrading_keeps_every_stored_cluster_time_in_order_under_the_new_encoding() {
+    use mongo2pg::event::ClusterTime;
+    let db = TestDb::create("migrate_encoding").await;
+    let mut client = db.client().await;
+    let names = ControlNames::default();
+    // The control tables as the previous release left them: V1..V4, packed times stored as is.
+    client
+        .batch_execute("CREATE SCHEMA IF NOT EXISTS mongo2pg")
+        .await
+        .unwrap();
+    let previous = mongo2pg::sink::migrate::migrations(&names).unwrap();
+    refinery::Runner::new(&previous[..4])
+        .set_migration_table_name("mongo2pg.refinery_schema_history")
+        .run_async(&mut client)
+        .await
+        .unwrap();
+    let early = ClusterTime::new(1_700_000_000, 7);
+    let later = ClusterTime::new(1_700_000_000, 8);
+    let old = |t: ClusterTime| t.packed() as i64;
+    client
+        .execute(
+            "INSERT INTO mongo2pg.checkpoints (stream, cluster_time, snapshot_start_time) VALUES ('users', $1, $2)",
+            &[&old(later), &old(early)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO public.pg_dualwrite_gaps (collection, kind, reason, cluster_time) VALUES ('users', 'fk_missing', 'r', $1)",
+            &[&old(early)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO mongo2pg.token_resets (stream, actor, reason, mode, from_time, to_time) VALUES ('users', 'a', 'r', 'time', $1, $2)",
+            &[&old(later), &old(early)],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE things (id uuid PRIMARY KEY, legacy_object_id text UNIQUE, v bigint);
+             INSERT INTO things VALUES (gen_random_uuid(), 'a', 7301036477326557191), (gen_random_uuid(), 'b', NULL)",
+        )
+        .await
+        .unwrap();
+
+    let applied = migrate(&mut client, &names).await.unwrap();
+    assert_eq!(
+        applied,
+        vec![
+            "V5__tombstones_identity_time_encoding".to_string(),
+            "V6__verify".to_string()
+        ]
+    );
+    let tables = vec![("things".to_string(), "v".to_string())];
+    let converted = mongo2pg::sink::migrate::upgrade_version_columns(&mut client, &names, &tables)
+        .await
+        .unwrap();
+    assert_eq!(converted, vec!["things".to_string()]);
+    // A second start converts nothing again.
+    let again = mongo2pg::sink::migrate::upgrade_version_columns(&mut client, &names, &tables)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+
+    let row = client
+        .query_one(
+            "SELECT cluster_time, snapshot_start_time FROM mongo2pg.checkpoints",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ClusterTime::from_sql(row.get(0)), later);
+    assert_eq!(ClusterTime::from_sql(row.get(1)), early);
+    let gap: i64 = client
+        .query_one("SELECT cluster_time FROM public.pg_dualwrite_gaps", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ClusterTime::from_sql(gap), early);
+    let audit = client
+        .query_one("SELECT from_time, to_time FROM mongo2pg.token_resets", &[])
+        .await
+        .unwrap();
+    assert_eq!(ClusterTime::from_sql(audit.get(0)), later);
+    assert_eq!(ClusterTime::from_sql(audit.get(1)), early);
+    let versions = client
+        .query("SELECT v FROM things ORDER BY legacy_object_id", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        versions[0]
+            .get::<_, Option<i64>>(0)
+            .map(ClusterTime::from_sql),
+        Some(ClusterTime(7_301_036_477_326_557_191))
+    );
+    assert_eq!(versions[1].get::<_, Option<i64>>(0), None);
+}
+
+#[test]
+fn the_stored_encoding_keeps_order_across_2038_and_the_whole_range() {
+    use mongo2pg::event::ClusterTime;
+    let times = [
+        ClusterTime(0),
+        ClusterTime::new(1, 0),
+        ClusterTime::new(1_700_000_000, 1),
+        ClusterTime::new(i32::MAX as u32, u32::MAX),
+        ClusterTime::new(1 << 31, 0), // 2038-01-19T03:14:08Z
+        ClusterTime::new(4_102_444_800, 3),
+        ClusterTime(u64::MAX),
+    ];
+    for pair in times.windows(2) {
+        assert!(pair[0].to_sql() < pair[1].to_sql(), "{pair:?}");
+    }
+    for t in times {
+        assert_eq!(ClusterTime::from_sql(t.to_sql()), t);
+    }
 }

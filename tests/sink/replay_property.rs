@@ -110,7 +110,7 @@ fn model(stream: &[(u32, Change)]) -> BTreeMap<String, ModelRow> {
     let mut rows: BTreeMap<String, ModelRow> = BTreeMap::new();
     for (i, (k, c)) in stream.iter().enumerate() {
         let legacy = oid(*k).to_hex();
-        let version = ClusterTime::new(100 + i as u32, 1).as_i64();
+        let version = ClusterTime::new(100 + i as u32, 1).to_sql();
         match c {
             Change::Upsert {
                 variant,
@@ -136,9 +136,9 @@ fn model(stream: &[(u32, Change)]) -> BTreeMap<String, ModelRow> {
                 rows.remove(&legacy);
             }
             Change::SoftDelete => {
+                // The row is flagged; its version stays the version of its data.
                 if let Some(r) = rows.get_mut(&legacy) {
                     r.deleted = true;
-                    r.version = version;
                 }
             }
         }
@@ -217,7 +217,7 @@ fn replaying_from_any_point_in_any_batch_sizes_converges_to_in_order_application
             rt.block_on(async {
                 let mut client = client.lock().await;
                 client
-                    .batch_execute("TRUNCATE users, passkeys, id_map, pg_dualwrite_gaps, mongo2pg.checkpoints CASCADE")
+                    .batch_execute("TRUNCATE users, passkeys, id_map, pg_dualwrite_gaps, mongo2pg.checkpoints, mongo2pg.tombstones CASCADE")
                     .await
                     .unwrap();
                 let mut sink = Sink::new(cat.clone(), ControlNames::default());
@@ -238,7 +238,7 @@ fn replaying_from_any_point_in_any_batch_sizes_converges_to_in_order_application
                             && !stream[i + 1..].iter().any(|(k2, c2)| k2 == k && !rejected(c2))
                     })
                     .map(|(i, (k, _))| {
-                        (format!(r#"{{"$oid":"{}"}}"#, oid(*k).to_hex()), ClusterTime::new(100 + i as u32, 1).as_i64())
+                        (format!(r#"{{"$oid":"{}"}}"#, oid(*k).to_hex()), ClusterTime::new(100 + i as u32, 1).to_sql())
                     })
                     .collect();
                 let open: Vec<(String, i64)> = client

@@ -113,7 +113,7 @@ async fn every_value_kind_round_trips_exactly() {
     assert_eq!(row.get::<_, i64>(8), i64::MIN);
     assert_eq!(row.get::<_, i16>(9), -32768);
     assert_eq!(row.get::<_, Option<String>>(10), None);
-    assert_eq!(row.get::<_, i64>(11), ClusterTime::new(7, 3).as_i64());
+    assert_eq!(row.get::<_, i64>(11), ClusterTime::new(7, 3).to_sql());
 }
 
 #[tokio::test]

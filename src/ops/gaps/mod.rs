@@ -9,7 +9,7 @@ pub use crate::gap_retry::{
     retry_gap, retry_open_gaps, RetryContext, RetryOptions, RetryOutcome, RetryReport,
 };
 pub use crate::sink::gaps::query::{list, show};
-pub use crate::sink::gaps::{GapFilter, GapStatus, GapView, ResyncScope};
+pub use crate::sink::gaps::{GapFilter, GapStatus, GapView};
 pub use filter::{parse_age, FilterError, GapListArgs};
 
 use crate::sink::gaps::lifecycle;

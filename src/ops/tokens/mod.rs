@@ -75,7 +75,7 @@ pub struct PositionView {
     /// The resume token as relaxed extended JSON (None: start at the cluster time, or snapshot).
     pub token: Option<serde_json::Value>,
     /// Packed cluster time (secs << 32 | inc).
-    pub cluster_time: Option<i64>,
+    pub cluster_time: Option<u64>,
     /// `Timestamp(secs, inc)`.
     pub cluster_time_text: Option<String>,
 }
@@ -84,7 +84,7 @@ impl PositionView {
     pub fn new(token: Option<serde_json::Value>, cluster_time: Option<ClusterTime>) -> Self {
         PositionView {
             token,
-            cluster_time: cluster_time.map(ClusterTime::as_i64),
+            cluster_time: cluster_time.map(ClusterTime::packed),
             cluster_time_text: cluster_time.map(format_cluster_time),
         }
     }
@@ -275,8 +275,8 @@ pub async fn reset(
             request.reason
         );
         let window = (
-            ClusterTime::from_i64(start.cluster_time.unwrap_or(0)),
-            ClusterTime::from_i64(end.cluster_time.unwrap_or(0)),
+            ClusterTime(start.cluster_time.unwrap_or(0)),
+            ClusterTime(end.cluster_time.unwrap_or(0)),
         );
         outcome.gap_id = Some(
             gaps::record_window_gap(&tx, &tables.gaps, &request.collection, window, &reason)
@@ -288,9 +288,13 @@ pub async fn reset(
         stream: &outcome.stream,
         actor: &outcome.actor,
         from_token: shown(outcome.from.as_ref()),
-        from_time: outcome.from.as_ref().and_then(|p| p.cluster_time),
+        from_time: outcome
+            .from
+            .as_ref()
+            .and_then(|p| p.cluster_time)
+            .map(ClusterTime),
         to_token: shown(Some(&outcome.to)),
-        to_time: outcome.to.cluster_time,
+        to_time: outcome.to.cluster_time.map(ClusterTime),
         reason: &outcome.reason,
         mode: outcome.target,
     };

@@ -86,65 +86,46 @@ pub async fn mark_resolved_after_retry(
     Ok(n == 1)
 }
 
-/// The highest gap id so far (0 when there is none): a re-sync only closes gaps recorded before
-/// it started, never the ones its own copy records.
-pub async fn max_id(pg_client: &impl GenericClient, gaps_table: &str) -> Result<i64, SinkError> {
+/// Counts one more attempt of an open gap that could not be retried yet, with the reason (the
+/// gap keeps its status; its retry backs off like any failed attempt).
+pub async fn note_attempt(
+    pg_client: &impl GenericClient,
+    gaps_table: &str,
+    id: i64,
+    reason: &str,
+) -> Result<bool, SinkError> {
     let sql = format!(
-        "select coalesce(max(id), 0)::bigint from {}",
+        "update {} set attempts = attempts + 1, last_seen = now(), reason = $2
+         where id = $1 and status = 'open'",
         quote_qualified(gaps_table)?
     );
-    let row = pg_client
-        .query_one(&sql, &[])
+    let n = pg_client
+        .execute(&sql, &[&id, &reason])
         .await
-        .map_err(|e| SinkError::pg("reading the last gap id", e))?;
-    Ok(row.get(0))
+        .map_err(|e| SinkError::pg("recording a gap retry attempt", e))?;
+    Ok(n == 1)
 }
 
-/// Which open gaps a finished re-sync of one collection closes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResyncScope<'a> {
-    /// Only gaps with `id <= max_id` (recorded before the copy started).
-    pub max_id: i64,
-    /// Full copy: every open gap of the collection except `stream_invalidated`. Otherwise only
-    /// document gaps of these re-copied keys, plus `extra_ids`.
-    pub keys: Option<&'a [String]>,
-    /// Gaps the operator names explicitly (e.g. the `window_lost` gap a window re-sync repairs).
-    pub extra_ids: &'a [i64],
-}
-
-/// Closes the open gaps of `collection` a re-sync repaired; returns how many.
-pub async fn resolve_by_resync(
+/// Resolves the open `window_lost` gaps of `collection` whose window ends at or before `start`:
+/// a full copy from `start` repaired them. Document gaps are never closed this way (each closes
+/// when a state of its document at or after its time lands). Returns how many.
+pub async fn resolve_windows_before(
     pg_client: &impl GenericClient,
     gaps_table: &str,
     collection: &str,
-    scope: &ResyncScope<'_>,
+    start: crate::event::ClusterTime,
     note: &str,
 ) -> Result<u64, SinkError> {
-    let t = quote_qualified(gaps_table)?;
-    let set = "set status = 'resolved', resolved_at = now(), note = $2";
-    let open = "collection = $1 and status = 'open' and id <= $3";
-    let n = match scope.keys {
-        None => {
-            let sql = format!(
-                "update {t} {set} where {open} and (kind <> 'stream_invalidated' or id = any($4))"
-            );
-            pg_client
-                .execute(&sql, &[&collection, &note, &scope.max_id, &scope.extra_ids])
-                .await
-        }
-        Some(keys) => {
-            let sql = format!(
-                "update {t} {set} where {open} and (document_key = any($4) or id = any($5))"
-            );
-            pg_client
-                .execute(
-                    &sql,
-                    &[&collection, &note, &scope.max_id, &keys, &scope.extra_ids],
-                )
-                .await
-        }
-    };
-    n.map_err(|e| SinkError::pg("resolving re-synced gaps", e))
+    let sql = format!(
+        "update {} set status = 'resolved', resolved_at = now(), note = $3
+         where collection = $1 and status = 'open' and kind = 'window_lost'
+           and cluster_time <= $2",
+        quote_qualified(gaps_table)?
+    );
+    pg_client
+        .execute(&sql, &[&collection, &start.to_sql(), &note])
+        .await
+        .map_err(|e| SinkError::pg("resolving repaired lost windows", e))
 }
 
 #[cfg(test)]

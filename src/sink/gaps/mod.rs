@@ -10,7 +10,7 @@
 pub mod lifecycle;
 pub mod query;
 
-pub use lifecycle::{GapStatus, ResyncScope};
+pub use lifecycle::GapStatus;
 pub use query::{GapFilter, GapView};
 
 use std::collections::HashMap;
@@ -90,7 +90,7 @@ pub async fn record_gaps<C: GenericClient>(
         let key = (
             g.collection.as_str(),
             g.document_key.as_deref().unwrap_or(""),
-            g.cluster_time.map_or(-1, |t| t.as_i64()),
+            g.cluster_time.map_or(-1, |t| t.to_sql()),
             g.kind,
         );
         match index.get(&key) {
@@ -115,7 +115,7 @@ pub async fn record_gaps<C: GenericClient>(
     let operation: Vec<Option<&str>> = unique.iter().map(|g| g.operation.as_deref()).collect();
     let cluster_time: Vec<Option<i64>> = unique
         .iter()
-        .map(|g| g.cluster_time.map(|t| t.as_i64()))
+        .map(|g| g.cluster_time.map(|t| t.to_sql()))
         .collect();
     let token: Vec<Option<&str>> = unique.iter().map(|g| g.resume_token.as_deref()).collect();
     let window_start: Vec<Option<chrono::DateTime<chrono::Utc>>> =
@@ -171,7 +171,7 @@ pub async fn supersede<C: GenericClient>(
     }
     let collection: Vec<&str> = newest.keys().map(|(c, _)| *c).collect();
     let key: Vec<&str> = newest.keys().map(|(_, k)| *k).collect();
-    let time: Vec<i64> = newest.values().map(|t| t.as_i64()).collect();
+    let time: Vec<i64> = newest.values().map(|t| t.to_sql()).collect();
     let gaps_table = quote_qualified(gaps_table)?;
     let sql = format!(
         "UPDATE {gaps_table} AS g SET status = 'superseded', resolved_at = now()
@@ -209,7 +209,7 @@ pub async fn record_window_gap<C: GenericClient>(
             &[
                 &collection,
                 &reason,
-                &window.1.as_i64(),
+                &window.1.to_sql(),
                 &window.0.to_datetime(),
                 &window.1.to_datetime(),
             ],

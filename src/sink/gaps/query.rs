@@ -195,7 +195,7 @@ pub async fn open_counts(
         .collect())
 }
 
-/// The mapped table a re-copy swept, for `rows_without_open_gap`.
+/// The mapped table a re-copy swept, for `rows_not_copied`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweptTable<'a> {
     pub collection: &'a str,
@@ -205,19 +205,20 @@ pub struct SweptTable<'a> {
     pub version_column: &'a str,
 }
 
-/// Legacy ids of the rows of `t` whose version is older than `before` (cluster times compared in
-/// SQL) or unset, except rows of documents with an open gap: after a full copy from `before`,
-/// these documents were not re-copied.
-pub async fn rows_without_open_gap(
+/// Legacy ids of the rows of `t` whose version is older than `start` (cluster times compared in
+/// SQL) or unset, except rows of documents with an open gap at or after `start` (recorded by the
+/// copy from `start` itself): after a full copy from `start`, these documents were not re-copied.
+pub async fn rows_not_copied(
     client: &impl GenericClient,
     gaps_table: &str,
     t: &SweptTable<'_>,
-    before: ClusterTime,
+    start: ClusterTime,
 ) -> Result<Vec<String>, SinkError> {
     let sql = format!(
         "select t.{legacy} from {table} t
          where (t.{version} is null or t.{version} < $1)
            and not exists (select 1 from {gaps} g where g.collection = $2 and g.status = 'open'
+                           and g.cluster_time >= $1
                            and g.document_key in ('{{\"$oid\":\"' || t.{legacy} || '\"}}', to_json(t.{legacy})::text))",
         legacy = quote_ident(t.legacy_column),
         version = quote_ident(t.version_column),
@@ -225,7 +226,7 @@ pub async fn rows_without_open_gap(
         gaps = quote_qualified(gaps_table)?,
     );
     let rows = client
-        .query(&sql, &[&before.as_i64(), &t.collection])
+        .query(&sql, &[&start.to_sql(), &t.collection])
         .await
         .map_err(|e| SinkError::pg("finding rows of vanished documents", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
