@@ -4,7 +4,8 @@
 //! reference marketplace schema and mapping with the replicator's start/stop helpers
 //! (`replicator`), the small fixtures of the sink tests (`sink_fixtures`) and of the snapshot,
 //! gaps, tokens and verify tests (`shop`), a real Prometheus (`prometheus`), the end-to-end
-//! helpers (`e2e`), test certificates (`pki`) and a TLS-only Postgres cluster (`tls_postgres`).
+//! helpers (`e2e`), test certificates (`pki`), a TLS-only Postgres cluster (`tls_postgres`) and
+//! the container image run with podman (`podman`).
 //! Every test binary includes it with `#[path = "../support/mod.rs"] mod support;` and uses what
 //! it needs.
 #![allow(dead_code, unused_imports)]
@@ -12,6 +13,7 @@
 pub mod db;
 pub mod e2e;
 pub mod pki;
+pub mod podman;
 pub mod prometheus;
 pub mod replicator;
 pub mod shop;
