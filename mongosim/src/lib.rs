@@ -1,10 +1,12 @@
 //! mongosim: a MongoDB wire-protocol simulator for tests and demos. It presents itself as the
 //! primary of a single-node replica set so the official drivers (Rust, pymongo, Node) run
 //! unmodified against it, keeps data in memory, and serves change streams with resume tokens,
-//! a bounded history and fault injection. It is not a database: no persistence, no auth, no TLS.
+//! a bounded history and fault injection; optionally it requires SCRAM authentication and TLS.
+//! It is not a database: no persistence, no authorization roles.
 //!
 //! Start it in-process with [`start`] and drive it through the returned [`SimHandle`].
 
+mod auth;
 mod clock;
 mod commands;
 pub mod control;
@@ -17,13 +19,17 @@ mod server;
 mod session;
 mod state;
 mod store;
+mod tls;
 mod token;
 mod wire;
 
+pub use auth::{CredentialError, SimUser, UserSpecError};
 pub use error::CommandError;
+pub use tls::TlsSetupError;
 
 use state::Shared;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -39,6 +45,18 @@ pub struct SimConfig {
     pub set_name: String,
     /// History ("oplog window") size in entries; resuming from before it fails with 286.
     pub window: usize,
+    /// Unix seconds the simulator's clock reads at start (cluster time, wallTime, localTime);
+    /// it then advances with real time. `None` follows the real clock.
+    pub start_time: Option<u64>,
+    /// Users clients must authenticate as (SCRAM-SHA-1 / SCRAM-SHA-256); empty: no
+    /// authentication.
+    pub users: Vec<SimUser>,
+    /// PEM certificate chain for TLS; with `tls_key_file`, every connection must use TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA file clients should trust; only used to build [`SimHandle::uri`].
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -48,6 +66,11 @@ impl Default for SimConfig {
             port: 0,
             set_name: "rs0".to_owned(),
             window: 1_000_000,
+            start_time: None,
+            users: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -57,11 +80,39 @@ impl Default for SimConfig {
 pub struct SimHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// The URI options TLS clients need (`&tls=true[&tlsCAFile=...]`), empty without TLS.
+    tls_options: String,
     task: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-/// Binds the listener and starts serving in the background.
+/// Percent-encodes a URI option value (unreserved characters and `/` stay as they are).
+fn uri_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Binds the listener and starts serving in the background. Fails when the address cannot be
+/// bound, a user's password cannot be prepared, or the TLS files cannot be used (the error's
+/// source says which).
 pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
+    let users = auth::Users::new(&config.users).map_err(std::io::Error::other)?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(std::io::Error::other)?),
+        (None, None) => None,
+        _ => return Err(std::io::Error::other(TlsSetupError::Incomplete)),
+    };
+    let tls_options = match (&tls, &config.tls_ca_file) {
+        (None, _) => String::new(),
+        (Some(_), None) => "&tls=true".to_owned(),
+        (Some(_), Some(ca)) => format!("&tls=true&tlsCAFile={}", uri_encode(&ca.to_string_lossy())),
+    };
     let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
     let host = if addr.ip().is_unspecified() {
@@ -74,12 +125,22 @@ pub async fn start(config: SimConfig) -> std::io::Result<SimHandle> {
         advertised,
         config.set_name.clone(),
         config.window,
+        clock::WallClock::starting_at(config.start_time),
+        users,
     ));
-    tracing::info!(address = %addr, set_name = %config.set_name, window = config.window, "mongosim listening");
-    let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared)));
+    tracing::info!(
+        address = %addr,
+        set_name = %config.set_name,
+        window = config.window,
+        users = config.users.len(),
+        tls = tls.is_some(),
+        "mongosim listening"
+    );
+    let task = tokio::spawn(server::accept_loop(listener, Arc::clone(&shared), tls));
     Ok(SimHandle {
         shared,
         addr,
+        tls_options,
         task: Arc::new(Mutex::new(Some(task))),
     })
 }
@@ -90,19 +151,32 @@ impl SimHandle {
         self.addr
     }
 
-    /// `mongodb://HOST:PORT/?directConnection=true`.
+    /// `mongodb://HOST:PORT/?directConnection=true`, plus `&tls=true&tlsCAFile=<ca>` when TLS is
+    /// on (the CA file only when configured).
     pub fn uri(&self) -> String {
         format!(
-            "mongodb://{}/?directConnection=true",
-            self.shared.advertised
+            "mongodb://{}/?directConnection=true{}",
+            self.shared.advertised, self.tls_options
         )
     }
 
-    /// `mongodb://HOST:PORT/?replicaSet=<set name>`.
+    /// `mongodb://HOST:PORT/?replicaSet=<set name>` (plus the TLS options, as [`uri`](Self::uri)).
     pub fn replica_set_uri(&self) -> String {
         format!(
-            "mongodb://{}/?replicaSet={}",
-            self.shared.advertised, self.shared.set_name
+            "mongodb://{}/?replicaSet={}{}",
+            self.shared.advertised, self.shared.set_name, self.tls_options
+        )
+    }
+
+    /// [`uri`](Self::uri) with credentials: `mongodb://USER:PASSWORD@HOST:PORT/?...&authSource=DB`.
+    pub fn uri_with_credentials(&self, user: &str, password: &str, auth_db: &str) -> String {
+        format!(
+            "mongodb://{}:{}@{}/?directConnection=true&authSource={}{}",
+            uri_encode(user),
+            uri_encode(password),
+            self.shared.advertised,
+            uri_encode(auth_db),
+            self.tls_options
         )
     }
 

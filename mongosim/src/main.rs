@@ -21,6 +21,37 @@ struct Args {
     /// Replica-set name reported in hello (clients use ?replicaSet=<name>).
     #[arg(long = "set-name", default_value = "rs0", env = "MONGOSIM_SET_NAME")]
     set_name: String,
+    /// Unix seconds the simulator's clock reads at start (cluster time, wallTime, localTime),
+    /// advancing with real time from there, e.g. 4102444800 for 2100-01-01.
+    #[arg(long = "start-time", env = "MONGOSIM_START_TIME")]
+    start_time: Option<u64>,
+    /// A user clients must authenticate as: `name:password` (auth database admin) or
+    /// `name:password@authdb`. Repeat the flag for more users; commas also separate users (so
+    /// passwords cannot contain commas). Without users no authentication is required.
+    #[arg(
+        long = "user",
+        env = "MONGOSIM_USERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    users: Vec<mongosim::SimUser>,
+    /// PEM certificate chain: with --tls-key-file, every connection must use TLS.
+    #[arg(
+        long = "tls-cert-file",
+        env = "MONGOSIM_TLS_CERT_FILE",
+        requires = "tls_key_file"
+    )]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of the TLS certificate.
+    #[arg(
+        long = "tls-key-file",
+        env = "MONGOSIM_TLS_KEY_FILE",
+        requires = "tls_cert_file"
+    )]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA file clients should trust (only shown in the printed connection string).
+    #[arg(long = "tls-ca-file", env = "MONGOSIM_TLS_CA_FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -34,7 +65,14 @@ fn main() -> ExitCode {
     match try_main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "mongosim failed");
+            let mut message = err.to_string();
+            let mut cause = std::error::Error::source(&err);
+            while let Some(c) = cause {
+                message.push_str(": ");
+                message.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(error = %message, "mongosim failed");
             ExitCode::FAILURE
         }
     }
@@ -50,6 +88,11 @@ fn try_main(args: Args) -> std::io::Result<()> {
             port: args.port,
             set_name: args.set_name,
             window: args.window,
+            start_time: args.start_time,
+            users: args.users,
+            tls_cert_file: args.tls_cert_file,
+            tls_key_file: args.tls_key_file,
+            tls_ca_file: args.tls_ca_file,
         };
         let handle = mongosim::start(config).await?;
         println!("mongosim listening on {} ({})", handle.addr(), handle.uri());

@@ -1,11 +1,15 @@
 //! The change history ("oplog window"): applied changes become entries with a global sequence
 //! number, a cluster time and a pre-serialized change event (built once, shared by all watchers).
-//! The history is bounded by a window of entries; positions older than the retained history are
-//! reported as lost. Lookup by sequence number is O(1).
+//! An entry shares document bytes with the store instead of copying them: the event is kept
+//! without its `fullDocument`, which is appended from the shared bytes when the event is sent, and
+//! pre/post images are kept only for collections that enable them. The history is bounded by a
+//! window of entries; positions older than the retained history are reported as lost. Lookup by
+//! sequence number is O(1).
 
 use crate::clock::{ts_key, ClusterClock};
 use crate::rawdoc::RawDoc;
 use crate::store::write::{Change, ChangeKind};
+use crate::store::Raw;
 use crate::token::{Token, TokenKind};
 use bson::{doc, Bson, DateTime, Document, Timestamp};
 use std::collections::VecDeque;
@@ -34,10 +38,13 @@ pub(crate) struct Entry {
     pub coll: String,
     pub kind: EntryKind,
     pub id: Option<Bson>,
-    /// The serialized change event (without lookup-dependent fields).
+    /// The serialized change event without `fullDocument` (and other lookup-dependent fields).
     pub event: Vec<u8>,
-    pub pre: Option<Document>,
-    pub post: Option<Document>,
+    /// The `fullDocument` of insert and replace events.
+    pub full: Option<Raw>,
+    /// Pre- and post-images (only for collections with `changeStreamPreAndPostImages`).
+    pub pre: Option<Raw>,
+    pub post: Option<Raw>,
 }
 
 impl Entry {
@@ -148,13 +155,14 @@ impl History {
         self.push(Entry {
             seq,
             time,
-            wall: DateTime::now(),
+            wall: clock.wall().now(),
             op_index: 0,
             db: String::new(),
             coll: String::new(),
             kind: EntryKind::Noop,
             id: None,
             event: Vec::new(),
+            full: None,
             pre: None,
             post: None,
         });
@@ -170,13 +178,14 @@ impl History {
         txn: Option<&TxnStamp>,
     ) -> Timestamp {
         let shared = txn.map(|_| clock.tick());
+        let wall = clock.wall().now();
         let mut last = clock.last();
         for (i, change) in changes.into_iter().enumerate() {
             let time = shared.unwrap_or_else(|| clock.tick());
             last = time;
             let seq = self.next_seq;
             let op_index = if txn.is_some() { i as u32 } else { 0 };
-            let entry = build_entry(seq, time, op_index, change, txn);
+            let entry = build_entry(seq, time, wall, op_index, change, txn);
             self.push(entry);
         }
         last
@@ -186,11 +195,11 @@ impl History {
 fn build_entry(
     seq: u64,
     time: Timestamp,
+    wall: DateTime,
     op_index: u32,
     change: Change,
     txn: Option<&TxnStamp>,
 ) -> Entry {
-    let wall = DateTime::now();
     let token = Token {
         time,
         seq,
@@ -212,7 +221,7 @@ fn build_entry(
         ),
         ChangeKind::DropDatabase => (EntryKind::DropDatabase, "dropDatabase"),
     };
-    let mut event = RawDoc::with_capacity(160 + change.full.as_ref().map_or(0, Vec::len));
+    let mut event = RawDoc::with_capacity(192);
     let mut id = RawDoc::with_capacity(64);
     id.str("_data", &token.data());
     event.raw_doc("_id", &id.finish());
@@ -241,9 +250,6 @@ fn build_entry(
         }
         _ => {}
     }
-    if let Some(full) = &change.full {
-        event.raw_doc("fullDocument", full);
-    }
     let event = event.finish();
     let (pre, post) = if change.images {
         (change.pre, change.post)
@@ -260,6 +266,7 @@ fn build_entry(
         kind,
         id: change.id,
         event,
+        full: change.full,
         pre,
         post,
     }

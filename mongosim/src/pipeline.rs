@@ -5,7 +5,8 @@
 
 use crate::error::CommandError;
 use crate::store::matcher;
-use crate::store::value::{compare, get_path, remove_path, set_path, values_equal};
+use crate::store::order::{compare, values_equal};
+use crate::store::value::{get_path, remove_path, set_path};
 use bson::{Bson, Document};
 use std::cmp::Ordering;
 
@@ -144,20 +145,29 @@ fn is_flag(v: &Bson) -> Option<bool> {
     }
 }
 
-/// Applies a projection (inclusion, exclusion or computed fields).
+/// Applies a projection (inclusion, exclusion or computed fields). `{_id: 1}` alone is an
+/// inclusion projection (only `_id`); `{_id: 0}` alone excludes `_id`; other fields decide the
+/// mode, and `_id` is included unless excluded explicitly.
 pub(crate) fn project(doc: &Document, spec: &Document) -> Result<Document, CommandError> {
-    let inclusion = spec
+    let others_include = spec
         .iter()
         .any(|(k, v)| k != "_id" && is_flag(v) != Some(false));
+    let others_exclude = spec
+        .iter()
+        .any(|(k, v)| k != "_id" && is_flag(v) == Some(false));
+    let id_flag = spec.get("_id").and_then(is_flag);
+    let inclusion = others_include || (!others_exclude && id_flag == Some(true));
     if !inclusion {
         let mut out = doc.clone();
-        for (k, _) in spec {
-            remove_path(&mut out, k);
+        for (k, v) in spec {
+            if is_flag(v) == Some(false) {
+                remove_path(&mut out, k);
+            }
         }
         return Ok(out);
     }
     let mut out = Document::new();
-    if spec.get("_id").and_then(is_flag) != Some(false) {
+    if id_flag != Some(false) {
         if let Some(id) = doc.get("_id") {
             out.insert("_id", id.clone());
         }

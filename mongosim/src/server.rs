@@ -1,14 +1,16 @@
-//! TCP serving: the accept loop and one task per connection (read a request, run it, write the
-//! reply). Connection tasks stop on the drop-connections and shutdown signals; requests wait while
-//! the simulator is paused (except `mongosimResume`), and replies are held back until it resumes.
+//! TCP serving: the accept loop and one task per connection (optional TLS handshake, then read a
+//! request, run it, write the reply). Connection tasks stop on the drop-connections and shutdown
+//! signals; requests wait while the simulator is paused (except `mongosimResume`), and replies
+//! are held back until it resumes.
 
 use crate::commands::{self, ConnState, Outcome};
 use crate::control::names;
 use crate::state::Shared;
 use crate::wire;
 use std::sync::Arc;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 /// Resolves once shutdown was requested (even if it was requested before subscribing).
@@ -17,7 +19,11 @@ async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Accepts connections until shutdown.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         tokio::select! {
@@ -28,9 +34,24 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let id = shared.next_connection_id();
                     debug!(connection = id, %peer, "connection accepted");
                     let span = tracing::debug_span!("connection", id);
+                    let tls = tls.clone();
                     tokio::spawn(
                         async move {
-                            match serve(stream, Arc::clone(&shared), id).await {
+                            let served = match tls {
+                                Some(acceptor) => match acceptor.accept(stream).await {
+                                    Ok(stream) => {
+                                        let (r, w) = tokio::io::split(stream);
+                                        serve(r, w, Arc::clone(&shared), id).await
+                                    }
+                                    Err(err) => Err(err),
+                                },
+                                None => {
+                                    // Owned halves of a plain socket need no lock between them.
+                                    let (r, w) = stream.into_split();
+                                    serve(r, w, Arc::clone(&shared), id).await
+                                }
+                            };
+                            match served {
                                 Ok(()) => debug!("connection closed"),
                                 Err(err) => debug!(error = %err, "connection ended with an error"),
                             }
@@ -49,17 +70,36 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     info!("listener stopped");
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Result<()> {
+async fn write_reply<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    request_id: i32,
+    legacy: bool,
+    body: &[u8],
+) -> std::io::Result<()> {
+    writer
+        .write_all(&wire::reply_header(request_id, legacy, body.len()))
+        .await?;
+    writer.write_all(body).await?;
+    writer.flush().await
+}
+
+async fn serve<R, W>(r: R, w: W, shared: Arc<Shared>, id: i64) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut drop_rx = shared.drop_gen.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     if *shutdown.borrow_and_update() {
         return Ok(());
     }
-    let (r, w) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 * 1024, r);
     let mut writer = BufWriter::with_capacity(64 * 1024, w);
     let mut scratch = Vec::new();
-    let mut conn = ConnState { id, app_name: None };
+    let mut conn = ConnState {
+        id,
+        ..ConnState::default()
+    };
     loop {
         let request = tokio::select! {
             r = wire::read_request(&mut reader, &mut scratch) => r?,
@@ -80,14 +120,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
             // Answer the caller first, then close like every other connection.
             if let Outcome::Reply(body) = commands::execute(&shared, &mut conn, request.body).await
             {
-                writer
-                    .write_all(&wire::encode_reply_for(
-                        request.request_id,
-                        request.legacy,
-                        &body,
-                    ))
-                    .await?;
-                writer.flush().await?;
+                write_reply(&mut writer, request.request_id, request.legacy, &body).await?;
             }
             return Ok(());
         }
@@ -111,9 +144,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>, id: i64) -> std::io::Resu
                 if request.no_reply {
                     continue;
                 }
-                let bytes = wire::encode_reply_for(request.request_id, request.legacy, &body);
-                writer.write_all(&bytes).await?;
-                writer.flush().await?;
+                write_reply(&mut writer, request.request_id, request.legacy, &body).await?;
             }
         }
     }

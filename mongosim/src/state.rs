@@ -2,8 +2,10 @@
 //! fail point, topology) plus the watch channels that wake change-stream waiters and carry the
 //! pause / drop-connections / shutdown signals to connection tasks.
 
-use crate::clock::ClusterClock;
+use crate::auth::Users;
+use crate::clock::{ClusterClock, WallClock};
 use crate::commands::changestream::StreamCursor;
+use crate::commands::cursors::QueryCursor;
 use crate::failpoint::FailPoint;
 use crate::oplog::History;
 use crate::session::Sessions;
@@ -14,9 +16,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
-/// An open find / listing cursor: remaining serialized documents.
+/// An open cursor over a small precomputed result (listings, aggregates): remaining documents.
 #[derive(Debug)]
-pub(crate) struct FindCursor {
+pub(crate) struct DocsCursor {
     pub ns: String,
     pub docs: VecDeque<Vec<u8>>,
 }
@@ -24,7 +26,8 @@ pub(crate) struct FindCursor {
 /// An open cursor.
 #[derive(Debug)]
 pub(crate) enum Cursor {
-    Find(FindCursor),
+    Docs(DocsCursor),
+    Query(Box<QueryCursor>),
     Stream(Box<StreamCursor>),
 }
 
@@ -70,17 +73,28 @@ pub(crate) struct Shared {
     /// The advertised `host:port`.
     pub advertised: String,
     pub set_name: String,
+    /// Configured users (empty: no authentication).
+    pub users: Users,
     next_conn: AtomicI64,
 }
 
 impl Shared {
-    pub(crate) fn new(advertised: String, set_name: String, window: usize) -> Shared {
-        let mut clock = ClusterClock::default();
+    pub(crate) fn new(
+        advertised: String,
+        set_name: String,
+        window: usize,
+        wall: WallClock,
+        users: Users,
+    ) -> Shared {
+        let mut clock = ClusterClock::new(wall);
         clock.tick();
         Shared {
             inner: Mutex::new(Inner {
                 clock,
-                store: Store::default(),
+                store: Store {
+                    wall,
+                    ..Store::default()
+                },
                 history: History::new(window),
                 cursors: HashMap::new(),
                 next_cursor: 1000,
@@ -95,6 +109,7 @@ impl Shared {
             shutdown: watch::channel(false).0,
             advertised,
             set_name,
+            users,
             next_conn: AtomicI64::new(1),
         }
     }

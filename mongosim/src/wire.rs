@@ -170,20 +170,20 @@ fn header(out: &mut Vec<u8>, len: usize, response_to: i32, op: i32) {
     out.extend_from_slice(&op.to_le_bytes());
 }
 
-/// Frames a serialized reply document for the request with id `request_id`.
-pub(crate) fn encode_reply_for(request_id: i32, legacy: bool, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 40);
+/// The frame header (and OP_MSG flags / OP_REPLY prefix) for a reply body of `body_len` bytes
+/// to the request with id `request_id`; the body follows it on the wire unchanged.
+pub(crate) fn reply_header(request_id: i32, legacy: bool, body_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40);
     if legacy {
-        header(&mut out, 16 + 20 + body.len(), request_id, OP_REPLY);
+        header(&mut out, 16 + 20 + body_len, request_id, OP_REPLY);
         out.extend_from_slice(&8i32.to_le_bytes());
         out.extend_from_slice(&0i64.to_le_bytes());
         out.extend_from_slice(&0i32.to_le_bytes());
         out.extend_from_slice(&1i32.to_le_bytes());
     } else {
-        header(&mut out, 16 + 5 + body.len(), request_id, OP_MSG);
+        header(&mut out, 16 + 5 + body_len, request_id, OP_MSG);
         out.extend_from_slice(&0u32.to_le_bytes());
         out.push(0);
     }
-    out.extend_from_slice(body);
     out
 }

@@ -76,7 +76,7 @@ fn empty() -> Body {
 pub(crate) fn run(inner: &mut Inner, name: &str, db: &str, body: &Document) -> DdlResult {
     let none = Vec::new;
     match name {
-        "ping" | "endSessions" | "killSessions" | "refreshSessions" | "startSession" | "logout" => {
+        "ping" | "endSessions" | "killSessions" | "refreshSessions" | "startSession" => {
             if name == "endSessions" {
                 if let Ok(ids) = body.get_array("endSessions") {
                     for lsid in ids.iter().filter_map(Bson::as_document) {
@@ -98,12 +98,6 @@ pub(crate) fn run(inner: &mut Inner, name: &str, db: &str, body: &Document) -> D
         )),
         "serverStatus" => Ok((
             Body::Doc(doc! { "host": "mongosim", "version": "7.0.0", "process": "mongosim" }),
-            none(),
-        )),
-        "connectionStatus" => Ok((
-            Body::Doc(
-                doc! { "authInfo": { "authenticatedUsers": [], "authenticatedUserRoles": [] } },
-            ),
             none(),
         )),
         "configureFailPoint" => {

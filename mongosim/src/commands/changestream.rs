@@ -2,13 +2,21 @@
 //! scope; resumeAfter / startAfter / startAtOperationTime; fullDocument and
 //! fullDocumentBeforeChange; follow-on per-document stages), scanning the history from the
 //! cursor's own position, invalidation, postBatchResumeToken, and awaiting getMore.
+//!
+//! Fan-out is cheap: an event is serialized once, when it enters the history; a watcher's batch is
+//! built by copying those bytes (plus shared document bytes for `fullDocument` and images) straight
+//! into its reply. Follow-on `$match` stages are evaluated on the few top-level fields they read;
+//! only other stages decode the whole event.
 
-use super::cursors::{cursor_reply, MAX_BATCH_BYTES};
+use super::cursors::{close_cursor, MAX_BATCH_BYTES};
 use super::Body;
 use crate::error::CommandError;
 use crate::oplog::{Entry, EntryKind};
 use crate::pipeline::{self, Stage};
+use crate::rawdoc::{extend_document, ArrayWriter, RawDoc};
 use crate::state::{Cursor, Inner, Shared};
+use crate::store::fields::{decode, encode, FieldSet};
+use crate::store::matcher;
 use crate::store::value::as_i64;
 use crate::token::{Token, TokenKind};
 use bson::{doc, Bson, Document};
@@ -44,6 +52,10 @@ pub(crate) struct StreamCursor {
     full: Image,
     before: Image,
     stages: Vec<Stage>,
+    /// Every follow-on stage is a `$match`: filter on extracted fields, never decode the event.
+    match_only: bool,
+    /// The top-level event fields the `$match` stages read.
+    match_fields: FieldSet,
 }
 
 /// Default getMore batch cap when the client gives none.
@@ -194,7 +206,14 @@ pub(crate) fn open(shared: &Shared, body: &Document) -> Result<Body, CommandErro
         Some(Bson::Timestamp(ts)) => Some(crate::clock::ts_key(*ts)),
         _ => None,
     };
-    let mut cursor = Box::new(StreamCursor {
+    let match_only = follow.iter().all(|s| matches!(s, Stage::Match(_)));
+    let mut match_fields = FieldSet::default();
+    for stage in &follow {
+        if let Stage::Match(f) = stage {
+            match_fields.add_filter(f);
+        }
+    }
+    let cursor = Box::new(StreamCursor {
         id,
         ns,
         scope,
@@ -203,9 +222,11 @@ pub(crate) fn open(shared: &Shared, body: &Document) -> Result<Body, CommandErro
         full,
         before,
         stages: follow,
+        match_only,
+        match_fields,
     });
-    let scan = scan(&inner, &mut cursor, batch.unwrap_or(101))?;
-    Ok(finish_batch(&mut inner, cursor, scan, "firstBatch"))
+    let batch = Batch::scan(&inner, cursor, batch.unwrap_or(101), "firstBatch")?;
+    Ok(batch.finish(&mut inner))
 }
 
 fn resume_seq(inner: &Inner, tok: &Token) -> Result<u64, CommandError> {
@@ -213,14 +234,6 @@ fn resume_seq(inner: &Inner, tok: &Token) -> Result<u64, CommandError> {
         return Err(history_lost());
     }
     Ok((tok.seq + 1).min(inner.history.next_seq()))
-}
-
-/// Result of one scan.
-struct Scan {
-    docs: Vec<Vec<u8>>,
-    pbrt: Token,
-    closed: bool,
-    more: bool,
 }
 
 fn visible(scope: &Scope, e: &Entry) -> bool {
@@ -242,13 +255,6 @@ fn invalidates(scope: &Scope, e: &Entry) -> bool {
     }
 }
 
-fn serialize(d: &Document) -> Vec<u8> {
-    let mut b = Vec::new();
-    // Writing an in-memory document into a Vec cannot fail.
-    let _ = d.to_writer(&mut b);
-    b
-}
-
 fn image_missing(what: &str) -> CommandError {
     CommandError::new(
         IMAGE_MISSING,
@@ -256,51 +262,59 @@ fn image_missing(what: &str) -> CommandError {
     )
 }
 
-/// Renders an entry for a cursor; `None` when a stage filtered it out.
-fn render(inner: &Inner, c: &StreamCursor, e: &Entry) -> Result<Option<Vec<u8>>, CommandError> {
-    let is_update = e.kind == EntryKind::Update;
-    let wants_full = is_update && c.full != Image::Off;
+/// Writes the event an entry shows this cursor into `out`; `false` when a stage filtered it out.
+fn render(
+    inner: &Inner,
+    c: &StreamCursor,
+    e: &Entry,
+    out: &mut Vec<u8>,
+) -> Result<bool, CommandError> {
+    let mut extras: Vec<(&str, Option<&[u8]>)> = Vec::with_capacity(2);
+    if let Some(full) = &e.full {
+        extras.push(("fullDocument", Some(full)));
+    } else if e.kind == EntryKind::Update && c.full != Image::Off {
+        let value: Option<&[u8]> = match c.full {
+            Image::Lookup => e.id.as_ref().and_then(|id| {
+                inner
+                    .store
+                    .coll(&e.db, &e.coll)
+                    .and_then(|col| col.get_by_id(id))
+                    .map(|raw| &raw[..])
+            }),
+            _ => e.post.as_deref(),
+        };
+        if value.is_none() && c.full == Image::Required {
+            return Err(image_missing("fullDocument"));
+        }
+        extras.push(("fullDocument", value));
+    }
     let wants_before = c.before != Image::Off
         && matches!(
             e.kind,
             EntryKind::Update | EntryKind::Replace | EntryKind::Delete
         );
-    if !wants_full && !wants_before && c.stages.is_empty() {
-        return Ok(Some(e.event.clone()));
-    }
-    let mut d = Document::from_reader(e.event.as_slice())
-        .map_err(|err| CommandError::new(1, format!("corrupt history entry: {err}")))?;
-    if wants_full {
-        let value = match c.full {
-            Image::Lookup => {
-                e.id.as_ref()
-                    .and_then(|id| {
-                        inner
-                            .store
-                            .coll(&e.db, &e.coll)
-                            .and_then(|col| col.get_by_id(id))
-                    })
-                    .cloned()
-            }
-            _ => e.post.clone(),
-        };
-        if value.is_none() && c.full == Image::Required {
-            return Err(image_missing("fullDocument"));
-        }
-        d.insert(
-            "fullDocument",
-            value.map(Bson::Document).unwrap_or(Bson::Null),
-        );
-    }
     if wants_before {
         if e.pre.is_none() && c.before == Image::Required {
             return Err(image_missing("fullDocumentBeforeChange"));
         }
-        d.insert(
-            "fullDocumentBeforeChange",
-            e.pre.clone().map(Bson::Document).unwrap_or(Bson::Null),
-        );
+        extras.push(("fullDocumentBeforeChange", e.pre.as_deref()));
     }
+    extend_document(out, &e.event, &extras);
+    if c.stages.is_empty() {
+        return Ok(true);
+    }
+    if c.match_only {
+        let fields = c.match_fields.extract(out)?;
+        for stage in &c.stages {
+            if let Stage::Match(f) = stage {
+                if !matcher::matches(&fields, f)? {
+                    return Ok(false);
+                }
+            }
+        }
+        return Ok(true);
+    }
+    let d = decode(out)?;
     let token = d.get("_id").cloned();
     let mut cur = Some(d);
     for stage in &c.stages {
@@ -310,22 +324,86 @@ fn render(inner: &Inner, c: &StreamCursor, e: &Entry) -> Result<Option<Vec<u8>>,
         };
     }
     match cur {
-        None => Ok(None),
-        Some(out) => {
-            if out.get("_id") != token.as_ref() {
+        None => Ok(false),
+        Some(shown) => {
+            if shown.get("_id") != token.as_ref() {
                 return Err(CommandError::new(280, "Encountered an event whose _id field, which contains the resume token, was modified by the pipeline.")
                     .with_label("NonResumableChangeStreamError"));
             }
-            Ok(Some(serialize(&out)))
+            *out = encode(&shown);
+            Ok(true)
         }
     }
 }
 
-fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, CommandError> {
-    if c.next_seq < inner.history.lost_below() {
-        return Err(history_lost());
+/// A reply batch being built for one cursor.
+struct Batch {
+    cursor: Box<StreamCursor>,
+    reply: RawDoc,
+    /// Where the `cursor` sub-document starts.
+    at: usize,
+    count: usize,
+    pbrt: Token,
+    closed: bool,
+    more: bool,
+}
+
+impl Batch {
+    /// Scans the history from the cursor's position into a new reply (up to `max` events).
+    fn scan(
+        inner: &Inner,
+        mut c: Box<StreamCursor>,
+        max: usize,
+        key: &str,
+    ) -> Result<Batch, CommandError> {
+        if c.next_seq < inner.history.lost_below() {
+            return Err(history_lost());
+        }
+        let mut reply = RawDoc::with_capacity(16 * 1024);
+        let at = reply.open("cursor");
+        let mut arr = reply.array(key);
+        let mut scratch = Vec::with_capacity(1024);
+        let (count, pbrt, closed, more) = scan_into(inner, &mut c, max, &mut arr, &mut scratch)?;
+        arr.finish();
+        Ok(Batch {
+            cursor: c,
+            reply,
+            at,
+            count,
+            pbrt,
+            closed,
+            more,
+        })
     }
-    let mut docs = Vec::new();
+
+    /// Registers the cursor (unless closed) and serializes the reply.
+    fn finish(self, inner: &mut Inner) -> Body {
+        let id = if self.closed { 0 } else { self.cursor.id };
+        let ns = self.cursor.ns.clone();
+        if !self.closed {
+            inner
+                .cursors
+                .insert(self.cursor.id, Cursor::Stream(self.cursor));
+        }
+        Body::Raw(close_cursor(
+            self.reply,
+            self.at,
+            id,
+            &ns,
+            Some(&self.pbrt.to_doc()),
+        ))
+    }
+}
+
+/// Scans into `arr`; returns (events written, postBatchResumeToken, closed, more to scan).
+fn scan_into(
+    inner: &Inner,
+    c: &mut StreamCursor,
+    max: usize,
+    arr: &mut ArrayWriter<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<(usize, Token, bool, bool), CommandError> {
+    let mut count = 0usize;
     let mut bytes = 0usize;
     let mut last_delivered: Option<Token> = None;
     let mut last_scanned: Option<Token> = None;
@@ -333,7 +411,7 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
     let mut full = false;
     let mut more = false;
     for (examined, e) in inner.history.entries_from(c.next_seq).enumerate() {
-        if docs.len() >= max || bytes >= MAX_BATCH_BYTES {
+        if count >= max || bytes >= MAX_BATCH_BYTES {
             full = true;
             break;
         }
@@ -350,14 +428,19 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
         if !visible(&c.scope, e) || c.min_time.is_some_and(|t| crate::clock::ts_key(e.time) < t) {
             continue;
         }
-        if let Some(d) = render(inner, c, e)? {
-            bytes += d.len();
-            docs.push(d);
+        if render(inner, c, e, scratch)? {
+            bytes += scratch.len();
+            arr.push(scratch);
+            count += 1;
             last_delivered = Some(e.token(TokenKind::Event));
         }
         if invalidates(&c.scope, e) {
             let tok = e.token(TokenKind::Invalidate);
-            docs.push(serialize(&doc! { "_id": tok.to_doc(), "operationType": "invalidate", "clusterTime": e.time, "wallTime": e.wall }));
+            let event = encode(
+                &doc! { "_id": tok.to_doc(), "operationType": "invalidate", "clusterTime": e.time, "wallTime": e.wall },
+            );
+            arr.push(&event);
+            count += 1;
             last_delivered = Some(tok);
             closed = true;
             break;
@@ -370,12 +453,7 @@ fn scan(inner: &Inner, c: &mut StreamCursor, max: usize) -> Result<Scan, Command
     } else {
         high_water(inner)
     };
-    Ok(Scan {
-        docs,
-        pbrt,
-        closed,
-        more,
-    })
+    Ok((count, pbrt, closed, more))
 }
 
 /// A high-water mark at the end of the history, stamped with the current wall-clock cluster time.
@@ -386,21 +464,6 @@ fn high_water(inner: &Inner) -> Token {
         op_index: u32::MAX,
         kind: TokenKind::HighWater,
     }
-}
-
-fn finish_batch(inner: &mut Inner, cursor: Box<StreamCursor>, scan: Scan, key: &str) -> Body {
-    let id = if scan.closed { 0 } else { cursor.id };
-    let ns = cursor.ns.clone();
-    if !scan.closed {
-        inner.cursors.insert(cursor.id, Cursor::Stream(cursor));
-    }
-    Body::Raw(cursor_reply(
-        key,
-        id,
-        &ns,
-        &mut scan.docs.into_iter(),
-        Some(&scan.pbrt.to_doc()),
-    ))
 }
 
 /// getMore on a change-stream cursor: returns at once when events exist, otherwise waits up to
@@ -417,11 +480,13 @@ pub(crate) async fn get_more(
         let mut rx = shared.events.subscribe();
         let more = {
             let mut inner = shared.lock();
-            let result = scan(&inner, &mut cursor, max)?;
-            if !result.docs.is_empty() || result.closed || Instant::now() >= deadline {
-                return Ok(finish_batch(&mut inner, cursor, result, "nextBatch"));
+            let result = Batch::scan(&inner, cursor, max, "nextBatch")?;
+            if result.count > 0 || result.closed || Instant::now() >= deadline {
+                return Ok(result.finish(&mut inner));
             }
-            result.more
+            let more = result.more;
+            cursor = result.cursor;
+            more
         };
         if more {
             tokio::task::yield_now().await;
@@ -432,8 +497,8 @@ pub(crate) async fn get_more(
             .is_err()
         {
             let mut inner = shared.lock();
-            let result = scan(&inner, &mut cursor, max)?;
-            return Ok(finish_batch(&mut inner, cursor, result, "nextBatch"));
+            let result = Batch::scan(&inner, cursor, max, "nextBatch")?;
+            return Ok(result.finish(&mut inner));
         }
     }
 }

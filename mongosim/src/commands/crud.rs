@@ -2,16 +2,17 @@
 //! replacement, pipeline, upsert, multi), delete, findAndModify, find, count, distinct and the
 //! ordinary (non change-stream) aggregate used by countDocuments.
 
-use super::cursors::first_batch;
+use super::cursors::{find_batch, first_batch, QueryCursor};
 use super::{coll_arg, Body};
 use crate::error::CommandError;
 use crate::pipeline;
 use crate::state::Inner;
+use crate::store::order::values_equal;
+use crate::store::query::{self, Query};
 use crate::store::update::UpdateSpec;
-use crate::store::value::{as_i64, lookup, values_equal};
+use crate::store::value::{as_i64, lookup};
 use crate::store::write::{self, Change};
 use bson::{doc, Bson, Document};
-use std::collections::VecDeque;
 
 type WriteResult = Result<(Body, Vec<Change>), CommandError>;
 
@@ -269,38 +270,13 @@ pub(crate) fn find(inner: &mut Inner, db: &str, body: &Document) -> Result<Body,
     } else {
         Some(limit.unsigned_abs() as usize)
     };
-    let mut docs = VecDeque::new();
-    if let Some(c) = inner.store.coll(db, &coll) {
-        let cap = if sort.is_some_and(|s| !s.is_empty()) {
-            None
-        } else {
-            limit.map(|l| l + skip)
-        };
-        let rids = write::select(c, &filter, sort, cap)?;
-        for rid in rids
-            .into_iter()
-            .skip(skip)
-            .take(limit.unwrap_or(usize::MAX))
-        {
-            if let Some(d) = c.get(rid) {
-                docs.push_back(match projection {
-                    Some(p) => serialize(&pipeline::project(d, p)?),
-                    None => serialize(d),
-                });
-            }
-        }
-    }
     let batch = body
         .get("batchSize")
         .and_then(as_i64)
         .map(|b| b.max(0) as usize);
-    Ok(first_batch(
-        inner,
-        format!("{db}.{coll}"),
-        docs,
-        batch,
-        single,
-    ))
+    let query = Query::new(&filter, sort, skip, limit);
+    let cursor = QueryCursor::new(&inner.store, db, &coll, query, projection.cloned());
+    find_batch(inner, cursor, batch, single)
 }
 
 /// `count`.
@@ -314,8 +290,7 @@ pub(crate) fn count(inner: &mut Inner, db: &str, body: &Document) -> Result<Body
         .unwrap_or(0)
         .unsigned_abs() as usize;
     let n = match inner.store.coll(db, &coll) {
-        Some(c) if query.is_empty() => c.len(),
-        Some(c) => c.find_rids(&query, None)?.len(),
+        Some(c) => query::count(c, &query)?,
         None => 0,
     };
     let n = n.saturating_sub(skip);
@@ -332,9 +307,8 @@ pub(crate) fn distinct(inner: &mut Inner, db: &str, body: &Document) -> Result<B
     let query = opt_doc(body, "query")?;
     let mut values: Vec<Bson> = Vec::new();
     if let Some(c) = inner.store.coll(db, &coll) {
-        for rid in c.find_rids(&query, None)? {
-            let Some(d) = c.get(rid) else { continue };
-            for v in lookup(d, key) {
+        for d in query::documents(c, &query)? {
+            for v in lookup(&d, key) {
                 let items: Vec<&Bson> = match v {
                     Bson::Array(a) => a.iter().collect(),
                     other => vec![other],
@@ -350,6 +324,59 @@ pub(crate) fn distinct(inner: &mut Inner, db: &str, body: &Document) -> Result<B
     Ok(Body::Doc(doc! { "values": values }))
 }
 
+/// The countDocuments pipeline: `[$match, $skip?, $limit?, {$group: {_id: <c>, <f>: {$sum: 1}}}]`.
+struct CountShape<'a> {
+    filter: &'a Document,
+    skip: usize,
+    limit: Option<usize>,
+    id: &'a Bson,
+    field: &'a str,
+}
+
+fn count_shape(stages: &[pipeline::Stage]) -> Option<CountShape<'_>> {
+    use pipeline::Stage;
+    let (Stage::Match(filter), rest) = stages.split_first()? else {
+        return None;
+    };
+    let (Stage::Group(group), middle) = rest.split_last()? else {
+        return None;
+    };
+    let (mut skip, mut limit) = (0usize, None);
+    for s in middle {
+        match s {
+            Stage::Skip(n) if limit.is_none() => skip += *n as usize,
+            Stage::Limit(n) => {
+                limit = Some(limit.map_or(*n as usize, |l: usize| l.min(*n as usize)))
+            }
+            _ => return None,
+        }
+    }
+    if group.len() != 2 {
+        return None;
+    }
+    let id = group.get("_id")?;
+    if matches!(id, Bson::String(s) if s.starts_with('$')) || matches!(id, Bson::Document(_)) {
+        return None;
+    }
+    let (field, acc) = group.iter().find(|(k, _)| k.as_str() != "_id")?;
+    let sum = acc.as_document()?.get("$sum")?;
+    if as_i64(sum) != Some(1) || acc.as_document()?.len() != 1 {
+        return None;
+    }
+    Some(CountShape {
+        filter,
+        skip,
+        limit,
+        id,
+        field,
+    })
+}
+
+/// `$sum: 1` yields an Int32 while it fits, like MongoDB.
+fn count_value(n: i64) -> Bson {
+    i32::try_from(n).map_or(Bson::Int64(n), Bson::Int32)
+}
+
 /// Ordinary `aggregate` (not a change stream).
 pub(crate) fn aggregate(
     inner: &mut Inner,
@@ -360,19 +387,44 @@ pub(crate) fn aggregate(
         .get_array("pipeline")
         .map_err(|_| CommandError::type_mismatch("aggregate needs a 'pipeline' array"))?;
     let stages = pipeline::parse_pipeline(stages)?;
+    if let (Some(Bson::String(coll)), Some(shape)) = (body.get("aggregate"), count_shape(&stages)) {
+        // countDocuments: count through the query engine without decoding documents.
+        let n = match inner.store.coll(db, coll) {
+            Some(c) => {
+                let mut q = Query::new(shape.filter, None, shape.skip, shape.limit);
+                let mut n = 0i64;
+                while q.next(c)?.is_some() {
+                    n += 1;
+                }
+                n
+            }
+            None => 0,
+        };
+        let out = if n == 0 {
+            Vec::new()
+        } else {
+            let mut d = doc! { "_id": shape.id.clone() };
+            d.insert(shape.field.to_owned(), count_value(n));
+            vec![serialize(&d)]
+        };
+        return Ok(first_batch(
+            inner,
+            format!("{db}.{coll}"),
+            out.into(),
+            None,
+            false,
+        ));
+    }
     let (ns, docs) = match body.get("aggregate") {
         Some(Bson::String(coll)) => {
             let mut docs = Vec::new();
             if let Some(c) = inner.store.coll(db, coll) {
+                let empty = Document::new();
                 let pre_filter = match stages.first() {
-                    Some(pipeline::Stage::Match(f)) => Some(f),
-                    _ => None,
+                    Some(pipeline::Stage::Match(f)) => f,
+                    _ => &empty,
                 };
-                for (_, d) in c.iter() {
-                    if pre_filter.map_or(Ok(true), |f| crate::store::matcher::matches(d, f))? {
-                        docs.push(d.clone());
-                    }
-                }
+                docs = query::documents(c, pre_filter)?;
             }
             (format!("{db}.{coll}"), docs)
         }

@@ -5,7 +5,7 @@
 use super::{Body, ConnState};
 use crate::error::CommandError;
 use crate::state::Shared;
-use bson::{doc, Bson, DateTime, Document};
+use bson::{doc, Bson, Document};
 
 /// Builds the hello reply and records the client's application name.
 pub(crate) fn hello(
@@ -22,9 +22,9 @@ pub(crate) fn hello(
         }
     }
     let legacy = !body.contains_key("hello");
-    let (primary, election) = {
+    let (primary, election, now) = {
         let inner = shared.lock();
-        (inner.primary, inner.election_id())
+        (inner.primary, inner.election_id(), inner.clock.wall().now())
     };
     let me = shared.advertised.clone();
     let mut d = Document::new();
@@ -52,7 +52,7 @@ pub(crate) fn hello(
         "maxBsonObjectSize": 16_777_216i32,
         "maxMessageSizeBytes": 48_000_000i32,
         "maxWriteBatchSize": 100_000i32,
-        "localTime": DateTime::now(),
+        "localTime": now,
         "logicalSessionTimeoutMinutes": 30i32,
         "connectionId": conn.id,
         "minWireVersion": 0i32,
@@ -60,5 +60,15 @@ pub(crate) fn hello(
         "readOnly": false,
         "ok": 1.0,
     });
+    if let Ok(spec) = body.get_str("saslSupportedMechs") {
+        if let Some(mechs) = crate::auth::supported_mechs(&shared.users, spec) {
+            d.insert("saslSupportedMechs", mechs);
+        }
+    }
+    if let Ok(spec) = body.get_document("speculativeAuthenticate") {
+        if let Some(reply) = crate::auth::speculative(&shared.users, &mut conn.auth, spec) {
+            d.insert("speculativeAuthenticate", reply);
+        }
+    }
     Ok(Body::Doc(d))
 }

@@ -12,7 +12,8 @@ pub(crate) mod txn;
 use crate::error::{CommandError, RESUMABLE_CHANGE_STREAM_CODES, RETRYABLE_WRITE_CODES};
 use crate::rawdoc::RawDoc;
 use crate::state::{Cursor, Shared};
-use bson::{doc, spec::BinarySubtype, Binary, Bson, Document, Timestamp};
+use crate::store::fields::encode;
+use bson::{doc, Bson, Document, Timestamp};
 use std::sync::Arc;
 
 /// Per-connection facts commands may need.
@@ -20,6 +21,7 @@ use std::sync::Arc;
 pub(crate) struct ConnState {
     pub id: i64,
     pub app_name: Option<String>,
+    pub auth: crate::auth::ConnAuth,
 }
 
 /// A successful reply body: a document, or pre-serialized bytes (cursor batches).
@@ -42,51 +44,38 @@ pub(crate) fn is_write(name: &str) -> bool {
     )
 }
 
-fn envelope(time: Timestamp) -> Document {
-    doc! {
-        "operationTime": time,
-        "$clusterTime": {
-            "clusterTime": time,
-            "signature": {
-                "hash": Binary { subtype: BinarySubtype::Generic, bytes: vec![0u8; 20] },
-                "keyId": 0i64,
-            }
-        }
-    }
+/// Appends `operationTime` and a `$clusterTime` with a zero signature.
+fn append_envelope(d: &mut RawDoc, time: Timestamp) {
+    d.timestamp("operationTime", time);
+    let at = d.open("$clusterTime");
+    d.timestamp("clusterTime", time);
+    let sig = d.open("signature");
+    d.binary("hash", 0, &[0u8; 20]);
+    d.i64("keyId", 0);
+    d.close(sig);
+    d.close(at);
 }
 
 fn finish(shared: &Shared, result: Result<Body, CommandError>) -> Vec<u8> {
     let time = shared.lock().clock.last();
-    let env = envelope(time);
-    match result {
-        Ok(Body::Doc(mut d)) => {
-            if !d.contains_key("ok") {
-                d.insert("ok", 1.0);
+    let mut out = match result {
+        Ok(Body::Doc(d)) => {
+            let ok = !d.contains_key("ok");
+            let mut out = RawDoc::reopen(encode(&d));
+            if ok {
+                out.f64("ok", 1.0);
             }
-            d.extend(env);
-            let mut out = Vec::new();
-            // Writing an in-memory document into a Vec cannot fail.
-            let _ = d.to_writer(&mut out);
             out
         }
         Ok(Body::Raw(bytes)) => {
-            let mut out = RawDoc::with_capacity(bytes.len() + 128);
-            out.extend(&bytes);
-            let mut tail = doc! { "ok": 1.0 };
-            tail.extend(env);
-            let mut t = Vec::new();
-            let _ = tail.to_writer(&mut t);
-            out.extend(&t);
-            out.finish()
-        }
-        Err(e) => {
-            let mut d = e.to_doc();
-            d.extend(env);
-            let mut out = Vec::new();
-            let _ = d.to_writer(&mut out);
+            let mut out = RawDoc::reopen(bytes);
+            out.f64("ok", 1.0);
             out
         }
-    }
+        Err(e) => RawDoc::reopen(encode(&e.to_doc())),
+    };
+    append_envelope(&mut out, time);
+    out.finish()
 }
 
 fn failpoint_error(
@@ -125,6 +114,9 @@ fn failpoint_error(
 /// Executes one command and returns the serialized reply (or asks to close the connection).
 pub(crate) async fn execute(shared: &Arc<Shared>, conn: &mut ConnState, body: Document) -> Outcome {
     let name = body.keys().next().cloned().unwrap_or_default();
+    if let Err(e) = crate::auth::check(&shared.users, &conn.auth, &name) {
+        return Outcome::Reply(finish(shared, Err(e)));
+    }
     let action = {
         let mut inner = shared.lock();
         match inner.failpoint.as_mut() {
@@ -192,6 +184,9 @@ async fn route(
         "aggregate" if changestream::is_change_stream(&body) => changestream::open(shared, &body),
         _ => {
             let db = body.get_str("$db").unwrap_or("admin").to_owned();
+            if let Some(r) = crate::auth::command(&shared.users, &mut conn.auth, name, &db, &body) {
+                return r.map(Body::Doc);
+            }
             if let Some(r) = admin::control(shared, name, &body) {
                 return r;
             }

@@ -1,8 +1,10 @@
 //! Query matching: evaluates a MongoDB filter document against a document. Supports equality on
 //! dotted paths (with array element matching), `$eq $ne $gt $gte $lt $lte $in $nin $exists $not
-//! $size $elemMatch $type(number alias only)` and the logical `$and $or $nor`.
+//! $size $elemMatch $type` (names, numbers, "number", and lists of them) and the logical
+//! `$and $or $nor`. Range operators are type-bracketed like MongoDB's.
 
-use super::value::{compare, lookup, same_bracket, values_equal};
+use super::order::{compare, same_bracket, values_equal};
+use super::value::lookup;
 use crate::error::CommandError;
 use bson::{Bson, Document};
 use std::cmp::Ordering;
@@ -99,8 +101,10 @@ fn eq_matches(values: &[&Bson], target: &Bson) -> bool {
 }
 
 fn cmp_matches(values: &[&Bson], target: &Bson, want: fn(Ordering) -> bool) -> bool {
+    // Comparisons with MinKey / MaxKey cross type brackets; all others stay inside theirs.
+    let unbracketed = matches!(target, Bson::MinKey | Bson::MaxKey);
     for_each_candidate(values, |v| {
-        same_bracket(v, target) && want(compare(v, target))
+        (unbracketed || same_bracket(v, target)) && want(compare(v, target))
     })
 }
 
@@ -159,11 +163,17 @@ fn operator_matches(values: &[&Bson], op: &str, arg: &Bson) -> Result<bool, Comm
             found
         }
         "$type" => {
-            let want = match arg {
-                Bson::String(s) => s.clone(),
-                other => format!("{}", super::value::as_i64(other).unwrap_or(0)),
+            let operands: Vec<&Bson> = match arg {
+                Bson::Array(items) => items.iter().collect(),
+                one => vec![one],
             };
-            for_each_candidate(values, |v| type_name_matches(v, &want))
+            let mut wanted = Vec::with_capacity(operands.len());
+            for o in operands {
+                wanted.push(type_code(o).ok_or_else(|| {
+                    CommandError::bad_value(format!("Unknown type name alias: {o}"))
+                })?);
+            }
+            for_each_candidate(values, |v| wanted.iter().any(|w| type_matches(v, *w)))
         }
         other => {
             return Err(CommandError::bad_value(format!(
@@ -192,25 +202,46 @@ fn elem_matches(item: &Bson, sub: &Document) -> Result<bool, CommandError> {
     }
 }
 
-fn type_name_matches(v: &Bson, want: &str) -> bool {
-    let (name, num) = match v {
-        Bson::Double(_) => ("double", "1"),
-        Bson::String(_) => ("string", "2"),
-        Bson::Document(_) => ("object", "3"),
-        Bson::Array(_) => ("array", "4"),
-        Bson::Binary(_) => ("binData", "5"),
-        Bson::ObjectId(_) => ("objectId", "7"),
-        Bson::Boolean(_) => ("bool", "8"),
-        Bson::DateTime(_) => ("date", "9"),
-        Bson::Null => ("null", "10"),
-        Bson::Int32(_) => ("int", "16"),
-        Bson::Timestamp(_) => ("timestamp", "17"),
-        Bson::Int64(_) => ("long", "18"),
-        _ => ("other", "-"),
-    };
-    want == name
-        || want == num
-        || (want == "number" && matches!(v, Bson::Double(_) | Bson::Int32(_) | Bson::Int64(_)))
+/// The BSON type number a `$type` operand names (0 stands for the "number" alias).
+fn type_code(operand: &Bson) -> Option<i64> {
+    if let Some(n) = super::value::as_i64(operand) {
+        return Some(n);
+    }
+    Some(match operand.as_str()? {
+        "number" => 0,
+        "double" => 1,
+        "string" => 2,
+        "object" => 3,
+        "array" => 4,
+        "binData" => 5,
+        "undefined" => 6,
+        "objectId" => 7,
+        "bool" => 8,
+        "date" => 9,
+        "null" => 10,
+        "regex" => 11,
+        "dbPointer" => 12,
+        "javascript" => 13,
+        "symbol" => 14,
+        "javascriptWithScope" => 15,
+        "int" => 16,
+        "timestamp" => 17,
+        "long" => 18,
+        "decimal" => 19,
+        "minKey" => -1,
+        "maxKey" => 127,
+        _ => return None,
+    })
+}
+
+fn type_matches(v: &Bson, code: i64) -> bool {
+    if code == 0 {
+        return matches!(
+            v,
+            Bson::Double(_) | Bson::Int32(_) | Bson::Int64(_) | Bson::Decimal128(_)
+        );
+    }
+    i64::from(v.element_type() as u8 as i8) == code
 }
 
 #[cfg(test)]

@@ -1,16 +1,28 @@
-//! In-memory databases and collections: documents in natural (insertion) order, an `_id` hash
-//! index, unique secondary indexes, and the per-collection `changeStreamPreAndPostImages` flag.
-//! Write paths live in `write.rs`; this module owns the containers and their invariants.
+//! In-memory databases and collections. A collection keeps each document once, as shared raw
+//! BSON bytes in natural (insertion) order, an ordered `_id` index (MongoDB's value order, see
+//! `key.rs`), unique secondary indexes, and the `changeStreamPreAndPostImages` flag. Write paths
+//! live in `write.rs` and reads in `query.rs`; this module owns the containers and their
+//! invariants (one document per `_id`, unique keys unique).
 
+pub(crate) mod fields;
+pub(crate) mod key;
 pub(crate) mod matcher;
+pub(crate) mod order;
+pub(crate) mod plan;
+pub(crate) mod query;
 pub(crate) mod update;
 pub(crate) mod value;
 pub(crate) mod write;
 
 use crate::error::CommandError;
 use bson::{doc, Bson, Document};
-use std::collections::{BTreeMap, HashMap};
-use value::{get_path, IdKey};
+use key::IdKey;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use value::get_path;
+
+/// A stored document: serialized BSON shared by the store, the history and cursors.
+pub(crate) type Raw = Arc<[u8]>;
 
 /// A secondary index (unique ones are enforced).
 #[derive(Debug, Clone)]
@@ -19,7 +31,7 @@ pub(crate) struct Index {
     pub key: Document,
     pub unique: bool,
     pub sparse: bool,
-    entries: HashMap<IdKey, u64>,
+    entries: BTreeMap<IdKey, u64>,
 }
 
 impl Index {
@@ -57,8 +69,8 @@ impl Index {
 /// One collection.
 #[derive(Debug)]
 pub(crate) struct Collection {
-    docs: BTreeMap<u64, Document>,
-    ids: HashMap<IdKey, u64>,
+    docs: BTreeMap<u64, Raw>,
+    ids: BTreeMap<IdKey, u64>,
     next_rid: u64,
     pub indexes: Vec<Index>,
     pub images: bool,
@@ -69,7 +81,7 @@ impl Default for Collection {
     fn default() -> Self {
         Collection {
             docs: BTreeMap::new(),
-            ids: HashMap::new(),
+            ids: BTreeMap::new(),
             next_rid: 1,
             indexes: Vec::new(),
             images: false,
@@ -85,17 +97,26 @@ fn dup_key(index: &str, key: &Bson) -> CommandError {
     )
 }
 
+/// Rejects `_id` values MongoDB refuses (arrays, regexes, undefined).
+pub(crate) fn check_id(id: &Bson) -> Result<(), CommandError> {
+    let kind = match id {
+        Bson::Array(_) => "array",
+        Bson::RegularExpression(_) => "regex",
+        Bson::Undefined => "undefined",
+        _ => return Ok(()),
+    };
+    Err(CommandError::new(
+        53,
+        format!("The '_id' value cannot be of type {kind}"),
+    ))
+}
+
 impl Collection {
     pub(crate) fn len(&self) -> usize {
         self.docs.len()
     }
 
-    /// Documents in natural order with their record ids.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &Document)> {
-        self.docs.iter().map(|(r, d)| (*r, d))
-    }
-
-    pub(crate) fn get(&self, rid: u64) -> Option<&Document> {
+    pub(crate) fn get(&self, rid: u64) -> Option<&Raw> {
         self.docs.get(&rid)
     }
 
@@ -103,7 +124,7 @@ impl Collection {
         self.ids.get(&IdKey::of(id)).copied()
     }
 
-    pub(crate) fn get_by_id(&self, id: &Bson) -> Option<&Document> {
+    pub(crate) fn get_by_id(&self, id: &Bson) -> Option<&Raw> {
         self.rid_of(id).and_then(|r| self.docs.get(&r))
     }
 
@@ -136,71 +157,81 @@ impl Collection {
         }
     }
 
-    /// Inserts a document that already has `_id` as its first field.
-    pub(crate) fn insert(&mut self, doc: Document) -> Result<u64, CommandError> {
+    fn has_unique(&self) -> bool {
+        self.indexes.iter().any(|i| i.unique)
+    }
+
+    /// Inserts a document (`_id` first) given both decoded and serialized.
+    pub(crate) fn insert(&mut self, doc: &Document, raw: Raw) -> Result<u64, CommandError> {
         let id = doc.get("_id").cloned().unwrap_or(Bson::Null);
+        check_id(&id)?;
         let key = IdKey::of(&id);
         if self.ids.contains_key(&key) {
             return Err(dup_key("_id_", &Bson::Document(doc! { "_id": id })));
         }
-        self.check_unique(&doc, None)?;
+        self.check_unique(doc, None)?;
         let rid = self.next_rid;
         self.next_rid += 1;
         self.ids.insert(key, rid);
-        self.index_add(&doc, rid);
-        self.docs.insert(rid, doc);
+        self.index_add(doc, rid);
+        self.docs.insert(rid, raw);
         Ok(rid)
     }
 
-    /// Replaces the document stored under `rid` (the `_id` must not change); returns the old one.
-    pub(crate) fn replace(&mut self, rid: u64, doc: Document) -> Result<Document, CommandError> {
-        self.check_unique(&doc, Some(rid))?;
-        let Some(old) = self.docs.insert(rid, doc) else {
+    /// Inserts a serialized document (transaction undo of a delete).
+    pub(crate) fn insert_raw(&mut self, raw: Raw) -> Result<u64, CommandError> {
+        let doc = fields::decode(&raw)?;
+        self.insert(&doc, raw)
+    }
+
+    /// Replaces the document stored under `rid` (the `_id` must not change); returns the old
+    /// bytes. `old` and `new` are the decoded documents (for unique indexes).
+    pub(crate) fn replace(
+        &mut self,
+        rid: u64,
+        old: &Document,
+        new: &Document,
+        raw: Raw,
+    ) -> Result<Raw, CommandError> {
+        self.check_unique(new, Some(rid))?;
+        let Some(previous) = self.docs.insert(rid, raw) else {
             return Err(CommandError::new(1, "record vanished during update"));
         };
-        self.index_remove(&old);
-        if let Some(new) = self.docs.get(&rid) {
-            let new = new.clone();
-            self.index_add(&new, rid);
-        }
-        Ok(old)
+        self.index_remove(old);
+        self.index_add(new, rid);
+        Ok(previous)
+    }
+
+    /// Replaces a document with serialized bytes (transaction undo of an update).
+    pub(crate) fn replace_raw(&mut self, rid: u64, raw: Raw) -> Result<Raw, CommandError> {
+        let Some(current) = self.docs.get(&rid) else {
+            return Err(CommandError::new(1, "record vanished during undo"));
+        };
+        let old = if self.has_unique() {
+            fields::decode(current)?
+        } else {
+            Document::new()
+        };
+        let new = if self.has_unique() {
+            fields::decode(&raw)?
+        } else {
+            Document::new()
+        };
+        self.replace(rid, &old, &new, raw)
     }
 
     /// Removes the document stored under `rid`.
-    pub(crate) fn remove(&mut self, rid: u64) -> Option<Document> {
+    pub(crate) fn remove(&mut self, rid: u64) -> Option<Raw> {
         let old = self.docs.remove(&rid)?;
-        if let Some(id) = old.get("_id") {
-            self.ids.remove(&IdKey::of(id));
+        if let Some(id) = query::id_of(&old) {
+            self.ids.remove(&IdKey::of(&id));
         }
-        self.index_remove(&old);
+        if self.has_unique() {
+            if let Ok(doc) = fields::decode(&old) {
+                self.index_remove(&doc);
+            }
+        }
         Some(old)
-    }
-
-    /// Record ids matching a filter, in natural order (fast path for `{_id: value}`).
-    pub(crate) fn find_rids(
-        &self,
-        filter: &Document,
-        limit: Option<usize>,
-    ) -> Result<Vec<u64>, CommandError> {
-        if filter.len() == 1 {
-            if let Some(id) = filter.get("_id") {
-                let scalar = !matches!(id, Bson::Document(d) if d.keys().any(|k| k.starts_with('$')))
-                    && !matches!(id, Bson::Array(_));
-                if scalar {
-                    return Ok(self.rid_of(id).into_iter().collect());
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for (rid, doc) in &self.docs {
-            if limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-            if matcher::matches(doc, filter)? {
-                out.push(*rid);
-            }
-        }
-        Ok(out)
     }
 
     /// Adds an index (building its entries); errors on existing duplicates.
@@ -219,11 +250,12 @@ impl Collection {
             key,
             unique,
             sparse,
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
         };
         if unique {
-            for (rid, doc) in &self.docs {
-                if let Some(k) = idx.key_of(doc) {
+            for (rid, raw) in &self.docs {
+                let doc = fields::decode(raw)?;
+                if let Some(k) = idx.key_of(&doc) {
                     if idx.entries.insert(k, *rid).is_some() {
                         return Err(dup_key(&idx.name, &Bson::Document(idx.key.clone())));
                     }
@@ -245,6 +277,8 @@ pub(crate) struct Database {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub dbs: BTreeMap<String, Database>,
+    /// The simulator's wall clock (for `$currentDate`).
+    pub wall: crate::clock::WallClock,
 }
 
 impl Store {

@@ -4,7 +4,8 @@
 //! truncatedArrays) is derived. Replacement documents and pipeline updates are classified here too.
 
 use super::matcher;
-use super::value::{as_f64, compare, get_path, get_path_mut, remove_path, set_path, values_equal};
+use super::order::{compare, values_equal};
+use super::value::{as_f64, get_path, get_path_mut, remove_path, set_path};
 use crate::error::CommandError;
 use bson::{doc, Bson, Document};
 use std::cmp::Ordering;
@@ -194,11 +195,13 @@ fn check_conflicts(ops: &Document) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// Applies update operators to `old`; `inserting` enables `$setOnInsert`.
+/// Applies update operators to `old`; `inserting` enables `$setOnInsert`; `now` is the
+/// simulator's wall clock (for `$currentDate`).
 pub(crate) fn apply_operators(
     old: &Document,
     ops: &Document,
     inserting: bool,
+    now: bson::DateTime,
 ) -> Result<Applied, CommandError> {
     check_conflicts(ops)?;
     let mut doc = old.clone();
@@ -211,7 +214,7 @@ pub(crate) fn apply_operators(
             ));
         };
         for (path, v) in fields {
-            apply_one(&mut doc, op, path, v, inserting, &mut changes)?;
+            apply_one(&mut doc, op, path, v, inserting, now, &mut changes)?;
         }
     }
     if !inserting
@@ -235,6 +238,7 @@ fn apply_one(
     path: &str,
     v: &Bson,
     inserting: bool,
+    now: bson::DateTime,
     changes: &mut Vec<PathChange>,
 ) -> Result<(), CommandError> {
     match op {
@@ -272,11 +276,11 @@ fn apply_one(
             }
         }
         "$currentDate" => {
-            let now = bson::DateTime::now();
             let value = match v {
                 Bson::Document(d) if d.get_str("$type").ok() == Some("timestamp") => {
                     Bson::Timestamp(bson::Timestamp {
-                        time: crate::clock::unix_now(),
+                        time: u32::try_from(now.timestamp_millis().max(0) / 1000)
+                            .unwrap_or(u32::MAX),
                         increment: 1,
                     })
                 }
@@ -432,7 +436,8 @@ mod tests {
             "$set": { "b.c": "new" }, "$inc": { "a": 2 }, "$unset": { "gone": "" },
             "$push": { "tags": "y" }, "$pop": { "arr": 1 }
         };
-        let applied = apply_operators(&old, &ops, false).expect("valid update");
+        let applied =
+            apply_operators(&old, &ops, false, bson::DateTime::now()).expect("valid update");
         assert_eq!(
             applied.doc,
             doc! { "_id": 1, "a": 3, "arr": [1, 2], "tags": ["x", "y"], "b": { "c": "new" } }
@@ -453,6 +458,7 @@ mod tests {
             &doc! {},
             &doc! { "$set": { "a": 1 }, "$inc": { "a.b": 1 } },
             false,
+            bson::DateTime::now(),
         );
         assert!(matches!(err, Err(e) if e.code == 40));
     }

@@ -1,29 +1,8 @@
 //! BSON value helpers shared by the matcher, the update operators and the pipeline stages:
-//! MongoDB's cross-type ordering, numeric-aware equality, dotted-path lookup (with array
-//! traversal), dotted-path assignment / removal, and the hashable `_id` key.
+//! numeric views, dotted-path lookup (with array traversal) and dotted-path assignment / removal.
+//! Ordering and equality live in `order.rs`.
 
 use bson::{Bson, Document};
-use std::cmp::Ordering;
-
-/// MongoDB's canonical type order rank.
-fn type_rank(v: &Bson) -> u8 {
-    match v {
-        Bson::MinKey => 0,
-        Bson::Null | Bson::Undefined => 1,
-        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => 2,
-        Bson::String(_) | Bson::Symbol(_) => 3,
-        Bson::Document(_) => 4,
-        Bson::Array(_) => 5,
-        Bson::Binary(_) => 6,
-        Bson::ObjectId(_) => 7,
-        Bson::Boolean(_) => 8,
-        Bson::DateTime(_) => 9,
-        Bson::Timestamp(_) => 10,
-        Bson::RegularExpression(_) => 11,
-        Bson::MaxKey => 13,
-        _ => 12,
-    }
-}
 
 /// Numeric view of a value, when it is a number.
 pub(crate) fn as_f64(v: &Bson) -> Option<f64> {
@@ -43,63 +22,6 @@ pub(crate) fn as_i64(v: &Bson) -> Option<i64> {
         Bson::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
         _ => None,
     }
-}
-
-/// True when both values are in the same comparison bracket (numbers with numbers, ...).
-pub(crate) fn same_bracket(a: &Bson, b: &Bson) -> bool {
-    type_rank(a) == type_rank(b)
-}
-
-/// Total order over BSON values following MongoDB's sort rules.
-pub(crate) fn compare(a: &Bson, b: &Bson) -> Ordering {
-    let (ra, rb) = (type_rank(a), type_rank(b));
-    if ra != rb {
-        return ra.cmp(&rb);
-    }
-    match (a, b) {
-        (Bson::Int32(_) | Bson::Int64(_), Bson::Int32(_) | Bson::Int64(_)) => {
-            as_i64(a).cmp(&as_i64(b))
-        }
-        _ if ra == 2 => {
-            let (x, y) = (as_f64(a).unwrap_or(0.0), as_f64(b).unwrap_or(0.0));
-            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
-        }
-        (Bson::String(x), Bson::String(y)) => x.cmp(y),
-        (Bson::Document(x), Bson::Document(y)) => compare_docs(x, y),
-        (Bson::Array(x), Bson::Array(y)) => {
-            for (p, q) in x.iter().zip(y.iter()) {
-                let o = compare(p, q);
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Bson::Binary(x), Bson::Binary(y)) => (x.bytes.len(), u8::from(x.subtype), &x.bytes)
-            .cmp(&(y.bytes.len(), u8::from(y.subtype), &y.bytes)),
-        (Bson::ObjectId(x), Bson::ObjectId(y)) => x.bytes().cmp(&y.bytes()),
-        (Bson::Boolean(x), Bson::Boolean(y)) => x.cmp(y),
-        (Bson::DateTime(x), Bson::DateTime(y)) => x.cmp(y),
-        (Bson::Timestamp(x), Bson::Timestamp(y)) => {
-            (x.time, x.increment).cmp(&(y.time, y.increment))
-        }
-        _ => Ordering::Equal,
-    }
-}
-
-fn compare_docs(x: &Document, y: &Document) -> Ordering {
-    for ((ka, va), (kb, vb)) in x.iter().zip(y.iter()) {
-        let o = compare(va, vb).then_with(|| ka.cmp(kb));
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    x.len().cmp(&y.len())
-}
-
-/// MongoDB equality (numbers compare by value across types).
-pub(crate) fn values_equal(a: &Bson, b: &Bson) -> bool {
-    compare(a, b) == Ordering::Equal
 }
 
 /// Collects every value reachable through a dotted path, descending into arrays of documents and
@@ -264,48 +186,6 @@ pub(crate) fn remove_path(doc: &mut Document, path: &str) -> Option<Bson> {
     }
 }
 
-/// Hashable identity of an `_id` value (numbers normalised so 1, 1i64 and 1.0 collide).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum IdKey {
-    Oid([u8; 12]),
-    Int(i64),
-    Str(String),
-    Other(Vec<u8>),
-}
-
-impl IdKey {
-    pub(crate) fn of(v: &Bson) -> IdKey {
-        match v {
-            Bson::ObjectId(o) => IdKey::Oid(o.bytes()),
-            Bson::String(s) => IdKey::Str(s.clone()),
-            other => match as_i64(other) {
-                Some(i) => IdKey::Int(i),
-                None => {
-                    let mut buf = Vec::new();
-                    let wrapped = bson::doc! { "": canonical(other) };
-                    // Serialising an in-memory document into a Vec cannot fail.
-                    let _ = wrapped.to_writer(&mut buf);
-                    IdKey::Other(buf)
-                }
-            },
-        }
-    }
-}
-
-/// Normalises numbers inside composite values so equal values serialise identically.
-fn canonical(v: &Bson) -> Bson {
-    match v {
-        Bson::Document(d) => {
-            Bson::Document(d.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
-        }
-        Bson::Array(a) => Bson::Array(a.iter().map(canonical).collect()),
-        other => match as_i64(other) {
-            Some(i) => Bson::Int64(i),
-            None => other.clone(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,15 +197,5 @@ mod tests {
         assert_eq!(lookup(&d, "a.b"), vec![&Bson::Int32(1), &Bson::Int32(2)]);
         assert_eq!(get_path(&d, "c.d"), Some(&Bson::Int32(3)));
         assert_eq!(get_path(&d, "a.1.b"), Some(&Bson::Int32(2)));
-    }
-
-    #[test]
-    fn numbers_compare_across_types() {
-        assert!(values_equal(&Bson::Int32(3), &Bson::Double(3.0)));
-        assert_eq!(
-            compare(&Bson::Int64(2), &Bson::String("a".into())),
-            Ordering::Less
-        );
-        assert_eq!(IdKey::of(&Bson::Int32(7)), IdKey::of(&Bson::Double(7.0)));
     }
 }

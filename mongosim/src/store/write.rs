@@ -1,9 +1,13 @@
 //! Write paths over the store: insert, update (operators, replacement, pipeline, upsert, multi) and
 //! delete. Each applied write yields a [`Change`] that the oplog turns into a change event and that
-//! a transaction can undo; nothing here touches the clock or the history.
+//! a transaction can undo; document bytes are shared with the store, never copied. Nothing here
+//! touches the clock or the history.
 
+use super::fields::{decode, encode};
+use super::order::values_equal;
+use super::query::select;
 use super::update::{apply_operators, diff_top_level, UpdateSpec};
-use super::{value, Collection, Store};
+use super::{value, Raw, Store};
 use crate::error::CommandError;
 use crate::pipeline;
 use bson::{oid::ObjectId, Bson, Document};
@@ -28,12 +32,12 @@ pub(crate) struct Change {
     pub kind: ChangeKind,
     /// `_id` of the affected document.
     pub id: Option<Bson>,
-    /// Serialized new document for insert / replace events.
-    pub full: Option<Vec<u8>>,
-    /// Previous document (kept for transactions and pre-images).
-    pub pre: Option<Document>,
-    /// New document of an update (kept only for post-images).
-    pub post: Option<Document>,
+    /// The new document of insert / replace events.
+    pub full: Option<Raw>,
+    /// The previous document (kept for transactions and pre-images).
+    pub pre: Option<Raw>,
+    /// The new document of an update (kept only for post-images).
+    pub post: Option<Raw>,
     /// Whether the collection records pre/post images.
     pub images: bool,
 }
@@ -51,13 +55,6 @@ impl Change {
             images: false,
         }
     }
-}
-
-fn raw(doc: &Document) -> Vec<u8> {
-    let mut buf = Vec::new();
-    // Writing an in-memory document into a Vec cannot fail.
-    let _ = doc.to_writer(&mut buf);
-    buf
 }
 
 /// Ensures `_id` exists and is the first field.
@@ -87,10 +84,10 @@ pub(crate) fn insert_one(
     let _ = keep_pre;
     let doc = with_id_first(doc);
     let id = doc.get("_id").cloned();
-    let full = raw(&doc);
+    let full: Raw = encode(&doc).into();
     let c = store.coll_or_create(db, coll);
     let images = c.images;
-    c.insert(doc)?;
+    c.insert(&doc, full.clone())?;
     Ok(Change {
         db: db.to_owned(),
         coll: coll.to_owned(),
@@ -119,10 +116,11 @@ fn compute_new(
     old: &Document,
     spec: &UpdateSpec,
     inserting: bool,
+    now: bson::DateTime,
 ) -> Result<(Document, Option<Document>), CommandError> {
     match spec {
         UpdateSpec::Operators(ops) => {
-            let applied = apply_operators(old, ops, inserting)?;
+            let applied = apply_operators(old, ops, inserting, now)?;
             Ok((applied.doc, Some(applied.description)))
         }
         UpdateSpec::Replacement(r) => {
@@ -135,7 +133,7 @@ fn compute_new(
             let id = r.get("_id").or_else(|| old.get("_id")).cloned();
             if let Some(id) = id {
                 if let Some(oid) = old.get("_id") {
-                    if !value::values_equal(oid, &id) && !inserting {
+                    if !values_equal(oid, &id) && !inserting {
                         return Err(CommandError::new(66, "After applying the update, the (immutable) field '_id' was found to have been altered"));
                     }
                 }
@@ -156,7 +154,7 @@ fn compute_new(
                 doc = pipeline::apply_doc_stage(s, doc)?.unwrap_or_default();
             }
             if let (Some(a), Some(b)) = (old.get("_id"), doc.get("_id")) {
-                if !value::values_equal(a, b) && !inserting {
+                if !values_equal(a, b) && !inserting {
                     return Err(CommandError::new(
                         66,
                         "the (immutable) field '_id' was altered",
@@ -227,7 +225,7 @@ pub(crate) fn update(
     if rids.is_empty() {
         if upsert {
             let seed = upsert_seed(filter);
-            let (mut new, _) = compute_new(&seed, spec, true)?;
+            let (mut new, _) = compute_new(&seed, spec, true, store.wall.now())?;
             if let UpdateSpec::Replacement(_) = spec {
                 if !new.contains_key("_id") {
                     if let Some(id) = seed.get("_id") {
@@ -235,42 +233,37 @@ pub(crate) fn update(
                     }
                 }
             }
+            let post = with_id_first(new.clone());
             let change = insert_one(store, db, coll, new, keep_pre)?;
             out.n = 1;
             out.upserted = change.id.clone();
-            out.last_post = store
-                .coll(db, coll)
-                .and_then(|c| change.id.as_ref().and_then(|id| c.get_by_id(id)))
-                .cloned();
+            out.last_post = Some(post);
             out.changes.push(change);
         }
         return Ok(out);
     }
+    let now = store.wall.now();
     let Some(c) = store.coll_mut(db, coll) else {
         return Ok(out);
     };
     for rid in rids {
-        let Some(old) = c.get(rid) else { continue };
-        let (new, description) = compute_new(old, spec, false)?;
+        let Some(old_raw) = c.get(rid) else { continue };
+        let old = decode(old_raw)?;
+        let (new, description) = compute_new(&old, spec, false, now)?;
         out.n += 1;
-        if &new == old {
-            out.last_pre = Some(old.clone());
+        if new == old {
+            out.last_pre = Some(old);
             out.last_post = Some(new);
             continue;
         }
         let id = old.get("_id").cloned();
         let images = c.images;
-        let full = if description.is_none() {
-            Some(raw(&new))
-        } else {
-            None
-        };
-        let post_copy = new.clone();
-        let old = c.replace(rid, new)?;
+        let new_raw: Raw = encode(&new).into();
+        let old_raw = c.replace(rid, &old, &new, new_raw.clone())?;
         out.modified += 1;
-        let kind = match description {
-            Some(d) => ChangeKind::Update { description: d },
-            None => ChangeKind::Replace,
+        let (kind, full) = match description {
+            Some(d) => (ChangeKind::Update { description: d }, None),
+            None => (ChangeKind::Replace, Some(new_raw.clone())),
         };
         let keep_post = images && matches!(kind, ChangeKind::Update { .. });
         out.changes.push(Change {
@@ -279,45 +272,14 @@ pub(crate) fn update(
             kind,
             id,
             full,
-            pre: (keep_pre || images).then(|| old.clone()),
-            post: keep_post.then(|| post_copy.clone()),
+            pre: (keep_pre || images).then_some(old_raw),
+            post: keep_post.then_some(new_raw),
             images,
         });
         out.last_pre = Some(old);
-        out.last_post = Some(post_copy);
+        out.last_post = Some(new);
     }
     Ok(out)
-}
-
-/// Record ids matching `filter`, optionally sorted, up to `limit`.
-pub(crate) fn select(
-    c: &Collection,
-    filter: &Document,
-    sort: Option<&Document>,
-    limit: Option<usize>,
-) -> Result<Vec<u64>, CommandError> {
-    match sort.filter(|s| !s.is_empty()) {
-        None => c.find_rids(filter, limit),
-        Some(spec) => {
-            let mut rids = c.find_rids(filter, None)?;
-            let keys: Vec<(String, bool)> = spec
-                .iter()
-                .map(|(k, v)| (k.clone(), value::as_f64(v).unwrap_or(1.0) >= 0.0))
-                .collect();
-            let empty = Document::new();
-            rids.sort_by(|a, b| {
-                pipeline::sort_cmp(
-                    c.get(*a).unwrap_or(&empty),
-                    c.get(*b).unwrap_or(&empty),
-                    &keys,
-                )
-            });
-            if let Some(l) = limit {
-                rids.truncate(l);
-            }
-            Ok(rids)
-        }
-    }
 }
 
 /// Deletes documents matching `filter` (`limit` 1 = first match only).
@@ -343,7 +305,7 @@ pub(crate) fn delete(
                 db: db.to_owned(),
                 coll: coll.to_owned(),
                 kind: ChangeKind::Delete,
-                id: old.get("_id").cloned(),
+                id: super::query::id_of(&old),
                 full: None,
                 pre: (keep_pre || images).then(|| old.clone()),
                 post: None,
@@ -352,6 +314,7 @@ pub(crate) fn delete(
             last = Some(old);
         }
     }
+    let last = last.map(|raw| decode(&raw)).transpose()?;
     Ok((changes.len() as u64, changes, last))
 }
 
@@ -369,12 +332,12 @@ pub(crate) fn undo(store: &mut Store, change: &Change) {
         }
         ChangeKind::Update { .. } | ChangeKind::Replace => {
             if let (Some(rid), Some(pre)) = (c.rid_of(&id), change.pre.clone()) {
-                let _ = c.replace(rid, pre);
+                let _ = c.replace_raw(rid, pre);
             }
         }
         ChangeKind::Delete => {
             if let Some(pre) = change.pre.clone() {
-                let _ = c.insert(pre);
+                let _ = c.insert_raw(pre);
             }
         }
         _ => {}

@@ -1,9 +1,12 @@
-//! Test helpers: start the simulator in-process on port 0 and connect the official driver.
+//! Test helpers: start the simulator in-process on port 0 and connect the official driver;
+//! generate a throwaway CA and server certificate for TLS tests.
 
 #![allow(dead_code)]
 
 use mongodb::Client;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub struct Sim {
@@ -66,5 +69,55 @@ pub fn code_of(err: &mongodb::error::Error) -> Option<i32> {
         ErrorKind::Command(c) => Some(c.code),
         ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
         _ => None,
+    }
+}
+
+/// PEM files of a CA and a server certificate it signed, removed on drop.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "mongosim-tls-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("mongosim test CA {name}"));
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca certificate");
+        let key = KeyPair::generate().expect("server key");
+        let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("server params")
+            .signed_by(&key, &ca)
+            .expect("server certificate");
+        let pki = Pki {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            dir,
+        };
+        std::fs::write(&pki.ca, ca.pem()).expect("write ca");
+        std::fs::write(&pki.cert, cert.pem()).expect("write cert");
+        std::fs::write(&pki.key, key.serialize_pem()).expect("write key");
+        pki
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
