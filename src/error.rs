@@ -8,7 +8,7 @@ use crate::sink::SinkError;
 /// Why a stream stopped running.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("mongodb error: {0}")]
+    #[error("mongodb error: {}", crate::source::connect::describe_mongo(.0))]
     Mongo(#[source] MongoError),
     #[error("postgres error: {0}")]
     Sink(#[from] SinkError),

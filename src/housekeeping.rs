@@ -41,7 +41,7 @@ pub async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         .map_err(|_| "mongodb ping timed out".to_string())
         .and_then(|r| {
             r.map(|_| ())
-                .map_err(|e| redact_secrets(&e.to_string()).into_owned())
+                .map_err(|e| crate::source::connect::describe_mongo(&e))
         });
         ctx.health.set_mongo(mongo_result);
         if sleep_or_shutdown(PROBE_INTERVAL, &mut shutdown).await {

@@ -55,7 +55,7 @@ pub enum StartError {
     Privileges(#[from] MissingPrivileges),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("cannot connect to mongodb: {0}")]
+    #[error("cannot connect to mongodb: {}", crate::source::connect::describe_mongo(.0))]
     Mongo(#[source] mongodb::error::Error),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
@@ -199,16 +199,25 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     }
     drop(pg);
 
-    let ping = mongo
+    // Streams without a checkpoint start at the cluster time of this ping, so writes made after
+    // `start` returns are never missed, however late a stream opens or however often it restarts
+    // first. An error the failure policy stops on (MongoDB refusing the credentials) does not
+    // end the process: every stream meets it, stops with the operator's advice and `/readyz`
+    // says so; an unreachable MongoDB does.
+    let started_at = match mongo
         .database("admin")
         .run_command(bson::doc! {"ping": 1})
         .await
-        .map_err(StartError::Mongo)?;
-    // Streams without a checkpoint start at this cluster time, so writes made after `start`
-    // returns are never missed, however late a stream opens or however often it restarts first.
-    let started_at = match ping.get("operationTime") {
-        Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
-        _ => StartAt::Now,
+    {
+        Ok(ping) => match ping.get("operationTime") {
+            Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
+            _ => StartAt::Now,
+        },
+        Err(e) if policy::mongo_error_stops(&e) => {
+            error!(error = %crate::source::connect::describe_mongo(&e), advice = policy::MONGO_CREDENTIALS_ADVICE, "MongoDB refused the replicator; every stream stops with the reason");
+            StartAt::Now
+        }
+        Err(e) => return Err(StartError::Mongo(e)),
     };
 
     if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {

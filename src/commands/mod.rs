@@ -23,7 +23,7 @@ use crate::replicator::{self, RunSettings};
 use crate::sink::connect::{connect_pg, describe, AbortOnDrop, PgUrl, PgUrlError};
 use crate::sink::migrate::ControlNames;
 use crate::sink::privileges::{self, Access, CheckError, MissingPrivileges};
-use crate::source::connect::{open_mongo, MongoUrlError};
+use crate::source::connect::{describe_mongo, open_mongo, MongoUrlError};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -52,7 +52,11 @@ pub enum CommandError {
     MongoUrl(#[source] MongoUrlError),
     #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
-    #[error("cannot connect to mongodb: {0}")]
+    #[error("cannot connect to mongodb: {}{}", describe_mongo(.0), if crate::policy::is_mongo_auth_error(.0) {
+        format!(" ({})", crate::policy::MONGO_CREDENTIALS_ADVICE)
+    } else {
+        String::new()
+    })]
     Mongo(#[source] mongodb::error::Error),
     /// The Postgres role lacks privileges the command needs (all named in one line).
     #[error(transparent)]

@@ -38,6 +38,20 @@ impl MongoUrlError {
     }
 }
 
+/// A MongoDB error in the driver's own words, without its debugging decoration (labels, server
+/// response): `authentication failed: SCRAM failure: Authentication failed.`, `Authentication
+/// failed. (AuthenticationFailed, code 18)`, a server-selection timeout's message.
+pub fn describe_mongo(e: &MongoError) -> String {
+    let text = match e.kind.as_ref() {
+        ErrorKind::Authentication { message, .. } => format!("authentication failed: {message}"),
+        ErrorKind::Command(c) => format!("{} ({}, code {})", c.message, c.code_name, c.code),
+        ErrorKind::InvalidArgument { message, .. } => message.clone(),
+        ErrorKind::ServerSelection { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    redact_secrets(&text).into_owned()
+}
+
 /// Parses `url`; `default_selection_timeout` applies unless the URL sets
 /// `serverSelectionTimeoutMS`.
 pub async fn mongo_options(

@@ -10,4 +10,5 @@ mod connection_options;
 mod demo;
 mod least_privilege;
 mod logging;
+mod mongo_credentials;
 mod operator_commands;
