@@ -184,8 +184,38 @@ check(sidecar.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healt
 check(sidecar.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "sidecar: readiness on /readyz")
 check(sidecar.get("args") == ["run"], "sidecar: runs `mongo2pg run`")
 env_names = {e["name"] for e in sidecar.get("env", [])}
-for needed in ["MONGO2PG_MAPPING", "MONGO_URL", "PG_URL", "MONGO2PG_METRICS_ADDR", "MONGO2PG_LOG_FORMAT"]:
+for needed in ["MONGO2PG_MAPPING", "MONGO_URL_FILE", "PG_URL_FILE", "MONGO2PG_METRICS_ADDR", "MONGO2PG_LOG_FORMAT"]:
     check(needed in env_names, f"sidecar: env {needed}")
+# Connection strings come from the mounted Secret, never from the environment, and every file a
+# mongo2pg container is pointed at is an item of a Secret volume it mounts.
+migrate = next((c for c in spec.get("initContainers", []) if c["name"] == "mongo2pg-migrate"), None)
+check(migrate is not None, "deployment: mongo2pg-migrate init container")
+for c in [sidecar] + ([migrate] if migrate else []):
+    env = {e["name"]: e for e in c.get("env", [])}
+    for direct in ["MONGO_URL", "PG_URL"]:
+        check(direct not in env, f"{c['name']}: {direct} is set directly; use {direct}_FILE")
+    files = {}
+    for mount in c.get("volumeMounts", []):
+        vol = volumes.get(mount["name"], {})
+        if "secret" in vol:
+            check(vol["secret"].get("secretName") == secret["metadata"]["name"],
+                  f"{c['name']}: mounts a Secret other than {secret['metadata']['name']}")
+            for item in vol["secret"].get("items", []):
+                check(item["key"] in secret_keys, f"{c['name']}: Secret key {item['key']} is not in the example Secret")
+                files[mount["mountPath"].rstrip("/") + "/" + item["path"]] = item["key"]
+    for name in ["MONGO_URL_FILE", "PG_URL_FILE"]:
+        if name in env:
+            check(env[name].get("value") in files,
+                  f"{c['name']}: {name}={env[name].get('value')} is not a mounted Secret file")
+check(migrate is None or "PG_URL_FILE" in {e["name"] for e in migrate.get("env", [])},
+      "mongo2pg-migrate: env PG_URL_FILE")
+# Compose: mongo2pg reads its URLs from secret files as well.
+for name in ["mongo2pg", "mongo2pg-migrate"]:
+    env = services.get(name, {}).get("environment", {})
+    check("PG_URL" not in env and "PG_URL_FILE" in env, f"compose: {name} reads PG_URL_FILE")
+check("MONGO_URL_FILE" in services.get("mongo2pg", {}).get("environment", {}), "compose: mongo2pg reads MONGO_URL_FILE")
+for secret_name, spec_ in compose.get("secrets", {}).items():
+    check(os.path.exists(spec_.get("file", "")), f"compose: secret {secret_name} file is missing")
 mapping_file = Path("deploy/marketplace/mapping.toml")
 check(mapping_file.exists(), "deploy/marketplace/mapping.toml is missing")
 if mapping_file.exists():
@@ -210,6 +240,9 @@ users = re.findall(r"^USER\s+(\S+)", docker, re.M)
 check(bool(users) and users[-1].split(":")[0] not in ("root", "0"), "Dockerfile: runs as a non-root user")
 check(re.search(r"^HEALTHCHECK .*", docker, re.M) is not None and "/healthz" in docker, "Dockerfile: HEALTHCHECK on /healthz")
 check(re.search(r'^ENTRYPOINT \["mongo2pg"\]', docker, re.M) is not None, "Dockerfile: entrypoint mongo2pg")
+check(re.search(r"^ARG BINARY_STAGE=build$", docker, re.M) is not None,
+      "Dockerfile: the binary is compiled from source unless BINARY_STAGE says otherwise")
+check("COPY --from=binary /usr/local/bin/mongo2pg" in docker, "Dockerfile: runtime copies the binary stage")
 
 if problems:
     print("\n".join("FAIL " + p for p in problems))

@@ -1,11 +1,15 @@
-//! The clap command tree. Secrets (database URLs) come from flags or the environment and are never
-//! echoed: `hide_env_values` keeps them out of `--help`, and everything that prints them redacts.
+//! The clap command tree. Secrets (database URLs) come from flags, the environment or files they
+//! name (`--pg-url-file`, `--mongo-url-file`) and are never echoed: `hide_env_values` keeps them
+//! out of `--help`, and everything that prints them redacts.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::config::url_source::{self, UrlSourceError};
+use crate::config::Secret;
 
 pub use crate::logging::LogFormat;
 
@@ -49,18 +53,80 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
+/// The Postgres connection string, given directly or as a file (exactly one; checked by
+/// `secret()`, so the error is one line).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PgUrlArgs {
+    /// PostgreSQL connection string (URL or key=value form; libpq's sslmode, sslrootcert, sslcert
+    /// and sslkey are honoured).
+    #[arg(long, env = "PG_URL", hide_env_values = true)]
+    pub pg_url: Option<String>,
+    /// File holding the PostgreSQL connection string (e.g. a mounted Kubernetes secret; a
+    /// trailing line break is ignored). Instead of --pg-url.
+    #[arg(long, env = "PG_URL_FILE", value_name = "PATH")]
+    pub pg_url_file: Option<PathBuf>,
+}
+
+impl PgUrlArgs {
+    /// The connection string; an error when it is missing or given twice.
+    pub fn secret(&self) -> Result<Secret, UrlSourceError> {
+        url_source::require(
+            url_source::PG_URL,
+            self.pg_url.as_deref(),
+            self.pg_url_file.as_deref(),
+        )
+    }
+    /// The connection string when one is given.
+    pub fn optional_secret(&self) -> Result<Option<Secret>, UrlSourceError> {
+        url_source::resolve(
+            url_source::PG_URL,
+            self.pg_url.as_deref(),
+            self.pg_url_file.as_deref(),
+        )
+    }
+}
+
+/// The MongoDB connection string, given directly or as a file (exactly one).
+#[derive(Debug, Clone, Default, Args)]
+pub struct MongoUrlArgs {
+    /// MongoDB connection string (a replica set; `directConnection=true` for a single node).
+    #[arg(long, env = "MONGO_URL", hide_env_values = true)]
+    pub mongo_url: Option<String>,
+    /// File holding the MongoDB connection string (e.g. a mounted Kubernetes secret; a trailing
+    /// line break is ignored). Instead of --mongo-url.
+    #[arg(long, env = "MONGO_URL_FILE", value_name = "PATH")]
+    pub mongo_url_file: Option<PathBuf>,
+}
+
+impl MongoUrlArgs {
+    /// The connection string; an error when it is missing or given twice.
+    pub fn secret(&self) -> Result<Secret, UrlSourceError> {
+        url_source::require(
+            url_source::MONGO_URL,
+            self.mongo_url.as_deref(),
+            self.mongo_url_file.as_deref(),
+        )
+    }
+    /// The connection string when one is given.
+    pub fn optional_secret(&self) -> Result<Option<Secret>, UrlSourceError> {
+        url_source::resolve(
+            url_source::MONGO_URL,
+            self.mongo_url.as_deref(),
+            self.mongo_url_file.as_deref(),
+        )
+    }
+}
+
 /// Where the mapping and the databases are.
 #[derive(Debug, Clone, Args)]
 pub struct ConnArgs {
     /// Path of the TOML mapping file.
     #[arg(long, env = "MONGO2PG_MAPPING")]
     pub mapping: PathBuf,
-    /// MongoDB connection string (a replica set; `directConnection=true` for a single node).
-    #[arg(long, env = "MONGO_URL", hide_env_values = true)]
-    pub mongo_url: String,
-    /// PostgreSQL connection string (URL or key=value form).
-    #[arg(long, env = "PG_URL", hide_env_values = true)]
-    pub pg_url: String,
+    #[command(flatten)]
+    pub mongo: MongoUrlArgs,
+    #[command(flatten)]
+    pub pg: PgUrlArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -69,9 +135,8 @@ pub struct MigrateArgs {
     /// when omitted.
     #[arg(long, env = "MONGO2PG_MAPPING")]
     pub mapping: Option<PathBuf>,
-    /// PostgreSQL connection string.
-    #[arg(long, env = "PG_URL", hide_env_values = true)]
-    pub pg_url: String,
+    #[command(flatten)]
+    pub pg: PgUrlArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -92,9 +157,8 @@ pub struct PgArgs {
     /// Path of the TOML mapping file (names the control tables and the mapped collections).
     #[arg(long, env = "MONGO2PG_MAPPING")]
     pub mapping: PathBuf,
-    /// PostgreSQL connection string (URL or key=value form).
-    #[arg(long, env = "PG_URL", hide_env_values = true)]
-    pub pg_url: String,
+    #[command(flatten)]
+    pub pg: PgUrlArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,9 +173,10 @@ pub enum TokensCommand {
 pub struct TokensShowArgs {
     #[command(flatten)]
     pub pg: PgArgs,
-    /// MongoDB connection string; when given, the lag behind MongoDB's current time is shown.
-    #[arg(long, env = "MONGO_URL", hide_env_values = true)]
-    pub mongo_url: Option<String>,
+    /// The MongoDB connection string is optional here: when given, the lag behind MongoDB's
+    /// current time is shown.
+    #[command(flatten)]
+    pub mongo: MongoUrlArgs,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -317,6 +382,10 @@ pub struct VerifyCmdArgs {
     /// How many missing, extra and differing rows to list per collection.
     #[arg(long, value_name = "N")]
     pub max_listed: Option<usize>,
+    /// Compare nothing: show the last continuous-verification round of each collection (run's
+    /// `[verify]`) and its mismatches; exits 1 when it found any. Needs no MongoDB URL.
+    #[arg(long, conflicts_with_all = ["group_by", "max_listed"])]
+    pub last: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -328,10 +397,11 @@ pub struct DemoArgs {
     /// number is seconds).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Postgres database for the demo; it is DROPPED and recreated. Defaults to the database
-    /// `mongo2pg_demo` on the local server (`host=127.0.0.1 user=postgres`).
-    #[arg(long, env = "PG_URL", hide_env_values = true)]
-    pub pg_url: Option<String>,
+    /// Postgres database for the demo (--pg-url / PG_URL or --pg-url-file / PG_URL_FILE); it is
+    /// DROPPED and recreated. Defaults to the database `mongo2pg_demo` on the local server
+    /// (`host=127.0.0.1 user=postgres`).
+    #[command(flatten)]
+    pub pg: PgUrlArgs,
     /// Address of the HTTP server for /metrics, /healthz and /readyz (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9187")]
     pub metrics_addr: SocketAddr,
@@ -344,21 +414,7 @@ pub struct DemoArgs {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h` or a bare number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    let bad = || format!("{input:?} is not a duration like 500ms, 30s, 5m or 2h");
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let millis = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    };
-    millis.map(Duration::from_millis).ok_or_else(bad)
-}
+pub use crate::config::parse_duration;
 
 #[cfg(test)]
 mod tests {
@@ -386,7 +442,7 @@ mod tests {
         match cli.command {
             Command::Run(r) => {
                 assert_eq!(r.conn.mapping, PathBuf::from("m.toml"));
-                assert_eq!(r.conn.pg_url, "postgres://p/");
+                assert_eq!(r.conn.pg.secret().expect("given").expose(), "postgres://p/");
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -8,11 +8,11 @@ use crate::sink::SinkError;
 /// Why a stream stopped running.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("mongodb error: {0}")]
+    #[error("mongodb error: {}", crate::source::connect::describe_mongo(.0))]
     Mongo(#[source] MongoError),
     #[error("postgres error: {0}")]
     Sink(#[from] SinkError),
-    #[error("cannot connect to postgres: {0}")]
+    #[error("cannot connect to postgres: {}", crate::sink::connect::describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
     /// The resume point is no longer in the oplog (ChangeStreamHistoryLost, code 286) or the stored
     /// token is otherwise unusable.

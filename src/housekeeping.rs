@@ -1,7 +1,8 @@
 //! The replicator's periodic housekeeping, one loop each, every one ending at shutdown: readiness
 //! probes and the liveness watchdog, the open-gaps gauge, the background gap retry (so
-//! `fk_missing` gaps heal once their parent arrives) and the listener that wakes a stream when an
-//! operator resets it. A failing round logs and tries again next time; no loop stops a stream.
+//! `fk_missing` gaps heal once their parent arrives), the listener that wakes a stream when an
+//! operator resets it, and continuous verification (`[verify]`, rounds run by
+//! `continuous_verify`). A failing round logs and tries again next time; no loop stops a stream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub async fn probe_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool
         .map_err(|_| "mongodb ping timed out".to_string())
         .and_then(|r| {
             r.map(|_| ())
-                .map_err(|e| redact_secrets(&e.to_string()).into_owned())
+                .map_err(|e| crate::source::connect::describe_mongo(&e))
         });
         ctx.health.set_mongo(mongo_result);
         if sleep_or_shutdown(PROBE_INTERVAL, &mut shutdown).await {
@@ -224,5 +225,91 @@ pub async fn reset_listener_loop(ctx: Arc<RunContext>, mut shutdown: watch::Rece
         if sleep_or_shutdown(RESTART_MAX_DELAY.min(Duration::from_secs(2)), &mut shutdown).await {
             return;
         }
+    }
+}
+
+/// How long a verification round waits for a stream to pass the time of its reads: the
+/// interval, but at least the minimum (a busy stream needs a moment) and at most the maximum.
+pub const VERIFY_MIN_CATCH_UP: Duration = Duration::from_secs(10);
+pub const VERIFY_MAX_CATCH_UP: Duration = Duration::from_secs(60);
+
+/// Continuous verification (`[verify]`): every `interval`, one round over every mapped
+/// collection; results go to the metrics and the verification tables. Returns at once when the
+/// mapping has no `[verify]` section.
+pub async fn verify_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
+    let Some(settings) = ctx.mapping.config.verify.clone() else {
+        return;
+    };
+    let collections = ctx.mapping.config.snapshot_order();
+    let started = std::time::SystemTime::now();
+    for collection in &collections {
+        ctx.metrics.verify().declare_collection(collection, started);
+    }
+    let mut conn: Option<(tokio_postgres::Client, AbortOnDrop)> = None;
+    loop {
+        if sleep_or_shutdown(settings.interval, &mut shutdown).await {
+            return;
+        }
+        for collection in &collections {
+            let Some(rules) = ctx.mapping.rules(collection) else {
+                continue;
+            };
+            if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+                conn = connect_pg(&ctx.pg_url).await.ok();
+            }
+            let Some((pg, _)) = conn.as_mut() else {
+                ctx.metrics.verify().round_failed(collection);
+                continue;
+            };
+            let mut round = crate::continuous_verify::RoundContext {
+                mongo: &ctx.mongo,
+                database: &ctx.mapping.config.source.database,
+                pg,
+                names: &ctx.names,
+                settings: &settings,
+                catch_up: settings
+                    .interval
+                    .clamp(VERIFY_MIN_CATCH_UP, VERIFY_MAX_CATCH_UP),
+            };
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = crate::continuous_verify::verify_collection(&mut round, rules) => r,
+            };
+            match result {
+                Ok(verified) => report_round(&ctx, pg, &verified).await,
+                Err(e) => {
+                    warn!(collection = %collection, error = %redact_error(&e), "verification round failed");
+                    ctx.metrics.verify().round_failed(collection);
+                    conn = None;
+                }
+            }
+        }
+    }
+}
+
+async fn report_round(
+    ctx: &RunContext,
+    pg: &mut tokio_postgres::Client,
+    verified: &crate::continuous_verify::Verified,
+) {
+    let round = &verified.round;
+    ctx.metrics.verify().round_finished(
+        &round.collection,
+        &crate::metrics::verify::RoundResult {
+            outcome: verified.outcome.as_str(),
+            mismatches: round.mismatches.len(),
+            compared: round.compared,
+            totals_skipped: verified.totals_busy,
+            duration: round.duration,
+            finished: round.finished_at.into(),
+        },
+    );
+    if round.mismatches.is_empty() {
+        info!(collection = %round.collection, sampled = round.sampled, compared = round.compared, outcome = verified.outcome.as_str(), note = round.note.as_deref().unwrap_or(""), "verification round");
+    } else {
+        warn!(collection = %round.collection, mismatches = round.mismatches.len(), "verification round found differences; `mongo2pg verify --last` lists them");
+    }
+    if let Err(e) = crate::sink::verify_results::record_round(pg, &ctx.names, round).await {
+        warn!(collection = %round.collection, error = %redact_error(&e), "cannot store the verification round");
     }
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod continuous_verify;
 pub mod demo;
 pub mod error;
 pub mod event;

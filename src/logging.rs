@@ -1,7 +1,7 @@
 //! Log output: `init(format)` installs the global tracing subscriber (text or JSON lines on
 //! stderr, levels from `RUST_LOG`, default `info`), and every line passes through
 //! `redact_secrets` before it is written, so a connection string that slips into a message or an
-//! error still never reaches the log with its password.
+//! error still never reaches the log with its password; panic messages too (`install_panic_hook`).
 //!
 //! Spans are the callers' business (one `info_span!("stream", collection)` per stream task).
 //! Stdout is left to commands that print machine-readable output (`gaps list --json`).
@@ -55,11 +55,24 @@ pub fn env_filter() -> Result<EnvFilter, LoggingError> {
 
 /// Installs the global subscriber writing redacted lines to stderr. Call once, early in `main`.
 pub fn init(format: LogFormat) -> Result<(), LoggingError> {
+    install_panic_hook(std::io::stderr);
     let filter = env_filter()?;
     let colors = format == LogFormat::Text && io::stderr().is_terminal();
     subscriber(format, filter, std::io::stderr, colors)
         .try_init()
         .map_err(LoggingError::AlreadyInstalled)
+}
+
+/// Prints every panic (location and message) to `writer` with secrets redacted, instead of the
+/// default hook's unredacted message; `init` installs it for stderr.
+pub fn install_panic_hook<W, F>(writer: F)
+where
+    W: Write,
+    F: Fn() -> W + Send + Sync + 'static,
+{
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = writeln!(writer(), "{}", redact_secrets(&info.to_string()));
+    }));
 }
 
 /// A subscriber writing redacted lines to `writer`; `init` uses stderr, tests a buffer.

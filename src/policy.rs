@@ -181,8 +181,39 @@ fn history_lost_advice(stream: &str) -> String {
     )
 }
 
+/// MongoDB refused the credentials (or their rights): SCRAM failed (code 18), the user may not
+/// do this (13), or the driver reports an authentication error.
+pub fn is_mongo_auth_error(e: &MongoError) -> bool {
+    matches!(mongo_code(e), Some(18 | 13))
+        || matches!(e.kind.as_ref(), ErrorKind::Authentication { .. })
+}
+
+/// The MongoDB error behind `err`, if any (a stream's own or its copy's).
+fn mongo_cause_of(err: &StreamError) -> Option<&MongoError> {
+    match err {
+        StreamError::Mongo(e) => Some(e),
+        StreamError::Snapshot { source, .. } => match source.as_ref() {
+            SnapshotError::Mongo { source, .. } => Some(source),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// True when a MongoDB error means the streams must stop (no retry can help), e.g. a wrong
+/// password: the same answer `decide` gives for a stream.
+pub fn mongo_error_stops(e: &MongoError) -> bool {
+    mongo_cause(e) == Cause::Fatal
+}
+
+/// The advice when MongoDB refuses the credentials.
+pub const MONGO_CREDENTIALS_ADVICE: &str = "check the MongoDB user/password in MONGO_URL (or the file MONGO_URL_FILE names) and that the user may read the mapped collections and open change streams, then restart mongo2pg";
+
 /// What the operator should do after `err` stopped `stream`.
 pub fn operator_advice(stream: &str, err: &StreamError) -> String {
+    if mongo_cause_of(err).is_some_and(is_mongo_auth_error) {
+        return MONGO_CREDENTIALS_ADVICE.to_string();
+    }
     match err {
         StreamError::HistoryLost { .. } => history_lost_advice(stream),
         StreamError::Invalidated { .. } => format!(

@@ -1,5 +1,5 @@
-//! Process assembly: `start` validates the mapping against the live catalogue, connects to both
-//! databases, pins the start position of streams that never ran (no snapshot), serves metrics,
+//! Process assembly: `start` checks the connection strings (TLS files read once), validates the
+//! mapping against the live catalogue and the role's privileges, connects to both databases, pins the start position of streams that never ran (no snapshot), serves metrics,
 //! and spawns the bootstrap (initial copies, parents first, then one supervised task per stream)
 //! and the housekeeping loops. `Replicator` is the handle that stops it all. It owns no restart
 //! policy (`supervisor`, `policy`) and no SQL (`sink`).
@@ -19,8 +19,10 @@ use crate::housekeeping;
 use crate::metrics::{Health, Metrics, ServerHandle, StreamState};
 use crate::policy::{self, Action};
 use crate::sink::catalogue::Catalogue;
-use crate::sink::connect::connect_pg;
+use crate::sink::connect::{connect_pg, describe, PgUrl, PgUrlError};
+use crate::sink::privileges::{self, Access, CheckError, MissingPrivileges};
 use crate::sink::{checkpoint, ControlNames, SinkError};
+use crate::source::connect::{open_mongo, MongoUrlError};
 use crate::source::StartAt;
 use crate::supervisor::{
     restart_backoff, sleep_or_shutdown, supervise_stream, wait_for_reset, RESTART_MAX_DELAY,
@@ -43,16 +45,35 @@ pub struct RunSettings {
 pub enum StartError {
     #[error("mapping configuration is invalid: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot connect to postgres: {0}")]
+    #[error("invalid Postgres connection string: {0}")]
+    PgUrl(#[from] PgUrlError),
+    #[error("invalid MongoDB connection string: {0}")]
+    MongoUrl(#[source] MongoUrlError),
+    #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
     #[error(transparent)]
+    Privileges(#[from] MissingPrivileges),
+    #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("cannot connect to mongodb: {0}")]
+    #[error("cannot connect to mongodb: {}", crate::source::connect::describe_mongo(.0))]
     Mongo(#[source] mongodb::error::Error),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
     #[error("cannot serve metrics: {0}")]
     Serve(#[from] crate::metrics::ServeError),
+}
+
+impl StartError {
+    /// True when the configuration is wrong (mapping, connection options), not the environment.
+    pub fn is_bad_configuration(&self) -> bool {
+        matches!(
+            self,
+            StartError::Config(_)
+                | StartError::PgUrl(_)
+                | StartError::MongoUrl(_)
+                | StartError::Privileges(_)
+        )
+    }
 }
 
 /// The control-table names a mapping file configures.
@@ -69,7 +90,8 @@ pub fn control_names(config: &Config) -> ControlNames {
 /// Shared, read-only state of a running replicator.
 pub struct RunContext {
     pub mongo: mongodb::Client,
-    pub pg_url: Secret,
+    /// The parsed Postgres connection string (TLS settings included) every connection uses.
+    pub pg_url: PgUrl,
     pub mapping: CompiledMapping,
     pub catalogue: Arc<Catalogue>,
     pub names: ControlNames,
@@ -144,11 +166,28 @@ impl Replicator {
 pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     settings.config.validate()?;
     let names = control_names(&settings.config);
-    let (mut pg, _pg_task) = connect_pg(&settings.pg_url)
-        .await
-        .map_err(StartError::PgConnect)?;
+    let pg_url = PgUrl::parse(&settings.pg_url)?;
+    let mongo = open_mongo(&settings.mongo_url, None).await.map_err(|e| {
+        if e.is_bad_option() {
+            StartError::MongoUrl(e)
+        } else {
+            StartError::Mongo(e.0)
+        }
+    })?;
+    let (mut pg, _pg_task) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
     let catalogue = crate::sink::catalogue::load(&pg, &settings.config.mapped_tables()).await?;
     let mapping = settings.config.compile(&catalogue)?;
+    let accesses: &[Access] = if settings.config.verify.is_some() {
+        &[Access::Replicate, Access::ContinuousVerify]
+    } else {
+        &[Access::Replicate]
+    };
+    privileges::check(&pg, accesses, &names, &settings.config.mapped_tables())
+        .await
+        .map_err(|e| match e {
+            CheckError::Missing(m) => StartError::Privileges(m),
+            CheckError::Sink(e) => StartError::Sink(e),
+        })?;
     let converted = crate::sink::migrate::upgrade_version_columns(
         &mut pg,
         &names,
@@ -160,24 +199,30 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     }
     drop(pg);
 
-    let mongo = mongodb::Client::with_uri_str(settings.mongo_url.expose())
-        .await
-        .map_err(StartError::Mongo)?;
-    let ping = mongo
+    // Streams without a checkpoint start at the cluster time of this ping, so writes made after
+    // `start` returns are never missed, however late a stream opens or however often it restarts
+    // first. An error the failure policy stops on (MongoDB refusing the credentials) does not
+    // end the process: every stream meets it, stops with the operator's advice and `/readyz`
+    // says so; an unreachable MongoDB does.
+    let started_at = match mongo
         .database("admin")
         .run_command(bson::doc! {"ping": 1})
         .await
-        .map_err(StartError::Mongo)?;
-    // Streams without a checkpoint start at this cluster time, so writes made after `start`
-    // returns are never missed, however late a stream opens or however often it restarts first.
-    let started_at = match ping.get("operationTime") {
-        Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
-        _ => StartAt::Now,
+    {
+        Ok(ping) => match ping.get("operationTime") {
+            Some(bson::Bson::Timestamp(ts)) => StartAt::Time(crate::event::ClusterTime::from(*ts)),
+            _ => StartAt::Now,
+        },
+        Err(e) if policy::mongo_error_stops(&e) => {
+            error!(error = %crate::source::connect::describe_mongo(&e), advice = policy::MONGO_CREDENTIALS_ADVICE, "MongoDB refused the replicator; every stream stops with the reason");
+            StartAt::Now
+        }
+        Err(e) => return Err(StartError::Mongo(e)),
     };
 
     if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {
         if let StartAt::Time(t) = &started_at {
-            pin_start_positions(&settings.pg_url, &names, &mapping, *t).await?;
+            pin_start_positions(&pg_url, &names, &mapping, *t).await?;
         }
     }
 
@@ -197,7 +242,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
 
     let context = Arc::new(RunContext {
         mongo,
-        pg_url: settings.pg_url.clone(),
+        pg_url,
         catalogue: Arc::new(catalogue),
         names,
         metrics: metrics.clone(),
@@ -237,6 +282,9 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { housekeeping::reset_listener_loop(ctx, rx).await });
+    let ctx = context.clone();
+    let rx = shutdown_rx.clone();
+    tasks.spawn(async move { housekeeping::verify_loop(ctx, rx).await });
     info!(
         streams = context.mapping.collections.len(),
         "replicator started"
@@ -347,7 +395,7 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), (String, StreamError)> {
 /// time. Record that position durably before any stream opens, so a crash before the first batch
 /// commits restarts from the same point instead of a later "now" (which would skip writes).
 async fn pin_start_positions(
-    pg_url: &Secret,
+    pg_url: &PgUrl,
     names: &ControlNames,
     mapping: &CompiledMapping,
     at: crate::event::ClusterTime,

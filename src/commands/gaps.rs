@@ -3,11 +3,12 @@
 
 use std::process::ExitCode;
 
-use super::{actor_or_user, connect_mongo, to_json, CommandError, Target};
+use super::{actor_or_user, open_both, to_json, CommandError, Target};
 use crate::cli::{
     GapFilterArgs, GapsIgnoreArgs, GapsListArgs, GapsResolveArgs, GapsRetryArgs, GapsShowArgs,
 };
 use crate::ops::gaps::{self, GapFilter, GapListArgs, GapView, RetryContext};
+use crate::sink::privileges::Access;
 
 fn filter_of(
     filter: GapFilterArgs,
@@ -32,7 +33,7 @@ pub async fn list(args: GapsListArgs) -> Result<ExitCode, CommandError> {
         return Err(CommandError::Usage("--limit must not be negative".into()));
     }
     let filter = filter_of(args.filter, args.status, args.limit)?;
-    let target = Target::from_args(&args.pg).await?;
+    let target = Target::from_args(&args.pg, Access::ReadGaps).await?;
     let views = gaps::list(&target.pg, &target.names.gaps, &filter).await?;
     if args.json {
         print!("{}", to_json(&views)?);
@@ -59,7 +60,7 @@ fn render_one(g: &GapView) -> String {
 
 /// One gap with its raw event.
 pub async fn show(args: GapsShowArgs) -> Result<ExitCode, CommandError> {
-    let target = Target::from_args(&args.pg).await?;
+    let target = Target::from_args(&args.pg, Access::ReadGaps).await?;
     let gap = gaps::show(&target.pg, &target.names.gaps, args.id)
         .await?
         .ok_or(gaps::GapsError::NotFound(args.id))?;
@@ -78,10 +79,9 @@ pub async fn retry(args: GapsRetryArgs) -> Result<ExitCode, CommandError> {
     } else {
         None
     };
-    let mut target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    let (mut target, mongo) = open_both(&args.conn, Access::Replicate).await?;
     let mapping = target.compile().await?;
     let mut sink = target.sink().await?;
-    let mongo = connect_mongo(&args.conn.mongo_url).await?;
     let names = target.names.clone();
     let mut ctx = RetryContext {
         mongo: &mongo,
@@ -146,7 +146,7 @@ pub async fn resolve(args: GapsResolveArgs) -> Result<ExitCode, CommandError> {
     if args.note.trim().is_empty() {
         return Err(CommandError::Usage("--note must not be empty".into()));
     }
-    let target = Target::from_args(&args.pg).await?;
+    let target = Target::from_args(&args.pg, Access::CloseGaps).await?;
     let actor = actor_or_user(args.actor);
     let gap = gaps::resolve(
         &target.pg,
@@ -170,7 +170,7 @@ pub async fn ignore(args: GapsIgnoreArgs) -> Result<ExitCode, CommandError> {
     if args.reason.trim().is_empty() {
         return Err(CommandError::Usage("--reason must not be empty".into()));
     }
-    let target = Target::from_args(&args.pg).await?;
+    let target = Target::from_args(&args.pg, Access::CloseGaps).await?;
     let actor = actor_or_user(args.actor);
     let gap = gaps::ignore(
         &target.pg,

@@ -13,11 +13,17 @@ use std::time::Duration;
 
 use tracing::{error, info};
 
-use crate::cli::{Cli, Command, GapsCommand, MigrateArgs, PgArgs, RunArgs, TokensCommand};
+use crate::cli::{
+    Cli, Command, ConnArgs, GapsCommand, MigrateArgs, MongoUrlArgs, PgArgs, PgUrlArgs, RunArgs,
+    TokensCommand,
+};
+use crate::config::url_source::UrlSourceError;
 use crate::config::{redact_secrets, CompiledMapping, Config, ConfigError, Secret};
 use crate::replicator::{self, RunSettings};
-use crate::sink::connect::{connect_pg, AbortOnDrop};
+use crate::sink::connect::{connect_pg, describe, AbortOnDrop, PgUrl, PgUrlError};
 use crate::sink::migrate::ControlNames;
+use crate::sink::privileges::{self, Access, CheckError, MissingPrivileges};
+use crate::source::connect::{describe_mongo, open_mongo, MongoUrlError};
 
 /// Exit code for an invalid mapping or command line.
 pub const EXIT_CONFIG: u8 = 2;
@@ -35,10 +41,26 @@ pub enum CommandError {
     Usage(String),
     #[error("invalid mapping configuration: {0}")]
     Config(#[from] ConfigError),
-    #[error("cannot connect to postgres: {0}")]
+    /// A connection string is missing, given twice, or its file is unreadable or empty.
+    #[error(transparent)]
+    UrlSource(#[from] UrlSourceError),
+    /// An option of the Postgres connection string cannot be used (named in the message).
+    #[error("invalid Postgres connection string: {0}")]
+    PgUrl(#[from] PgUrlError),
+    /// An option of the MongoDB connection string cannot be used.
+    #[error("invalid MongoDB connection string: {0}")]
+    MongoUrl(#[source] MongoUrlError),
+    #[error("cannot connect to postgres: {}", describe(.0))]
     PgConnect(#[source] tokio_postgres::Error),
-    #[error("cannot connect to mongodb: {0}")]
+    #[error("cannot connect to mongodb: {}{}", describe_mongo(.0), if crate::policy::is_mongo_auth_error(.0) {
+        format!(" ({})", crate::policy::MONGO_CREDENTIALS_ADVICE)
+    } else {
+        String::new()
+    })]
     Mongo(#[source] mongodb::error::Error),
+    /// The Postgres role lacks privileges the command needs (all named in one line).
+    #[error(transparent)]
+    Privileges(#[from] MissingPrivileges),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
@@ -57,11 +79,35 @@ pub enum CommandError {
     Demo(String),
 }
 
+impl From<MongoUrlError> for CommandError {
+    fn from(e: MongoUrlError) -> Self {
+        if e.is_bad_option() {
+            CommandError::MongoUrl(e)
+        } else {
+            CommandError::Mongo(e.0)
+        }
+    }
+}
+
+impl From<CheckError> for CommandError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Missing(m) => CommandError::Privileges(m),
+            CheckError::Sink(e) => CommandError::Sink(e),
+        }
+    }
+}
+
 impl CommandError {
     /// The exit code this error ends the process with.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CommandError::Usage(_) | CommandError::Config(_) => ExitCode::from(EXIT_CONFIG),
+            CommandError::Usage(_)
+            | CommandError::Config(_)
+            | CommandError::UrlSource(_)
+            | CommandError::PgUrl(_)
+            | CommandError::MongoUrl(_)
+            | CommandError::Privileges(_) => ExitCode::from(EXIT_CONFIG),
             _ => ExitCode::from(EXIT_FAILURE),
         }
     }
@@ -75,7 +121,7 @@ impl CommandError {
 /// Run the parsed command line.
 pub async fn dispatch(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Migrate(args) => return migrate(args).await,
+        Command::Migrate(args) => migrate(args).await,
         Command::Run(args) => return run(args).await,
         Command::Tokens(TokensCommand::Show(a)) => tokens::show(a).await,
         Command::Tokens(TokensCommand::Reset(a)) => tokens::reset(a).await,
@@ -98,6 +144,50 @@ pub async fn dispatch(cli: Cli) -> ExitCode {
     }
 }
 
+/// The Postgres connection string of `--pg-url` / `--pg-url-file`, checked (certificate files
+/// read) but not connected.
+pub fn pg_url(args: &PgUrlArgs) -> Result<PgUrl, CommandError> {
+    Ok(PgUrl::parse(&args.secret()?)?)
+}
+
+/// A MongoDB client for `--mongo-url` / `--mongo-url-file`, its options checked (TLS files
+/// read); no server is contacted until it is used (see `ping_mongo`).
+pub async fn mongo_client(args: &MongoUrlArgs) -> Result<mongodb::Client, CommandError> {
+    Ok(open_mongo(&args.secret()?, Some(MONGO_SELECTION_TIMEOUT)).await?)
+}
+
+/// Fails (with one line) unless MongoDB answers a ping.
+pub async fn ping_mongo(client: &mongodb::Client) -> Result<(), CommandError> {
+    client
+        .database("admin")
+        .run_command(bson::doc! {"ping": 1})
+        .await
+        .map_err(CommandError::Mongo)?;
+    Ok(())
+}
+
+/// A MongoDB client for `url` that has answered a ping.
+pub async fn connect_mongo(url: &Secret) -> Result<mongodb::Client, CommandError> {
+    let client = open_mongo(url, Some(MONGO_SELECTION_TIMEOUT)).await?;
+    ping_mongo(&client).await?;
+    Ok(client)
+}
+
+/// `Target::open` and a MongoDB client that has answered a ping; both connection strings are
+/// checked before anything connects, so a wrong option is reported first, then the role's
+/// privileges for `access`.
+pub async fn open_both(
+    conn: &ConnArgs,
+    access: Access,
+) -> Result<(Target, mongodb::Client), CommandError> {
+    let pg = pg_url(&conn.pg)?;
+    let mongo = mongo_client(&conn.mongo).await?;
+    let target = Target::open(&conn.mapping, &pg).await?;
+    target.check_access(access).await?;
+    ping_mongo(&mongo).await?;
+    Ok((target, mongo))
+}
+
 /// The mapping and an open Postgres connection: what every operator command starts from.
 pub struct Target {
     pub config: Config,
@@ -108,17 +198,15 @@ pub struct Target {
 
 impl Target {
     /// Loads the mapping and connects to Postgres.
-    pub async fn open(mapping: &Path, pg_url: &str) -> Result<Target, CommandError> {
+    pub async fn open(mapping: &Path, pg_url: &PgUrl) -> Result<Target, CommandError> {
         let config = Config::from_path(mapping)?;
         Target::with_config(config, pg_url).await
     }
 
     /// Connects to Postgres for an already loaded mapping.
-    pub async fn with_config(config: Config, pg_url: &str) -> Result<Target, CommandError> {
+    pub async fn with_config(config: Config, pg_url: &PgUrl) -> Result<Target, CommandError> {
         let names = replicator::control_names(&config);
-        let (pg, task) = connect_pg(&Secret::new(pg_url))
-            .await
-            .map_err(CommandError::PgConnect)?;
+        let (pg, task) = connect_pg(pg_url).await.map_err(CommandError::PgConnect)?;
         Ok(Target {
             config,
             names,
@@ -127,9 +215,19 @@ impl Target {
         })
     }
 
-    /// From `--mapping` and `--pg-url`.
-    pub async fn from_args(args: &PgArgs) -> Result<Target, CommandError> {
-        Target::open(&args.mapping, &args.pg_url).await
+    /// From `--mapping` and `--pg-url` (or `--pg-url-file`), with the role's privileges for
+    /// `access` checked.
+    pub async fn from_args(args: &PgArgs, access: Access) -> Result<Target, CommandError> {
+        let url = pg_url(&args.pg)?;
+        let target = Target::open(&args.mapping, &url).await?;
+        target.check_access(access).await?;
+        Ok(target)
+    }
+
+    /// Fails naming every privilege the role lacks for `access`.
+    pub async fn check_access(&self, access: Access) -> Result<(), CommandError> {
+        let tables = self.config.mapped_tables();
+        Ok(privileges::check(&self.pg, &[access], &self.names, &tables).await?)
     }
 
     /// The mapping checked against the live Postgres catalogue.
@@ -148,23 +246,6 @@ impl Target {
             .with_rules(mapping.collections.values())
             .with_holder(default_holder()))
     }
-}
-
-/// A MongoDB client that has answered a ping (so unreachable servers fail here, with one line).
-pub async fn connect_mongo(url: &str) -> Result<mongodb::Client, CommandError> {
-    let mut options = mongodb::options::ClientOptions::parse(url)
-        .await
-        .map_err(CommandError::Mongo)?;
-    if options.server_selection_timeout.is_none() {
-        options.server_selection_timeout = Some(MONGO_SELECTION_TIMEOUT);
-    }
-    let client = mongodb::Client::with_options(options).map_err(CommandError::Mongo)?;
-    client
-        .database("admin")
-        .run_command(bson::doc! {"ping": 1})
-        .await
-        .map_err(CommandError::Mongo)?;
-    Ok(client)
 }
 
 /// `--actor`, else `$USER`, else `operator`.
@@ -188,54 +269,31 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-async fn migrate(args: MigrateArgs) -> ExitCode {
+async fn migrate(args: MigrateArgs) -> Result<ExitCode, CommandError> {
     let (names, version_columns) = match &args.mapping {
-        Some(path) => match load_config(path) {
-            Ok(c) => (replicator::control_names(&c), c.version_columns()),
-            Err(code) => return code,
-        },
+        Some(path) => {
+            let config = Config::from_path(path)?;
+            (replicator::control_names(&config), config.version_columns())
+        }
         None => (ControlNames::default(), Vec::new()),
     };
-    let url = Secret::new(args.pg_url);
-    let (mut client, _conn) = match connect_pg(&url).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "error: cannot connect to postgres: {}",
-                redact_secrets(&e.to_string())
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    let migrated = match crate::sink::migrate::migrate(&mut client, &names).await {
-        Ok(applied) => {
-            crate::sink::migrate::upgrade_version_columns(&mut client, &names, &version_columns)
-                .await
-                .map(|converted| (applied, converted))
-        }
-        Err(e) => Err(e),
-    };
-    match migrated {
-        Ok((applied, converted)) => {
-            for table in converted {
-                println!(
-                    "moved the version column of {table} to the current cluster-time encoding"
-                );
-            }
-            if applied.is_empty() {
-                println!("control tables are up to date");
-            } else {
-                for m in applied {
-                    println!("applied {m}");
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", redact_secrets(&e.to_string()));
-            ExitCode::FAILURE
+    let url = pg_url(&args.pg)?;
+    let (mut client, _conn) = connect_pg(&url).await.map_err(CommandError::PgConnect)?;
+    let applied = crate::sink::migrate::migrate(&mut client, &names).await?;
+    let converted =
+        crate::sink::migrate::upgrade_version_columns(&mut client, &names, &version_columns)
+            .await?;
+    for table in converted {
+        println!("moved the version column of {table} to the current cluster-time encoding");
+    }
+    if applied.is_empty() {
+        println!("control tables are up to date");
+    } else {
+        for m in applied {
+            println!("applied {m}");
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: RunArgs) -> ExitCode {
@@ -243,10 +301,23 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let urls = args
+        .conn
+        .mongo
+        .secret()
+        .and_then(|m| Ok((m, args.conn.pg.secret()?)));
+    let (mongo_url, pg_url) = match urls {
+        Ok(urls) => urls,
+        Err(e) => {
+            let e = CommandError::from(e);
+            eprintln!("error: {}", e.line());
+            return e.exit_code();
+        }
+    };
     let holder = args.holder.unwrap_or_else(default_holder);
     let settings = RunSettings {
-        mongo_url: Secret::new(args.conn.mongo_url),
-        pg_url: Secret::new(args.conn.pg_url),
+        mongo_url,
+        pg_url,
         config,
         metrics_addr: Some(args.metrics_addr),
         holder,
@@ -255,12 +326,14 @@ async fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             let msg = redact_secrets(&e.to_string()).into_owned();
+            if e.is_bad_configuration() {
+                // One line: what is wrong and which option; the log would only repeat it.
+                eprintln!("error: {msg}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             error!(error = %msg, "cannot start");
             eprintln!("error: {msg}");
-            return match e {
-                replicator::StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                _ => ExitCode::FAILURE,
-            };
+            return ExitCode::FAILURE;
         }
     };
     if let Some(addr) = replicator.metrics_addr() {

@@ -3,14 +3,15 @@
 
 use std::process::ExitCode;
 
-use super::{connect_mongo, to_json, CommandError, Target};
+use super::{open_both, to_json, CommandError};
 use crate::cli::SnapshotCmdArgs;
 use crate::ops::resync::SnapshotArgs;
+use crate::sink::privileges::Access;
 use crate::snapshot::{self, ProgressReporter, SnapshotContext};
 
 /// Re-copies the selected documents and prints what was copied and repaired.
 pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
-    let mut target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    let (mut target, mongo) = open_both(&args.conn, Access::Replicate).await?;
     let default_page = u32::try_from(target.config.snapshot.page_size).unwrap_or(u32::MAX);
     let options = SnapshotArgs {
         collection: args.collection.clone(),
@@ -29,7 +30,6 @@ pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
         CommandError::Usage(format!("collection {} is not mapped", args.collection))
     })?;
     let mut sink = target.sink().await?;
-    let mongo = connect_mongo(&args.conn.mongo_url).await?;
     let names = target.names.clone();
     let database = target.config.source.database.clone();
     let ctx = SnapshotContext {

@@ -3,15 +3,17 @@
 
 use std::process::ExitCode;
 
-use super::{connect_mongo, to_json, CommandError, Target};
+use super::{connect_mongo, open_both, to_json, CommandError, Target};
 use crate::cli::{TokensResetArgs, TokensShowArgs};
 use crate::ops::tokens::{self, ResetArgs};
+use crate::sink::privileges::Access;
 
 /// Prints every stream's position; the lag is filled when MongoDB is reachable.
 pub async fn show(args: TokensShowArgs) -> Result<ExitCode, CommandError> {
-    let target = Target::from_args(&args.pg).await?;
-    let mongo_now = match &args.mongo_url {
-        Some(url) => match connect_mongo(url).await {
+    let mongo = args.mongo.optional_secret()?;
+    let target = Target::from_args(&args.pg, Access::ReadTokens).await?;
+    let mongo_now = match mongo {
+        Some(url) => match connect_mongo(&url).await {
             Ok(client) => match tokens::mongo_cluster_time(&client).await {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -22,6 +24,7 @@ pub async fn show(args: TokensShowArgs) -> Result<ExitCode, CommandError> {
                     None
                 }
             },
+            Err(e @ CommandError::MongoUrl(_)) => return Err(e),
             Err(e) => {
                 eprintln!("warning: lag unknown: {}", e.line());
                 None
@@ -54,14 +57,13 @@ pub async fn reset(args: TokensResetArgs) -> Result<ExitCode, CommandError> {
     let request = raw
         .into_request(std::env::var("USER").ok())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
-    let mut target = Target::open(&args.conn.mapping, &args.conn.pg_url).await?;
+    let (mut target, mongo) = open_both(&args.conn, Access::ResetTokens).await?;
     if !target.config.collections.contains_key(&request.collection) {
         return Err(CommandError::Usage(format!(
             "collection {} is not mapped",
             request.collection
         )));
     }
-    let mongo = connect_mongo(&args.conn.mongo_url).await?;
     let database = target.config.source.database.clone();
     let outcome = tokens::reset(&mut target.pg, &mongo, &database, &target.names, &request).await?;
     if args.json {

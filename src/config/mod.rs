@@ -1,14 +1,17 @@
-//! Typed configuration: the one TOML mapping file (target tables, source database, stream and
-//! snapshot settings, per-collection mapping rules) with defaults as consts and `validate()` that
-//! names the collection, the field and the broken rule. `compile` checks the mapping against the
+//! Typed configuration: the one TOML mapping file (target tables, source database, stream,
+//! snapshot and continuous-verification settings, per-collection mapping rules) with defaults as
+//! consts and `validate()` that names the collection, the field and the broken rule. `compile` checks the mapping against the
 //! live Postgres catalogue and produces the rules the pure mapping stage runs. Connection URLs
-//! are not part of this file: they come from flags or the environment as `Secret`s.
+//! are not part of this file: they come from flags, the environment or secret files as `Secret`s
+//! (`url_source`).
 
 mod collection;
 mod compile;
 mod secret;
 #[cfg(test)]
 mod tests;
+pub mod url_source;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +25,7 @@ pub use collection::{
 };
 pub use compile::CompiledMapping;
 pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
+pub use verify::{parse_duration, VerifyConfig};
 
 /// Default schema of the replicator's private tables.
 pub const DEFAULT_CONTROL_SCHEMA: &str = "mongo2pg";
@@ -59,6 +63,9 @@ pub struct Config {
     /// Initial-copy settings.
     #[serde(default)]
     pub snapshot: SnapshotConfig,
+    /// Continuous verification inside `run`; off when the section is absent.
+    #[serde(default)]
+    pub verify: Option<VerifyConfig>,
     /// Mapped collections, keyed by MongoDB collection name (as Mongoose names them).
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionConfig>,
@@ -288,6 +295,11 @@ impl Config {
                 "database",
                 "must name the MongoDB database".into(),
             );
+        }
+        if let Some(verify) = &self.verify {
+            for (field, rule) in verify.problems() {
+                report("verify", field, rule);
+            }
         }
         if !crate::sink::name::is_identifier(&self.target.schema) {
             report(

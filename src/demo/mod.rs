@@ -18,7 +18,7 @@ use crate::config::{redact_secrets, Config, Secret, SnapshotMode};
 use crate::ops::gaps::{self, GapFilter};
 use crate::ops::verify::{self, VerifyArgs};
 use crate::replicator::{self, RunSettings};
-use crate::sink::connect::connect_config;
+use crate::sink::connect::{connect_pg, PgUrl};
 use crate::sink::name::quote_ident;
 use crate::snapshot::{self, SnapshotProgress};
 
@@ -56,12 +56,9 @@ pub fn demo_config() -> Result<Config, CommandError> {
 
 /// Drops and recreates the database `url` names (connecting to `postgres` on the same server),
 /// then applies the reference schema and the control-table migrations.
-async fn prepare_database(url: &str, config: &Config) -> Result<String, CommandError> {
-    let parsed: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| CommandError::Usage(format!("invalid Postgres URL: {e}")))?;
-    let name = parsed
-        .get_dbname()
+async fn prepare_database(url: &PgUrl, config: &Config) -> Result<String, CommandError> {
+    let name = url
+        .dbname()
         .ok_or_else(|| {
             CommandError::Usage("the demo's Postgres URL must name its database (dbname)".into())
         })?
@@ -71,9 +68,7 @@ async fn prepare_database(url: &str, config: &Config) -> Result<String, CommandE
             "refusing to drop the database {name}; name a database for the demo"
         )));
     }
-    let mut admin_config = parsed.clone();
-    admin_config.dbname("postgres");
-    let (admin, _connection) = connect_config(&admin_config)
+    let (admin, _connection) = connect_pg(&url.with_dbname("postgres"))
         .await
         .map_err(CommandError::PgConnect)?;
     let quoted = quote_ident(&name);
@@ -95,12 +90,8 @@ async fn prepare_database(url: &str, config: &Config) -> Result<String, CommandE
     Ok(name)
 }
 
-async fn drop_database(url: &str, name: &str) -> Result<(), CommandError> {
-    let mut parsed: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| CommandError::Usage(format!("invalid Postgres URL: {e}")))?;
-    parsed.dbname("postgres");
-    let (admin, _connection) = connect_config(&parsed)
+async fn drop_database(url: &PgUrl, name: &str) -> Result<(), CommandError> {
+    let (admin, _connection) = connect_pg(&url.with_dbname("postgres"))
         .await
         .map_err(CommandError::PgConnect)?;
     admin
@@ -114,7 +105,11 @@ async fn drop_database(url: &str, name: &str) -> Result<(), CommandError> {
 
 /// Runs the demo; see the module documentation.
 pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
-    let pg_url = args.pg_url.clone().unwrap_or_else(|| DEFAULT_PG_URL.into());
+    let pg_secret = args
+        .pg
+        .optional_secret()?
+        .unwrap_or_else(|| Secret::new(DEFAULT_PG_URL));
+    let pg_url = PgUrl::parse(&pg_secret)?;
     let config = demo_config()?;
     let database = prepare_database(&pg_url, &config).await?;
     println!(
@@ -124,7 +119,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
         .await
         .map_err(|e| fail("starting mongosim", e))?;
     println!("demo: mongosim listening at {}", sim.uri());
-    let result = run_with(&args, &pg_url, config, &sim).await;
+    let result = run_with(&args, (&pg_secret, &pg_url), config, &sim).await;
     sim.shutdown().await;
     if args.keep {
         println!("demo: kept the database {database} (--keep)");
@@ -136,11 +131,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, CommandError> {
 
 async fn run_with(
     args: &DemoArgs,
-    pg_url: &str,
+    (pg_secret, pg_url): (&Secret, &PgUrl),
     config: Config,
     sim: &mongosim::SimHandle,
 ) -> Result<ExitCode, CommandError> {
-    let mongo = connect_mongo(&sim.uri()).await?;
+    let mongo = connect_mongo(&Secret::new(sim.uri())).await?;
     let mongo_db = config.source.database.clone();
     let mut work = workload::Workload::new(&mongo, &mongo_db)
         .await
@@ -183,7 +178,7 @@ async fn run_with(
 
     let replicator = replicator::start(RunSettings {
         mongo_url: Secret::new(sim.uri()),
-        pg_url: Secret::new(pg_url),
+        pg_url: pg_secret.clone(),
         config: config.clone(),
         metrics_addr: Some(args.metrics_addr),
         holder: crate::commands::default_holder(),

@@ -15,6 +15,7 @@ pub mod names;
 mod positions;
 mod registry;
 pub mod server;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -88,6 +88,18 @@ metric_defs! {
         "1 when the last Postgres health probe succeeded.";
     MONGO_UP = "mongo2pg_mongo_up", Gauge, [],
         "1 when the last MongoDB health probe succeeded.";
+    VERIFY_MISMATCHES = "mongo2pg_verify_mismatches", Gauge, ["collection"],
+        "Differences the last continuous-verification round of the collection found (sampled documents, count, money sums); 0 when clean.";
+    VERIFY_LAST_CLEAN_TIMESTAMP_SECONDS = "mongo2pg_verify_last_clean_timestamp_seconds", Gauge, ["collection"],
+        "Unix time when a continuous-verification round of the collection last finished clean (the process start time until then).";
+    VERIFY_ROUNDS_TOTAL = "mongo2pg_verify_rounds_total", Counter, ["collection", "outcome"],
+        "Continuous-verification rounds by outcome: clean, mismatch, incomplete (the stream was behind) or failed (an error).";
+    VERIFY_ROUND_DURATION_SECONDS = "mongo2pg_verify_round_duration_seconds", Histogram, ["collection"],
+        "Time one continuous-verification round of the collection took (sample, counts and sums).";
+    VERIFY_DOCUMENTS_COMPARED_TOTAL = "mongo2pg_verify_documents_compared_total", Counter, ["collection"],
+        "Sampled documents compared with their Postgres rows by continuous verification.";
+    VERIFY_TOTALS_SKIPPED_TOTAL = "mongo2pg_verify_totals_skipped_total", Counter, ["collection"],
+        "Rounds whose count and sum comparison was skipped because the collection changed during the scan.";
     BUILD_INFO = "mongo2pg_build_info", Gauge, ["version"],
         "Always 1; the version label says which build is running.";
 }

@@ -19,6 +19,7 @@ use prometheus::{
 
 use super::names::{self, MetricDef};
 use super::positions::PositionCollector;
+use super::verify::VerifyMetrics;
 use super::{system_clock, Clock};
 use crate::event::{ClusterTime, Operation};
 use crate::mapping::GapKind;
@@ -136,13 +137,14 @@ pub struct Metrics {
     stream_state: IntGaugeVec,
     postgres_up: IntGauge,
     mongo_up: IntGauge,
+    verify: VerifyMetrics,
 }
 
-fn opts(def: &MetricDef) -> Opts {
+pub(super) fn opts(def: &MetricDef) -> Opts {
     Opts::new(def.name, def.help)
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(
+pub(super) fn register<C: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     def: &MetricDef,
     collector: Result<C, prometheus::Error>,
@@ -158,15 +160,21 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(
     Ok(collector)
 }
 
-fn counter_vec(registry: &Registry, def: &MetricDef) -> Result<IntCounterVec, MetricsError> {
+pub(super) fn counter_vec(
+    registry: &Registry,
+    def: &MetricDef,
+) -> Result<IntCounterVec, MetricsError> {
     register(registry, def, IntCounterVec::new(opts(def), def.labels))
 }
 
-fn int_gauge_vec(registry: &Registry, def: &MetricDef) -> Result<IntGaugeVec, MetricsError> {
+pub(super) fn int_gauge_vec(
+    registry: &Registry,
+    def: &MetricDef,
+) -> Result<IntGaugeVec, MetricsError> {
     register(registry, def, IntGaugeVec::new(opts(def), def.labels))
 }
 
-fn histogram_vec(
+pub(super) fn histogram_vec(
     registry: &Registry,
     def: &MetricDef,
     buckets: &[f64],
@@ -243,6 +251,7 @@ impl Metrics {
             stream_state: int_gauge_vec(&registry, &names::STREAM_STATE)?,
             postgres_up,
             mongo_up,
+            verify: VerifyMetrics::register(&registry)?,
             registry,
         }))
     }
@@ -448,6 +457,11 @@ impl Metrics {
         if let Some(up) = mongo {
             self.mongo_up.set(i64::from(up));
         }
+    }
+
+    /// The continuous-verification series.
+    pub fn verify(&self) -> &VerifyMetrics {
+        &self.verify
     }
 
     /// The registry, for callers that gather themselves.

@@ -253,3 +253,21 @@ fn history_loss_resyncs_only_when_needed_mode_allows_it() {
         }
     );
 }
+
+#[test]
+fn a_refused_password_stops_the_stream_with_advice_about_the_credentials() {
+    let auth = decide("payments", &StreamError::Mongo(command_error(18)));
+    assert_eq!(auth.action, Action::Stop);
+    assert_eq!(auth.advice.as_deref(), Some(MONGO_CREDENTIALS_ADVICE));
+    let copy = decide("payments", &snapshot(snapshot_mongo(command_error(18))));
+    assert_eq!(copy.action, Action::Stop);
+    assert_eq!(copy.advice.as_deref(), Some(MONGO_CREDENTIALS_ADVICE));
+    assert!(mongo_error_stops(&command_error(18)));
+    assert!(mongo_error_stops(&command_error(13)));
+    assert!(
+        !mongo_error_stops(&command_error(91)),
+        "shutdown in progress is retried"
+    );
+    let not_auth = decide("payments", &StreamError::Mongo(command_error(280)));
+    assert_ne!(not_auth.advice.as_deref(), Some(MONGO_CREDENTIALS_ADVICE));
+}

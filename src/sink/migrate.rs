@@ -1,8 +1,9 @@
 //! The replicator's own tables (id_map, checkpoints, gaps, token-reset audit, tombstones, the
-//! version-encoding record) as versioned SQL migrations from `migrations/`, templated with the
-//! configured names and applied through refinery with its history table in the private schema.
-//! Running it again is a no-op. It never touches the application's tables; an existing compatible
-//! `id_map` only gains the nullable `legacy_type` column.
+//! version-encoding record, continuous-verification results) as versioned SQL migrations from
+//! `migrations/`, templated with the configured names and applied through refinery with its
+//! history table in the private schema. Running it again is a no-op. It never touches the
+//! application's tables; an existing compatible `id_map` only gains the nullable `legacy_type`
+//! column.
 
 use refinery::{Migration, Runner};
 use tokio_postgres::Client;
@@ -22,7 +23,7 @@ pub const HISTORY_TABLE: &str = "refinery_schema_history";
 /// Arbitrary constant for the advisory lock that serialises concurrent `migrate` runs.
 const MIGRATE_LOCK_KEY: i64 = 0x6d32_7067_6d69_6772;
 
-const SOURCES: [(&str, &str); 5] = [
+const SOURCES: [(&str, &str); 6] = [
     (
         "V1__id_map.sql",
         include_str!("../../migrations/V1__id_map.sql"),
@@ -42,6 +43,10 @@ const SOURCES: [(&str, &str); 5] = [
     (
         "V5__tombstones_identity_time_encoding.sql",
         include_str!("../../migrations/V5__tombstones_identity_time_encoding.sql"),
+    ),
+    (
+        "V6__verify.sql",
+        include_str!("../../migrations/V6__verify.sql"),
     ),
 ];
 
@@ -98,6 +103,16 @@ impl ControlNames {
             QualifiedName::parse_control(name)?;
         }
         Ok(())
+    }
+
+    /// The last continuous-verification round per collection (in the private schema).
+    pub fn verify_rounds(&self) -> String {
+        format!("{}.verify_rounds", self.schema)
+    }
+
+    /// The mismatches of those rounds (in the private schema).
+    pub fn verify_mismatches(&self) -> String {
+        format!("{}.verify_mismatches", self.schema)
     }
 
     /// Schemas the tables live in (explicitly qualified ones plus the private schema).

@@ -1,7 +1,8 @@
 //! Postgres side. Every statement on the control tables (checkpoints, gaps, id_map, token-reset
-//! audit) and every write to the mapped tables lives here, one owner per table: `checkpoint`,
-//! `gaps`, `idmap`, `audit`, with `batch` / `plan` / `write` applying row operations and
-//! `migrate` creating the control tables. Postgres connections are opened by `connect`; SQL
+//! audit, verification results) and every write to the mapped tables lives here, one owner per
+//! table: `checkpoint`, `gaps`, `idmap`, `audit`, `verify_results`, with `batch` / `plan` /
+//! `write` applying row operations and `migrate` creating the control tables. Postgres
+//! connections are opened by `connect`; what the role may do is checked by `privileges`; SQL
 //! names are quoted by `name`; BSON is stored as text by `extjson`. Outside this module Postgres
 //! is only read (verify, the gap retry's row version, the demo's status) or set up (the demo's
 //! database), and nothing decides about retries here: `SinkError` reports, `policy` decides.
@@ -24,8 +25,10 @@ pub mod idmap;
 pub mod migrate;
 pub mod name;
 mod plan;
+pub mod privileges;
 pub mod text;
 pub mod tombstones;
+pub mod verify_results;
 mod write;
 
 pub use batch::{gap_kind_for_sqlstate, BatchItem, BatchOutcome, Sink};

@@ -1,5 +1,5 @@
 //! Log output in both formats: lines are written, levels are filtered, and a password in a
-//! message, a field or an error never reaches the output.
+//! message, a field, an error or a panic message never reaches the output.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -107,4 +107,22 @@ fn redacting_writer_passes_clean_bytes_through_unchanged() {
     let line = "batch committed collection=users events=42\n";
     assert_eq!(writer.write(line.as_bytes()).unwrap(), line.len());
     assert_eq!(buffer.text(), line);
+}
+
+#[test]
+fn a_panic_message_is_printed_without_the_password() {
+    let out = Buffer::default();
+    let writer = out.clone();
+    mongo2pg::logging::install_panic_hook(move || writer.clone());
+    let panicked = std::thread::spawn(|| {
+        panic!("cannot use postgres://app:Panic-Pa55@db:5432/market and password=Panic-Pa55")
+    })
+    .join();
+    // Back to the default hook, so other tests' panics print as usual.
+    let _ = std::panic::take_hook();
+    assert!(panicked.is_err());
+    let text = out.text();
+    assert!(text.contains("panicked at"), "{text}");
+    assert!(text.contains("postgres://app:***@db:5432/market"), "{text}");
+    assert!(!text.contains("Panic-Pa55"), "{text}");
 }

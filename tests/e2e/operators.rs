@@ -98,6 +98,12 @@ async fn operators_see_true_lag_dashboard_data_readiness_and_no_secrets() {
     db.apply_reference_schema().await;
     let mut config = reference_config(&mdb);
     config.stream.max_await_ms = HEARTBEAT.as_millis() as u64;
+    // Continuous verification too, so its panels have data.
+    config.verify = Some(mongo2pg::config::VerifyConfig {
+        interval: Duration::from_secs(2),
+        sample: 20,
+        ..mongo2pg::config::VerifyConfig::default()
+    });
     migrate(&db, &config).await;
 
     let proxy = PgProxy::start("127.0.0.1:5432").await;

@@ -159,7 +159,18 @@ fn alert_rules_only_use_exported_metrics_and_link_to_the_runbook() {
         "runbook-history-lost",
         "runbook-snapshot-stalled",
         "runbook-token-reset",
+        "runbook-verify",
     ]
     .into();
     assert_eq!(anchors, expected);
+    let readme = read("README.md");
+    for anchor in expected {
+        let heading = anchor
+            .replacen("runbook-", "### Runbook: ", 1)
+            .replace('-', " ");
+        assert!(
+            readme.to_lowercase().contains(&heading.to_lowercase()),
+            "README has no section {heading:?} for {anchor}"
+        );
+    }
 }

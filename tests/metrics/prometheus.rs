@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mongo2pg::event::{ClusterTime, Operation};
 use mongo2pg::metrics::dashboard::{panel_queries, DASHBOARD_PATH};
+use mongo2pg::metrics::verify::RoundResult;
 use mongo2pg::metrics::{serve, Health, Metrics, RestartReason, StreamState};
 use serde_json::Value;
 
@@ -26,7 +27,8 @@ fn unix_now() -> u32 {
 }
 
 /// What a running replicator would report: steady writes on `payments` and `users`, a stuck
-/// `categories` stream, heartbeats keeping idle `users` fresh, a snapshot in progress.
+/// `categories` stream, heartbeats keeping idle `users` fresh, a snapshot in progress,
+/// verification rounds of `payments`.
 fn drive(metrics: &Metrics, health: &Health, tick: u64) {
     let now = unix_now();
     health.touch_watchdog();
@@ -45,6 +47,21 @@ fn drive(metrics: &Metrics, health: &Health, tick: u64) {
         ("payments", "fk_missing", tick as i64),
         ("categories", "window_lost", 1),
     ]);
+    metrics.verify().round_finished(
+        "payments",
+        &RoundResult {
+            outcome: if tick.is_multiple_of(3) {
+                "mismatch"
+            } else {
+                "clean"
+            },
+            mismatches: usize::from(tick.is_multiple_of(3)),
+            compared: 20,
+            totals_skipped: tick.is_multiple_of(2),
+            duration: Duration::from_millis(150 + tick % 11),
+            finished: SystemTime::now(),
+        },
+    );
     if tick.is_multiple_of(5) {
         metrics.postgres_transaction_retried("payments");
         metrics.stream_restarted("categories", RestartReason::MongoError);
@@ -62,6 +79,9 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         ("categories", vec!["categories"]),
     ] {
         metrics.declare_collection(collection, &tables);
+        metrics
+            .verify()
+            .declare_collection(collection, SystemTime::now());
         metrics.set_stream_held(collection, true);
         health.set_stream(collection, StreamState::Running);
     }
@@ -155,7 +175,15 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let loaded = rules["data"]["groups"][0]["rules"]
         .as_array()
         .map_or(0, Vec::len);
-    assert_eq!(loaded, 11, "all alert rules load into a real Prometheus");
+    let declared = std::fs::read_to_string(repo_path("deploy/prometheus/alerts.yml"))
+        .unwrap()
+        .matches("- alert: ")
+        .count();
+    assert!(declared >= 13, "alerts.yml declares {declared} alerts");
+    assert_eq!(
+        loaded, declared,
+        "all alert rules load into a real Prometheus"
+    );
 
     driver.abort();
     stop.send(()).unwrap();

@@ -314,6 +314,9 @@ fn exported_families_are_exactly_the_name_table() {
     let metrics = Metrics::new().unwrap();
     let health = mongo2pg::metrics::Health::new(metrics.clone());
     metrics.declare_collection("users", &["users"]);
+    metrics
+        .verify()
+        .declare_collection("users", std::time::SystemTime::now());
     metrics.checkpoint_committed("users", ClusterTime::new(1, 0));
     metrics.set_last_applied("users", ClusterTime::new(1, 0));
     health.set_stream("users", mongo2pg::metrics::StreamState::Running);

@@ -57,9 +57,9 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         .insert_many((100..110).map(user_doc))
         .await
         .expect("writes in the skipped window");
-    let mut listener = tokens::listen_for_resets(&mongo2pg::config::Secret::new(env.db.url()))
-        .await
-        .expect("listener");
+    let url = mongo2pg::sink::connect::PgUrl::parse(&mongo2pg::config::Secret::new(env.db.url()))
+        .expect("test database URL");
+    let mut listener = tokens::listen_for_resets(&url).await.expect("listener");
 
     let outcome = reset(
         &mut env,

@@ -1,6 +1,7 @@
 //! The replicator end to end, in-process, over mongosim (or `MONGO_URL`) and a real Postgres:
 //! core replication of the reference domain, bad input becoming gaps, replays converging, and
-//! restarts, kills, standby takeover and the failure policy.
+//! restarts, kills, standby takeover and the failure policy, and replication into a TLS-only
+//! Postgres.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -11,3 +12,4 @@ mod lifecycle;
 mod replay;
 mod restart;
 mod timing;
+mod tls_postgres;

@@ -27,7 +27,7 @@ use mongo2pg::snapshot::{copy_stream, resync, SnapshotContext, SnapshotOptions, 
 use mongo2pg::source::{ChangeSource, SourceItem, StreamOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
-use rand::RngExt;
+use rand10::RngExt;
 
 const COLLECTIONS: [&str; 7] = [
     "users",

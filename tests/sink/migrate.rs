@@ -27,6 +27,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
             "V3__gaps".to_string(),
             "V4__token_resets".to_string(),
             "V5__tombstones_identity_time_encoding".to_string(),
+            "V6__verify".to_string(),
         ]
     );
     for table in [
@@ -36,6 +37,8 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         "mongo2pg.token_resets",
         "mongo2pg.tombstones",
         "mongo2pg.version_encoding",
+        "mongo2pg.verify_rounds",
+        "mongo2pg.verify_mismatches",
         "mongo2pg.refinery_schema_history",
     ] {
         assert!(regclass_exists(&client, table).await, "{table} missing");
@@ -47,7 +50,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(history, 5);
+    assert_eq!(history, 6);
 }
 
 #[tokio::test]
@@ -210,7 +213,10 @@ async fn upgrading_keeps_every_stored_cluster_time_in_order_under_the_new_encodi
     let applied = migrate(&mut client, &names).await.unwrap();
     assert_eq!(
         applied,
-        vec!["V5__tombstones_identity_time_encoding".to_string()]
+        vec![
+            "V5__tombstones_identity_time_encoding".to_string(),
+            "V6__verify".to_string()
+        ]
     );
     let tables = vec![("things".to_string(), "v".to_string())];
     let converted = mongo2pg::sink::migrate::upgrade_version_columns(&mut client, &names, &tables)

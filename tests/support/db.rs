@@ -1,6 +1,7 @@
 //! A Postgres database per test on the server `PG_URL` names (default: the local trust-auth
 //! server), created fresh and dropped — `WITH (FORCE)`, from a thread of its own — when the guard
-//! drops, so a panicking test leaves nothing behind and tests run in parallel.
+//! drops, so a panicking test leaves nothing behind and tests run in parallel; likewise a login
+//! role per test (`TestRole`).
 
 use mongo2pg::sink::name::quote_ident;
 use tokio_postgres::{Client, NoTls};
@@ -75,6 +76,52 @@ impl Drop for TestDb {
             quote_ident(&self.name)
         );
         // Drop may run inside a test's runtime: use a thread with a runtime of its own.
+        let dropper = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((admin, connection)) = tokio_postgres::connect(&admin_url(), NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = admin.batch_execute(&sql).await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// A login role created for one test (roles are server-wide, so its name is unique) and dropped
+/// when the guard drops; declare it before the `TestDb`s it has privileges in, so they are
+/// dropped first.
+pub struct TestRole {
+    pub name: String,
+}
+
+impl TestRole {
+    pub async fn create(tag: &str) -> TestRole {
+        let name = unique_name(tag);
+        connect(&admin_url())
+            .await
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", quote_ident(&name)))
+            .await
+            .expect("create test role");
+        TestRole { name }
+    }
+
+    /// Connection string of `db` as this role.
+    pub fn url(&self, db: &TestDb) -> String {
+        format!("{} user={}", db.url(), self.name)
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(&self.name));
         let dropper = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

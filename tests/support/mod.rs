@@ -3,23 +3,28 @@
 //! or the replica set of `MONGO_URL` (`source`), condition polling instead of sleeps (`wait`), the
 //! reference marketplace schema and mapping with the replicator's start/stop helpers
 //! (`replicator`), the small fixtures of the sink tests (`sink_fixtures`) and of the snapshot,
-//! gaps, tokens and verify tests (`shop`), a real Prometheus (`prometheus`) and the end-to-end
-//! helpers (`e2e`). Every test binary includes it with `#[path = "../support/mod.rs"] mod
-//! support;` and uses what it needs.
+//! gaps, tokens and verify tests (`shop`), a real Prometheus (`prometheus`), the end-to-end
+//! helpers (`e2e`), test certificates (`pki`), a TLS-only Postgres cluster (`tls_postgres`) and
+//! the container image run with podman (`podman`).
+//! Every test binary includes it with `#[path = "../support/mod.rs"] mod support;` and uses what
+//! it needs.
 #![allow(dead_code, unused_imports)]
 
 pub mod db;
 pub mod e2e;
+pub mod pki;
+pub mod podman;
 pub mod prometheus;
 pub mod replicator;
 pub mod shop;
 pub mod sink_fixtures;
 pub mod source;
+pub mod tls_postgres;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
 
-pub use db::{connect, TestDb};
+pub use db::{connect, TestDb, TestRole};
 pub use replicator::{
     init_tracing, mapping_file_with, migrate, mongo_users, open_gaps, pg_users, reference_config,
     reference_mapping_file, start_replicator, verify_reference, wait_users_equal,

@@ -7,8 +7,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Notification;
 
 use super::{TokensError, RESET_CHANNEL};
-use crate::config::Secret;
-use crate::sink::connect::{connect_pg_listening, AbortOnDrop};
+use crate::sink::connect::{connect_pg_listening, AbortOnDrop, PgUrl};
 
 /// A live LISTEN connection. `next_reset` yields stream names; it ends (`None`) when the
 /// connection is lost, and the owner should then connect a new listener (and reload every
@@ -30,7 +29,7 @@ impl ResetListener {
 }
 
 /// Connects to `url` and listens for resets.
-pub async fn listen_for_resets(url: &Secret) -> Result<ResetListener, TokensError> {
+pub async fn listen_for_resets(url: &PgUrl) -> Result<ResetListener, TokensError> {
     let (client, notifications, connection) =
         connect_pg_listening(url)
             .await

@@ -14,6 +14,8 @@
 
 pub mod args;
 pub mod compare;
+pub mod last;
+pub mod rows;
 
 pub use args::{render_text, VerifyArgs, VerifyArgsError};
 
@@ -24,14 +26,12 @@ use futures::TryStreamExt;
 use serde::Serialize;
 
 use self::compare::{
-    canon_actual, canon_expected, checksums, compared_columns, diff_row, money_columns, money_sums,
-    CanonRow, ColumnChecksum, ColumnDiff, ColumnKind, SumError,
+    canon_actual, checksums, compared_columns, diff_row, money_columns, money_sums, CanonRow,
+    ColumnChecksum, ColumnDiff, ColumnKind, SumError,
 };
-use crate::mapping::rules::{CollectionRules, DeleteRule};
-use crate::mapping::{legacy_id_text, map_event, Mapped, RowOp};
-use crate::sink::idmap::legacy_id_sql;
+use self::rows::{expect_document, is_soft_deleted, read_postgres, select_expr, Expectation};
+use crate::mapping::rules::CollectionRules;
 use crate::sink::name::{quote_ident as quote, quote_qualified, InvalidName};
-use crate::source::snapshot::snapshot_event;
 
 /// Default number of differing rows listed per collection.
 pub const DEFAULT_MAX_LISTED: usize = 20;
@@ -191,42 +191,22 @@ async fn read_mongo(
     };
     while let Some(doc) = cursor.try_next().await.map_err(err)? {
         side.documents += 1;
-        let legacy = doc
-            .get("_id")
-            .map(|id| legacy_id_text(id).unwrap_or_else(|_| format!("{id}")));
-        let event = snapshot_event(&rules.collection, doc, Default::default());
-        let upsert = match map_event(rules, &event) {
-            Ok(Mapped::Ops(ops)) => ops.into_iter().find_map(|op| match op {
-                RowOp::Upsert {
-                    table,
-                    key,
-                    columns,
-                    children,
-                    ..
-                } if table == rules.table => Some((key, columns, children)),
-                _ => None,
-            }),
-            _ => None,
-        };
-        let Some((key, values, children)) = upsert else {
-            side.unmappable.insert(legacy.unwrap_or_default());
-            continue;
-        };
-        let row: CanonRow = columns
-            .iter()
-            .map(|(c, _)| {
-                let v = values
-                    .iter()
-                    .find(|cv| &cv.column == c)
-                    .and_then(|cv| canon_expected(&cv.value));
-                (c.clone(), v)
-            })
-            .collect();
-        for child in children {
-            *side.children.entry(child.table).or_default() += child.rows.len() as u64;
-        }
-        if side.rows.insert(key.legacy_id.clone(), row).is_some() {
-            side.collisions.insert(key.legacy_id);
+        match expect_document(rules, &columns, doc) {
+            Expectation::Unmappable { legacy_id } => {
+                side.unmappable.insert(legacy_id);
+            }
+            Expectation::Row {
+                legacy_id,
+                row,
+                children,
+            } => {
+                for (table, count) in children {
+                    *side.children.entry(table).or_default() += count;
+                }
+                if side.rows.insert(legacy_id.clone(), row).is_some() {
+                    side.collisions.insert(legacy_id);
+                }
+            }
         }
     }
     // Two documents with one legacy id: which of them Postgres holds is not a difference to
@@ -236,61 +216,6 @@ async fn read_mongo(
         side.unmappable.insert(id.clone());
     }
     Ok(side)
-}
-
-fn select_expr(column: &str, kind: &ColumnKind, id_map: &str, params: &mut Vec<String>) -> String {
-    let c = format!("t.{}", quote(column));
-    match kind {
-        ColumnKind::Text | ColumnKind::Decimal => format!("{c}::text"),
-        ColumnKind::Time => format!("trunc(extract(epoch from {c}) * 1000000)::text"),
-        ColumnKind::Json => format!("to_jsonb({c})::text"),
-        ColumnKind::Ref { collection } => {
-            params.push(collection.clone());
-            legacy_id_sql(id_map, params.len(), &c)
-        }
-    }
-}
-
-async fn read_postgres(
-    pg: &tokio_postgres::Client,
-    rules: &CollectionRules,
-    id_map: &str,
-) -> Result<BTreeMap<String, CanonRow>, VerifyError> {
-    let columns = compared_columns(rules);
-    let table = quote_qualified(&rules.table)?;
-    let mut params = Vec::new();
-    let exprs: Vec<String> = columns
-        .iter()
-        .map(|(c, k)| select_expr(c, k, id_map, &mut params))
-        .collect();
-    let mut sql = format!("select t.{}::text", quote(&rules.legacy_column));
-    for e in &exprs {
-        sql.push_str(", ");
-        sql.push_str(e);
-    }
-    sql.push_str(&format!(" from {table} t"));
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-        .iter()
-        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    let rows = pg
-        .query(&sql, &refs)
-        .await
-        .map_err(|source| VerifyError::Postgres {
-            table: rules.table.clone(),
-            source,
-        })?;
-    let mut out = BTreeMap::new();
-    for r in rows {
-        let legacy: Option<String> = r.get(0);
-        let mut row = CanonRow::new();
-        for (i, (c, k)) in columns.iter().enumerate() {
-            let text: Option<String> = r.get(i + 1);
-            row.insert(c.clone(), canon_actual(k, text.as_deref()));
-        }
-        out.insert(legacy.unwrap_or_default(), row);
-    }
-    Ok(out)
 }
 
 async fn postgres_money_sums(
@@ -365,15 +290,6 @@ async fn postgres_child_count(
     Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
-fn is_soft_deleted(rules: &CollectionRules, row: &CanonRow) -> bool {
-    match &rules.delete {
-        DeleteRule::Soft { column, value } => {
-            row.get(column).cloned().flatten() == canon_expected(value)
-        }
-        _ => false,
-    }
-}
-
 /// Compares one collection.
 pub async fn verify_collection(
     mongo: &mongodb::Database,
@@ -383,7 +299,7 @@ pub async fn verify_collection(
 ) -> Result<CollectionReport, VerifyError> {
     let id_map = quote_qualified(&options.id_map_table)?;
     let mongo_side = read_mongo(mongo, rules).await?;
-    let pg_rows = read_postgres(pg, rules, &id_map).await?;
+    let pg_rows = read_postgres(pg, rules, &id_map, None).await?;
     let listed = options.max_listed;
 
     let mut report = CollectionReport {
