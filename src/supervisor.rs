@@ -17,6 +17,7 @@ use crate::pipeline::stream::run_stream_once;
 use crate::pipeline::StreamExit;
 use crate::policy::{self, Action};
 use crate::replicator::RunContext;
+use crate::sink::checkpoint;
 use crate::sink::connect::connect_pg;
 
 /// Minimum and maximum delay between restarts of a failing stream.
@@ -152,6 +153,12 @@ async fn history_lost(
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
         .map_err(StreamError::PgConnect)?;
+    // Only the stream's lease holder records the lost window and re-copies; when another
+    // replica took the stream meanwhile, it handles the loss itself.
+    if !checkpoint::try_take_lease(&pg, &ctx.names.checkpoints, collection).await? {
+        info!("another replica holds the stream; it handles the lost history");
+        return Ok(None);
+    }
     let mut sink = ctx.new_sink();
     let snap = crate::snapshot::SnapshotContext {
         mongo: &ctx.mongo,

@@ -102,11 +102,48 @@ pub async fn snapshot_all(
             sink: &mut *sink,
             names,
         };
+        // Only the holder of the stream's lease copies it: another replica starting at the same
+        // time either copies it under the lease (this one waits, so referenced collections are
+        // still complete before the ones that refer to them) or already streams it.
+        if !wait_for_copy_lease(&*ctx.pg, names, &collection, config.snapshot.mode)
+            .await
+            .map_err(|e| failed(e.into()))?
+        {
+            tracing::info!(collection = %collection, "another replica holds the stream and its copy is done; not copying it here");
+            continue;
+        }
         let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
         let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
+        checkpoint::release_lease(&*pg, &names.checkpoints, &collection)
+            .await
+            .map_err(|e| failed(e.into()))?;
         if let Some(r) = copied.map_err(failed)? {
             reports.push(r);
         }
     }
     Ok(reports)
+}
+
+/// How often a replica waiting for another one's copy looks again.
+const COPY_LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Takes the lease of `stream` for a copy (true), or waits while another replica holds it and
+/// the stream still needs a copy; false once the stream no longer needs one (the holder copied
+/// it, or streams it already).
+pub async fn wait_for_copy_lease<C: tokio_postgres::GenericClient>(
+    pg: &C,
+    names: &ControlNames,
+    stream: &str,
+    mode: SnapshotMode,
+) -> Result<bool, crate::sink::SinkError> {
+    loop {
+        if checkpoint::try_take_lease(pg, &names.checkpoints, stream).await? {
+            return Ok(true);
+        }
+        let stored = checkpoint::load(pg, &names.checkpoints, stream).await?;
+        if !needs_snapshot(mode, &stage(stored.as_ref())) {
+            return Ok(false);
+        }
+        tokio::time::sleep(COPY_LEASE_POLL).await;
+    }
 }
