@@ -146,8 +146,18 @@ async fn history_lost(
     collection: &str,
     message: &str,
 ) -> Result<Option<String>, StreamError> {
-    let Some(rules) = ctx.mapping.rules(collection) else {
+    let Some(spec) = ctx.mapping.config.stream_spec(collection) else {
         return Ok(None);
+    };
+    let members: Vec<_> = spec
+        .collections
+        .iter()
+        .filter_map(|c| ctx.mapping.rules(c))
+        .collect();
+    let copy = crate::snapshot::StreamCopy {
+        stream: &spec.name,
+        collections: members,
+        whole_database: spec.group,
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
@@ -161,11 +171,11 @@ async fn history_lost(
         names: &ctx.names,
     };
     let options = ctx.snapshot_options();
-    let mut cb = |_: &crate::snapshot::SnapshotProgress| {};
-    let outcome = crate::snapshot::handle_history_lost(
+    let mut cb = |_: &str, _: &crate::snapshot::SnapshotProgress| {};
+    let outcome = crate::snapshot::handle_stream_history_lost(
         snap,
         ctx.mapping.config.snapshot.mode,
-        rules,
+        &copy,
         &options,
         message,
         &mut cb,

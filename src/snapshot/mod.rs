@@ -18,7 +18,7 @@ use crate::config::{CompiledMapping, SnapshotMode};
 use crate::mapping::CollectionRules;
 use crate::sink::{checkpoint, ControlNames};
 
-pub use history_lost::{handle_history_lost, HistoryLostOutcome};
+pub use history_lost::{handle_history_lost, handle_stream_history_lost, HistoryLostOutcome};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{
     copy_stream, initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport,
@@ -72,6 +72,23 @@ pub async fn prepare_stream(
         .map(Some)
 }
 
+/// Copies the collections of `copy.stream` (a stream group's members, parents first) when `mode`
+/// and the stream's stored state say so, from one position recorded before the first copy.
+/// Returns the reports of the collections copied (empty when the stream starts right away).
+pub async fn prepare_copy(
+    ctx: SnapshotContext<'_>,
+    mode: SnapshotMode,
+    copy: &StreamCopy<'_>,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let stored = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, copy.stream).await?;
+    if !needs_snapshot(mode, &stage(stored.as_ref())) {
+        return Ok(Vec::new());
+    }
+    copy_stream(ctx, copy, options, on_progress).await
+}
+
 /// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`).
 pub async fn snapshot_all(
     mongo: &mongodb::Client,
@@ -87,14 +104,50 @@ pub async fn snapshot_all(
         ..SnapshotOptions::default()
     };
     let mut reports = Vec::new();
-    for collection in config.snapshot_order() {
+    let mut done: Vec<String> = Vec::new();
+    // Streams in the order of their first collection in the copy order (parents first).
+    for first in config.snapshot_order() {
+        let stream = config.stream_of(&first);
+        if done.contains(&stream) {
+            continue;
+        }
+        done.push(stream.clone());
         let failed = |source| CollectionSnapshotError {
-            collection: collection.clone(),
+            collection: first.clone(),
             source,
         };
-        let rules = mapping
-            .rules(&collection)
-            .ok_or_else(|| failed(SnapshotError::UnknownCollection(collection.clone())))?;
+        let Some(spec) = config.stream_spec(&stream).filter(|s| s.group) else {
+            let rules = mapping
+                .rules(&first)
+                .ok_or_else(|| failed(SnapshotError::UnknownCollection(first.clone())))?;
+            let ctx = SnapshotContext {
+                mongo,
+                database: &config.source.database,
+                pg: &mut *pg,
+                sink: &mut *sink,
+                names,
+            };
+            let mut cb = |p: &SnapshotProgress| on_progress(&first, p);
+            let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
+            if let Some(r) = copied.map_err(failed)? {
+                reports.push(r);
+            }
+            continue;
+        };
+        let members = spec
+            .collections
+            .iter()
+            .map(|c| {
+                mapping
+                    .rules(c)
+                    .ok_or_else(|| failed(SnapshotError::UnknownCollection(c.clone())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let copy = StreamCopy {
+            stream: &spec.name,
+            collections: members,
+            whole_database: true,
+        };
         let ctx = SnapshotContext {
             mongo,
             database: &config.source.database,
@@ -102,11 +155,8 @@ pub async fn snapshot_all(
             sink: &mut *sink,
             names,
         };
-        let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
-        if let Some(r) = copied.map_err(failed)? {
-            reports.push(r);
-        }
+        let copied = prepare_copy(ctx, config.snapshot.mode, &copy, &options, on_progress).await;
+        reports.extend(copied.map_err(failed)?);
     }
     Ok(reports)
 }
