@@ -147,15 +147,25 @@ async fn history_lost(
     collection: &str,
     message: &str,
 ) -> Result<Option<String>, StreamError> {
-    let Some(rules) = ctx.mapping.rules(collection) else {
+    let Some(spec) = ctx.mapping.config.stream_spec(collection) else {
         return Ok(None);
+    };
+    let members: Vec<_> = spec
+        .collections
+        .iter()
+        .filter_map(|c| ctx.mapping.rules(c))
+        .collect();
+    let copy = crate::snapshot::StreamCopy {
+        stream: &spec.name,
+        collections: members,
+        whole_database: spec.group,
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
         .map_err(StreamError::PgConnect)?;
     // Only the stream's lease holder records the lost window and re-copies; when another
     // replica took the stream meanwhile, it handles the loss itself.
-    if !checkpoint::try_take_lease(&pg, &ctx.names.checkpoints, collection).await? {
+    if !checkpoint::try_take_lease(&pg, &ctx.names.checkpoints, &spec.name).await? {
         info!("another replica holds the stream; it handles the lost history");
         return Ok(None);
     }
@@ -168,11 +178,11 @@ async fn history_lost(
         names: &ctx.names,
     };
     let options = ctx.snapshot_options();
-    let mut cb = |_: &crate::snapshot::SnapshotProgress| {};
-    let outcome = crate::snapshot::handle_history_lost(
+    let mut cb = |_: &str, _: &crate::snapshot::SnapshotProgress| {};
+    let outcome = crate::snapshot::handle_stream_history_lost(
         snap,
         ctx.mapping.config.snapshot.mode,
-        rules,
+        &copy,
         &options,
         message,
         &mut cb,

@@ -29,6 +29,8 @@ pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
     let rules = mapping.rules(&args.collection).ok_or_else(|| {
         CommandError::Usage(format!("collection {} is not mapped", args.collection))
     })?;
+    let mut options = options;
+    options.stream = Some(mapping.config.stream_of(&args.collection));
     let mut sink = target.sink().await?;
     let names = target.names.clone();
     let database = target.config.source.database.clone();

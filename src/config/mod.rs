@@ -7,6 +7,7 @@
 
 mod collection;
 mod compile;
+mod groups;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use collection::{
     MixedConfig, ReferenceConfig, SqlType,
 };
 pub use compile::CompiledMapping;
+pub use groups::{GroupConfig, Members, StreamSpec};
 pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
 pub use verify::{parse_duration, VerifyConfig};
 
@@ -66,6 +68,10 @@ pub struct Config {
     /// Continuous verification inside `run`; off when the section is absent.
     #[serde(default)]
     pub verify: Option<VerifyConfig>,
+    /// Stream groups: `[streams.<name>] collections = [...]` or `"*"`; collections in no group
+    /// have one stream each.
+    #[serde(default)]
+    pub streams: BTreeMap<String, GroupConfig>,
     /// Mapped collections, keyed by MongoDB collection name (as Mongoose names them).
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionConfig>,
@@ -377,6 +383,7 @@ impl Config {
         for (name, coll) in &self.collections {
             coll.validate(name, &mut problems);
         }
+        self.validate_groups(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -18,7 +18,7 @@ use crate::config::{CompiledMapping, SnapshotMode};
 use crate::mapping::CollectionRules;
 use crate::sink::{checkpoint, ControlNames};
 
-pub use history_lost::{handle_history_lost, HistoryLostOutcome};
+pub use history_lost::{handle_history_lost, handle_stream_history_lost, HistoryLostOutcome};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{
     copy_stream, initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport,
@@ -72,7 +72,28 @@ pub async fn prepare_stream(
         .map(Some)
 }
 
-/// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`).
+/// Copies the collections of `copy.stream` (a stream group's members, parents first) when `mode`
+/// and the stream's stored state say so, from one position recorded before the first copy.
+/// Returns the reports of the collections copied (empty when the stream starts right away).
+pub async fn prepare_copy(
+    ctx: SnapshotContext<'_>,
+    mode: SnapshotMode,
+    copy: &StreamCopy<'_>,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let stored = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, copy.stream).await?;
+    if !needs_snapshot(mode, &stage(stored.as_ref())) {
+        return Ok(Vec::new());
+    }
+    copy_stream(ctx, copy, options, on_progress).await
+}
+
+/// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`); a
+/// stream group's members are copied together, from one position, when its first member's turn
+/// comes. Only the holder of a stream's lease copies it: another replica starting at the same
+/// time either copies it under the lease (this one waits, so referenced collections are still
+/// complete before the ones that refer to them) or already streams it.
 pub async fn snapshot_all(
     mongo: &mongodb::Client,
     pg: &mut tokio_postgres::Client,
@@ -87,41 +108,89 @@ pub async fn snapshot_all(
         ..SnapshotOptions::default()
     };
     let mut reports = Vec::new();
-    for collection in config.snapshot_order() {
+    let mut done: Vec<String> = Vec::new();
+    // Streams in the order of their first collection in the copy order (parents first).
+    for first in config.snapshot_order() {
+        let stream = config.stream_of(&first);
+        if done.contains(&stream) {
+            continue;
+        }
+        done.push(stream.clone());
         let failed = |source| CollectionSnapshotError {
-            collection: collection.clone(),
+            collection: first.clone(),
             source,
         };
-        let rules = mapping
-            .rules(&collection)
-            .ok_or_else(|| failed(SnapshotError::UnknownCollection(collection.clone())))?;
-        let ctx = SnapshotContext {
-            mongo,
-            database: &config.source.database,
-            pg: &mut *pg,
-            sink: &mut *sink,
-            names,
-        };
-        // Only the holder of the stream's lease copies it: another replica starting at the same
-        // time either copies it under the lease (this one waits, so referenced collections are
-        // still complete before the ones that refer to them) or already streams it.
-        if !wait_for_copy_lease(&*ctx.pg, names, &collection, config.snapshot.mode)
+        if !wait_for_copy_lease(&*pg, names, &stream, config.snapshot.mode)
             .await
             .map_err(|e| failed(e.into()))?
         {
-            tracing::info!(collection = %collection, "another replica holds the stream and its copy is done; not copying it here");
+            tracing::info!(stream = %stream, "another replica holds the stream and its copy is done; not copying it here");
             continue;
         }
-        let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
-        checkpoint::release_lease(&*pg, &names.checkpoints, &collection)
+        let copied = copy_one_stream(
+            mongo,
+            &mut *pg,
+            &mut *sink,
+            mapping,
+            names,
+            &options,
+            &first,
+            &stream,
+            on_progress,
+        )
+        .await;
+        checkpoint::release_lease(&*pg, &names.checkpoints, &stream)
             .await
             .map_err(|e| failed(e.into()))?;
-        if let Some(r) = copied.map_err(failed)? {
-            reports.push(r);
-        }
+        reports.extend(copied.map_err(failed)?);
     }
     Ok(reports)
+}
+
+/// The copy of one stream for `snapshot_all`: a single collection, or a group's members.
+#[allow(clippy::too_many_arguments)]
+async fn copy_one_stream(
+    mongo: &mongodb::Client,
+    pg: &mut tokio_postgres::Client,
+    sink: &mut crate::sink::Sink,
+    mapping: &CompiledMapping,
+    names: &ControlNames,
+    options: &SnapshotOptions,
+    first: &str,
+    stream: &str,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let config = &mapping.config;
+    let ctx = SnapshotContext {
+        mongo,
+        database: &config.source.database,
+        pg,
+        sink,
+        names,
+    };
+    let Some(spec) = config.stream_spec(stream).filter(|s| s.group) else {
+        let rules = mapping
+            .rules(first)
+            .ok_or_else(|| SnapshotError::UnknownCollection(first.to_string()))?;
+        let mut cb = |p: &SnapshotProgress| on_progress(first, p);
+        let copied = prepare_stream(ctx, config.snapshot.mode, rules, options, &mut cb).await?;
+        return Ok(copied.into_iter().collect());
+    };
+    let members = spec
+        .collections
+        .iter()
+        .map(|c| {
+            mapping
+                .rules(c)
+                .ok_or_else(|| SnapshotError::UnknownCollection(c.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let copy = StreamCopy {
+        stream: &spec.name,
+        collections: members,
+        whole_database: true,
+    };
+    prepare_copy(ctx, config.snapshot.mode, &copy, options, on_progress).await
 }
 
 /// How often a replica waiting for another one's copy looks again.

@@ -38,6 +38,9 @@ pub struct SnapshotOptions {
     /// Gaps a targeted re-sync repairs beyond the re-copied documents' own (e.g. the
     /// `window_lost` gap whose window the re-sync covers).
     pub resolve_gaps: Vec<i64>,
+    /// The stream whose checkpoint row serialises a re-sync (the collection's group); None: the
+    /// collection's own stream.
+    pub stream: Option<String>,
 }
 
 impl Default for SnapshotOptions {
@@ -47,6 +50,7 @@ impl Default for SnapshotOptions {
             filter: SnapshotFilter::default(),
             max_pages: None,
             resolve_gaps: Vec::new(),
+            stream: None,
         }
     }
 }
@@ -371,7 +375,10 @@ pub async fn resync(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
-    let stream = crate::gap_retry::stream_of_collection(collection);
+    let stream = options
+        .stream
+        .clone()
+        .unwrap_or_else(|| crate::gap_retry::stream_of_collection(collection));
     let mongo_err = |source| SnapshotError::Mongo {
         collection: collection.to_string(),
         source: Box::new(source),
