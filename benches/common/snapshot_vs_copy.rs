@@ -280,6 +280,10 @@ async fn run(
     };
     copy.snapshot("users", &mut pg, &mut sink).await?;
 
+    if std::env::var("M2P_BENCH_LOG_STATEMENTS").is_ok() {
+        pg.batch_execute("SET log_min_duration_statement = 0")
+            .await?;
+    }
     let rss_before_kb = status_kb("VmRSS:");
     // Resets VmHWM to the current RSS (Linux >= 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -288,7 +292,11 @@ async fn run(
     let snapshot_time = started.elapsed();
     let rss_peak_kb = status_kb("VmHWM:");
     if report.copied != n as u64 || report.failed != 0 {
-        return Err(format!("snapshot copied {} with {} gaps", report.copied, report.failed).into());
+        return Err(format!(
+            "snapshot copied {} with {} gaps",
+            report.copied, report.failed
+        )
+        .into());
     }
     let landed: i64 = pg
         .query_one("SELECT count(*) FROM payments", &[])
