@@ -114,10 +114,7 @@ impl RunContext {
 
     /// Copy options from the mapping's `[snapshot]` section.
     pub fn snapshot_options(&self) -> crate::snapshot::SnapshotOptions {
-        crate::snapshot::SnapshotOptions {
-            page_size: u32::try_from(self.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
-            ..Default::default()
-        }
+        crate::snapshot::SnapshotOptions::from_config(&self.mapping.config.snapshot)
     }
 }
 

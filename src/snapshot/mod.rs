@@ -103,10 +103,7 @@ pub async fn snapshot_all(
     on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
 ) -> Result<Vec<SnapshotReport>, CollectionSnapshotError> {
     let config = &mapping.config;
-    let options = SnapshotOptions {
-        page_size: u32::try_from(config.snapshot.page_size).unwrap_or(u32::MAX),
-        ..SnapshotOptions::default()
-    };
+    let options = SnapshotOptions::from_config(&config.snapshot);
     let mut reports = Vec::new();
     let mut done: Vec<String> = Vec::new();
     // Streams in the order of their first collection in the copy order (parents first).
