@@ -30,6 +30,9 @@ GRANT USAGE ON SCHEMA :"control_schema" TO :"role";
 -- Control tables ([target] defaults). mongo2pg never deletes checkpoints, gaps, id_map entries or
 -- audit rows.
 GRANT SELECT, INSERT ON public.id_map TO :"role";
+-- An entry allocated by a reference before its document existed is claimed by that document's
+-- type; no other id_map column is ever updated.
+GRANT UPDATE (legacy_type) ON public.id_map TO :"role";
 GRANT SELECT, INSERT, UPDATE ON public.pg_dualwrite_gaps TO :"role";
 GRANT USAGE ON SEQUENCE public.pg_dualwrite_gaps_id_seq TO :"role";
 GRANT SELECT, INSERT, UPDATE ON :"control_schema".checkpoints TO :"role";

@@ -2,8 +2,8 @@
 //! it will touch (mapped tables with their child and junction tables, the control tables) with
 //! the privileges its statements need, `USAGE` on their schemas, and `USAGE` on the sequences
 //! behind `serial` columns it inserts into. `requirements` says what each kind of process needs
-//! (`Access`); `missing` asks the catalogue (`has_table_privilege`, `has_schema_privilege`,
-//! `has_sequence_privilege`) and returns every gap at once, so one line can name them all. It
+//! (`Access`); `missing` asks the catalogue (`has_table_privilege`, `has_column_privilege` for
+//! the one column-level grant, `has_schema_privilege`, `has_sequence_privilege`) and returns every gap at once, so one line can name them all. It
 //! reads only the system catalogues and changes nothing.
 
 use std::collections::BTreeSet;
@@ -117,7 +117,8 @@ fn add_requirements(
             for table in mapped_tables {
                 add(table, &ALL);
             }
-            add(&names.id_map, &["SELECT", "INSERT"]);
+            // An entry allocated by a reference is claimed by its document's type later.
+            add(&names.id_map, &["SELECT", "INSERT", "UPDATE (legacy_type)"]);
             add(&names.gaps, &["SELECT", "INSERT", "UPDATE"]);
             add(&names.checkpoints, &["SELECT", "INSERT", "UPDATE"]);
             // Deletes leave tombstones; old ones are removed.
@@ -166,7 +167,10 @@ WITH wanted AS (
 SELECT r.schema_name, r.table_name, r.privilege, r.rel IS NOT NULL,
        n.nspname::text,
        COALESCE(has_schema_privilege(n.oid, 'USAGE'), false),
-       COALESCE(has_table_privilege(r.rel, r.privilege), false),
+       COALESCE(CASE WHEN r.privilege LIKE '% (%)'
+                     THEN has_column_privilege(r.rel, substring(r.privilege from '\((.*)\)'),
+                                               split_part(r.privilege, ' ', 1))
+                     ELSE has_table_privilege(r.rel, r.privilege) END, false),
        COALESCE((SELECT array_agg(sn.nspname || '.' || s.relname ORDER BY s.relname)
                  FROM pg_depend d
                  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
@@ -284,7 +288,11 @@ mod tests {
             }
         }
         assert!(has("public.id_map", "INSERT"));
-        assert!(!has("public.id_map", "UPDATE"));
+        assert!(
+            !has("public.id_map", "UPDATE"),
+            "only legacy_type is ever updated"
+        );
+        assert!(has("public.id_map", "UPDATE (legacy_type)"));
         assert!(has("mongo2pg.checkpoints", "UPDATE"));
         assert!(!has("mongo2pg.token_resets", "INSERT"), "run never audits");
         let verify = requirements(&[Access::Verify], &names, &["users".to_string()]);

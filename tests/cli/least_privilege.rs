@@ -97,7 +97,28 @@ async fn a_role_with_exactly_the_documented_grants_replicates_and_runs_every_com
     .await
     .expect("the restricted role starts the replicator");
     let users = source.coll(&mongo_db, "users");
-    let (u1, u2) = (ObjectId::new(), ObjectId::new());
+    let (u1, u2, u3) = (ObjectId::new(), ObjectId::new(), ObjectId::new());
+    // A ledger entry of a user written after it: the entry waits as a gap, u3's id_map entry
+    // exists before u3 does, and u3's insert claims it (an UPDATE of id_map.legacy_type).
+    source
+        .coll(&mongo_db, "fundsledgerentries")
+        .insert_one(doc! {"userId": u3, "type": "credit",
+        "amount": Decimal128::from_str("1.25").expect("decimal")})
+        .await
+        .expect("insert an early ledger entry");
+    wait_until("the early ledger entry waits as a gap", WAIT, || async {
+        owner_count(
+            &owner,
+            "SELECT count(*) FROM pg_dualwrite_gaps WHERE collection = 'fundsledgerentries' AND status = 'open'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    users
+        .insert_one(doc! {"_id": u3, "email": "c@example.com", "points": 3})
+        .await
+        .expect("insert the late user");
     users
         .insert_many([
             doc! {"_id": u1, "email": "a@example.com", "points": 1,
@@ -135,9 +156,9 @@ async fn a_role_with_exactly_the_documented_grants_replicates_and_runs_every_com
         .await
         .expect("insert bad addresses");
     wait_until("the restricted role applied every change", WAIT, || async {
-        owner_count(&owner, "SELECT count(*) FROM users").await == 1
+        owner_count(&owner, "SELECT count(*) FROM users").await == 2
             && owner_count(&owner, "SELECT count(*) FROM user_passkeys").await == 2
-            && owner_count(&owner, "SELECT count(*) FROM funds_ledger_entries").await == 1
+            && owner_count(&owner, "SELECT count(*) FROM funds_ledger_entries").await == 2
             && owner_count(
                 &owner,
                 "SELECT count(*) FROM pg_dualwrite_gaps WHERE collection = 'addresses'",
