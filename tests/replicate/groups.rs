@@ -130,3 +130,188 @@ async fn a_group_applies_parents_before_children_across_restarts_without_fk_gaps
     }
     assert!(names.contains(&"addresses".to_string()), "{names:?}");
 }
+
+/// `n` users with 0 points, replicated before the transactions start.
+async fn seed_users(client: &mongodb::Client, mdb: &str, n: usize) -> Vec<ObjectId> {
+    let users: Vec<ObjectId> = (0..n).map(|_| ObjectId::new()).collect();
+    client
+        .database(mdb)
+        .collection::<bson::Document>("users")
+        .insert_many(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| doc! {"_id": u, "email": format!("t{i}@example.com"), "points": 0}),
+        )
+        .await
+        .expect("insert users");
+    users
+}
+
+/// One MongoDB transaction: a payment of `user`, its ledger entry and the user's points.
+async fn pay_in_transaction(client: &mongodb::Client, mdb: &str, user: ObjectId, i: usize) {
+    let db = client.database(mdb);
+    let mut session = client.start_session().await.expect("session");
+    session
+        .start_transaction()
+        .await
+        .expect("start transaction");
+    let p = ObjectId::new();
+    db.collection::<bson::Document>("payments")
+        .insert_one(doc! {"_id": p, "buyerId": user, "sellerId": user,
+        "purchaseRequestId": format!("tmpl-{i}"), "sellerOfferId": format!("tmpl-offer-{i}"),
+        "amount": {"value": Decimal128::from_str("3.5").expect("decimal")}})
+        .session(&mut session)
+        .await
+        .expect("payment");
+    db.collection::<bson::Document>("fundsledgerentries")
+        .insert_one(
+            doc! {"_id": ObjectId::new(), "userId": user, "type": "debit", "paymentId": p,
+            "amount": Decimal128::from_str("3.5").expect("decimal")},
+        )
+        .session(&mut session)
+        .await
+        .expect("ledger entry");
+    db.collection::<bson::Document>("users")
+        .update_one(doc! {"_id": user}, doc! {"$inc": {"points": 1}})
+        .session(&mut session)
+        .await
+        .expect("points");
+    session.commit_transaction().await.expect("commit");
+}
+
+/// Rows that show part of a transaction: a payment without its ledger entry or its user's
+/// points, or points without the payment.
+const HALF_VISIBLE: &str = "SELECT (SELECT count(*) FROM payments p WHERE NOT EXISTS \
+     (SELECT 1 FROM funds_ledger_entries l WHERE l.payment_id = p.id) \
+     OR EXISTS (SELECT 1 FROM users u WHERE u.id = p.buyer_id AND u.points = 0)) \
+     + (SELECT count(*) FROM users u WHERE u.points > 0 AND NOT EXISTS \
+     (SELECT 1 FROM payments p WHERE p.buyer_id = u.id))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_of_payment_ledger_and_points_is_never_half_visible() {
+    init_tracing();
+    let source = Source::start().await;
+    let db = TestDb::create("group_txn").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = money_config(&mdb);
+    // Smaller than one transaction: a cut by size would split it.
+    config.stream.batch_max_events = 2;
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    let n = 60;
+    let users = seed_users(&source.client, &mdb, n).await;
+    wait_until("users replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users").await == n as i64
+    })
+    .await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let mut client = db.client().await;
+        tokio::spawn(async move {
+            let (mut polls, mut seen_payments) = (0_u64, 0_i64);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .start()
+                    .await
+                    .expect("reader transaction");
+                let half: i64 = tx.query_one(HALF_VISIBLE, &[]).await.expect("poll").get(0);
+                let payments: i64 = tx
+                    .query_one("SELECT count(*) FROM payments", &[])
+                    .await
+                    .expect("payments")
+                    .get(0);
+                tx.commit().await.expect("end reader transaction");
+                if half != 0 {
+                    let gaps: Vec<String> = client
+                        .query(
+                            "SELECT collection || ' ' || kind || ' ' || reason FROM public.pg_dualwrite_gaps",
+                            &[],
+                        )
+                        .await
+                        .expect("gaps")
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    panic!("part of a transaction was visible after {polls} polls; gaps: {gaps:?}");
+                }
+                polls += 1;
+                seen_payments = seen_payments.max(payments);
+            }
+            (polls, seen_payments)
+        })
+    };
+    for (i, user) in users.iter().enumerate() {
+        pay_in_transaction(&source.client, &mdb, *user, i).await;
+    }
+    wait_until("every transaction replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users WHERE points = 1").await == n as i64
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (polls, seen) = reader
+        .await
+        .expect("the reader never saw half a transaction");
+    assert!(polls > 0 && seen > 0, "the reader polled while rows landed");
+    replicator.shutdown().await;
+    assert_eq!(count(&pg, HALF_VISIBLE).await, 0);
+    assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_a_batch_lands_in_one_postgres_transaction() {
+    init_tracing();
+    let source = Source::start().await;
+    let db = TestDb::create("group_big_txn").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = money_config(&mdb);
+    config.stream.batch_max_events = 100;
+    config.stream.channel_capacity = 64;
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    let user = seed_users(&source.client, &mdb, 1).await[0];
+    wait_until("user replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users").await == 1
+    })
+    .await;
+    let size = 5_000;
+    let mut session = source.client.start_session().await.expect("session");
+    session
+        .start_transaction()
+        .await
+        .expect("start transaction");
+    source
+        .coll(&mdb, "fundsledgerentries")
+        .insert_many((0..size).map(|i| {
+            doc! {"_id": ObjectId::new(), "userId": user, "type": "credit", "idempotencyKey": format!("k{i}"),
+            "amount": Decimal128::from_str("1").expect("decimal")}
+        }))
+        .session(&mut session)
+        .await
+        .expect("insert ledger entries");
+    session.commit_transaction().await.expect("commit");
+    wait_until("the transaction replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == size
+    })
+    .await;
+    replicator.shutdown().await;
+    // Every row was written by the same Postgres transaction.
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(DISTINCT xmin::text) FROM funds_ledger_entries"
+        )
+        .await,
+        1
+    );
+}
