@@ -315,3 +315,84 @@ async fn a_transaction_larger_than_a_batch_lands_in_one_postgres_transaction() {
         1
     );
 }
+
+async fn retired(pg: &tokio_postgres::Client) -> Vec<String> {
+    pg.query(
+        "SELECT stream FROM mongo2pg.checkpoints WHERE retired_at IS NOT NULL ORDER BY stream",
+        &[],
+    )
+    .await
+    .expect("retired rows")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Runs `first`, writes, stops; writes while nothing runs; runs `second`: every write arrives.
+async fn move_members(test: &str, first: &Config, second: &Config, mdb: &str) -> TestDb {
+    let source = Source::start().await;
+    let db = TestDb::create(test).await;
+    db.apply_reference_schema().await;
+    migrate(&db, first).await;
+    let pg = db.client().await;
+    let replicator = start_replicator(&source, &db, first).await;
+    write_money(&source.client, mdb, 0, 20).await;
+    wait_until("first rows replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 20
+    })
+    .await;
+    replicator.shutdown().await;
+    // Written while no replicator runs: the new stream must start early enough to see them.
+    write_money(&source.client, mdb, 20, 40).await;
+    let replicator = start_replicator(&source, &db, second).await;
+    write_money(&source.client, mdb, 40, 50).await;
+    wait_until("every row replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 50
+            && count(&pg, "SELECT count(*) FROM users WHERE points = 49").await == 1
+    })
+    .await;
+    replicator.shutdown().await;
+    assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
+    let report = verify_reference(&source, mdb, &db, second).await;
+    assert!(report.clean, "{report:#?}");
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_moved_into_a_group_start_at_their_earliest_position() {
+    init_tracing();
+    let mdb = unique_name("mdb");
+    let mut single = reference_config(&mdb);
+    single.stream.batch_max_events = 3;
+    let db = move_members("group_move_in", &single, &money_config(&mdb), &mdb).await;
+    let pg = db.client().await;
+    assert_eq!(
+        retired(&pg).await,
+        ["fundsledgerentries", "payments", "users"]
+    );
+    let members: Vec<String> = pg
+        .query_one(
+            "SELECT members FROM mongo2pg.checkpoints WHERE stream = 'money'",
+            &[],
+        )
+        .await
+        .expect("group row")
+        .get(0);
+    assert_eq!(members, ["users", "payments", "fundsledgerentries"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_moved_out_of_a_group_start_at_the_group_position() {
+    init_tracing();
+    let mdb = unique_name("mdb");
+    let mut single = reference_config(&mdb);
+    single.stream.batch_max_events = 3;
+    let db = move_members("group_move_out", &money_config(&mdb), &single, &mdb).await;
+    let pg = db.client().await;
+    assert_eq!(retired(&pg).await, ["money"]);
+    assert_eq!(
+        stream_names(&pg).await.len(),
+        9,
+        "eight collection rows and the retired group row"
+    );
+}
