@@ -633,3 +633,22 @@ pub async fn record_members<C: GenericClient>(
         .map_err(|e| SinkError::pg("recording stream members", e))?;
     Ok(())
 }
+
+/// Per stream row: the collections it covers (None: not recorded yet) and whether it is retired.
+pub async fn load_members<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+) -> Result<BTreeMap<String, (Option<Vec<String>>, bool)>, SinkError> {
+    let sql = format!(
+        "SELECT stream, members, retired_at IS NOT NULL FROM {}",
+        table(checkpoints_table)?
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| SinkError::pg("reading stream members", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
+}

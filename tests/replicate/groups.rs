@@ -396,3 +396,84 @@ async fn collections_moved_out_of_a_group_start_at_the_group_position() {
         "eight collection rows and the retired group row"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reset_to_an_earlier_time_replays_the_whole_group_and_tokens_show_lists_it() {
+    use mongo2pg::ops::tokens::{self, ResetArgs};
+    init_tracing();
+    let source = Source::start().await;
+    let db = TestDb::create("group_reset").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let config = money_config(&mdb);
+    migrate(&db, &config).await;
+    let mut pg = db.client().await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    let early = tokens::mongo_cluster_time(&source.client)
+        .await
+        .expect("cluster time");
+    write_money(&source.client, &mdb, 0, 15).await;
+    wait_until("rows replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 15
+    })
+    .await;
+    // Rows lost behind the replicator's back come back when the group replays.
+    pg.batch_execute("UPDATE users SET points = -1")
+        .await
+        .expect("tamper points");
+    let names = mongo2pg::replicator::control_names(&config);
+    let mut request = ResetArgs {
+        collection: "money".into(),
+        to_time: Some(format!(
+            "Timestamp({}, {})",
+            early.seconds(),
+            early.increment()
+        )),
+        reason: Some("replay the money group".into()),
+        ..ResetArgs::default()
+    }
+    .into_request(Some("tester".into()))
+    .expect("valid reset");
+    request.group = Some(vec![
+        "users".into(),
+        "payments".into(),
+        "fundsledgerentries".into(),
+    ]);
+    let before = count(
+        &pg,
+        "SELECT epoch FROM mongo2pg.checkpoints WHERE stream = 'money'",
+    )
+    .await;
+    let outcome = tokens::reset(&mut pg, &source.client, &mdb, &names, &request)
+        .await
+        .expect("reset");
+    assert_eq!(outcome.stream, "money");
+    assert_eq!(outcome.epoch_to, before + 1);
+    wait_until("the group replayed", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users WHERE points = -1").await == 0
+    })
+    .await;
+    replicator.shutdown().await;
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM mongo2pg.token_resets WHERE stream = 'money'"
+        )
+        .await,
+        1
+    );
+    let views = tokens::show(&pg, &names, None, chrono::Utc::now())
+        .await
+        .expect("show");
+    let money = views
+        .iter()
+        .find(|v| v.stream == "money")
+        .expect("group row");
+    assert_eq!(
+        money.collections,
+        ["users", "payments", "fundsledgerentries"]
+    );
+    assert!(tokens::render_table(&views).contains("users,payments,fundsledgerentries"));
+}
