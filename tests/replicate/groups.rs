@@ -477,3 +477,138 @@ async fn a_group_reset_to_an_earlier_time_replays_the_whole_group_and_tokens_sho
     );
     assert!(tokens::render_table(&views).contains("users,payments,fundsledgerentries"));
 }
+
+/// Kills the child replicator when the test ends, whatever the outcome.
+struct ChildGuard(std::process::Child);
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One transaction of `size` ledger entries (keys `r<round>-<i>`) and the user's points.
+async fn big_transaction(
+    client: &mongodb::Client,
+    mdb: &str,
+    user: ObjectId,
+    round: u32,
+    size: u32,
+) {
+    let db = client.database(mdb);
+    let mut session = client.start_session().await.expect("session");
+    session
+        .start_transaction()
+        .await
+        .expect("start transaction");
+    db.collection::<bson::Document>("fundsledgerentries")
+        .insert_many((0..size).map(|i| {
+            doc! {"_id": ObjectId::new(), "userId": user, "type": "credit",
+            "idempotencyKey": format!("r{round}-{i}"), "amount": Decimal128::from_str("1").expect("decimal")}
+        }))
+        .session(&mut session)
+        .await
+        .expect("ledger entries");
+    db.collection::<bson::Document>("users")
+        .update_one(
+            doc! {"_id": user},
+            doc! {"$set": {"points": i64::from(round) + 1}},
+        )
+        .session(&mut session)
+        .await
+        .expect("points");
+    session.commit_transaction().await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_large_transactions_leaves_nothing_partial_and_loses_nothing() {
+    let source = Source::start().await;
+    let db = TestDb::create("group_sigkill").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mapping = mapping_file_with(
+        &mdb,
+        &[
+            ("mode = \"initial\"", "mode = \"never\""),
+            ("batch_max_events = 500", "batch_max_events = 50"),
+        ],
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(mapping.path())
+            .expect("mapping file");
+        f.write_all(
+            b"\n[streams.money]\ncollections = [\"users\", \"payments\", \"fundsledgerentries\"]\n",
+        )
+        .expect("append the group");
+    }
+    let config = money_config(&mdb);
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mongo2pg"))
+            .args(["run", "--metrics-addr", "127.0.0.1:0", "--mapping"])
+            .arg(mapping.path())
+            .env("MONGO_URL", &source.uri)
+            .env("PG_URL", db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn mongo2pg")
+    };
+    let mut child = ChildGuard(spawn());
+    wait_until("the child pinned its start positions", WAIT, || async {
+        count(
+            &pg,
+            "SELECT count(*) FROM mongo2pg.checkpoints WHERE stream = 'money' AND cluster_time IS NOT NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    let user = seed_users(&source.client, &mdb, 1).await[0];
+    let (rounds, size) = (5_u32, 1_500_u32);
+    let partial = |round: u32| {
+        format!("SELECT count(*) FROM funds_ledger_entries WHERE idempotency_key LIKE 'r{round}-%'")
+    };
+    for round in 0..rounds {
+        big_transaction(&source.client, &mdb, user, round, size).await;
+        // Killed while it reads or applies the transaction (or, on a fast round, just after).
+        child.0.kill().expect("SIGKILL the child");
+        let _ = child.0.wait();
+        for r in 0..=round {
+            let n = count(&pg, &partial(r)).await;
+            assert!(
+                n == 0 || n == i64::from(size),
+                "round {r}: {n} of {size} entries landed"
+            );
+        }
+        child = ChildGuard(spawn());
+    }
+    wait_until("every transaction landed", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == i64::from(rounds * size)
+            && count(
+                &pg,
+                &format!("SELECT count(*) FROM users WHERE points = {rounds}"),
+            )
+            .await
+                == 1
+    })
+    .await;
+    drop(child);
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(DISTINCT xmin::text) FROM funds_ledger_entries"
+        )
+        .await,
+        i64::from(rounds),
+        "one Postgres transaction per MongoDB transaction"
+    );
+    assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+}
