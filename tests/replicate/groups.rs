@@ -612,3 +612,41 @@ async fn sigkill_during_large_transactions_leaves_nothing_partial_and_loses_noth
     let report = verify_reference(&source, &mdb, &db, &config).await;
     assert!(report.clean, "{report:#?}");
 }
+
+const HELD: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replica_takes_the_group_over_when_the_holder_dies() {
+    init_tracing();
+    let source = Source::start().await;
+    let db = TestDb::create("group_lease").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let config = money_config(&mdb);
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let first = start_replicator(&source, &db, &config).await;
+    // The group and the five collections outside it: six streams, six leases.
+    wait_until("the first replica holds every stream", WAIT, || async {
+        count(&pg, HELD).await == 6
+    })
+    .await;
+    let second = start_replicator(&source, &db, &config).await;
+    write_money(&source.client, &mdb, 0, 20).await;
+    wait_until("rows replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 20
+    })
+    .await;
+    assert_eq!(count(&pg, HELD).await, 6, "the second replica stands by");
+    first.abort().await;
+    write_money(&source.client, &mdb, 20, 40).await;
+    wait_until("rows replicated after the takeover", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 40
+            && count(&pg, "SELECT count(*) FROM users WHERE points = 39").await == 1
+    })
+    .await;
+    second.shutdown().await;
+    assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+}
