@@ -650,3 +650,61 @@ async fn a_second_replica_takes_the_group_over_when_the_holder_dies() {
     let report = verify_reference(&source, &mdb, &db, &config).await;
     assert!(report.clean, "{report:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_history_is_lost_records_the_window_per_member_and_copies_again() {
+    init_tracing();
+    let source = Source::start().await;
+    let db = TestDb::create("group_history").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = money_config(&mdb);
+    config.snapshot.mode = mongo2pg::config::SnapshotMode::WhenNeeded;
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    write_money(&source.client, &mdb, 0, 10).await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    write_money(&source.client, &mdb, 10, 20).await;
+    wait_until("rows replicated", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 20
+    })
+    .await;
+    replicator.shutdown().await;
+    write_money(&source.client, &mdb, 20, 30).await;
+    source.sim().truncate_history();
+    let replicator = start_replicator(&source, &db, &config).await;
+    wait_until("the group copied again", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 30
+            && count(&pg, "SELECT count(*) FROM users WHERE points = 29").await == 1
+    })
+    .await;
+    replicator.shutdown().await;
+    let windows: Vec<String> = pg
+        .query(
+            "SELECT collection FROM public.pg_dualwrite_gaps WHERE kind = 'window_lost' ORDER BY collection",
+            &[],
+        )
+        .await
+        .expect("gaps")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Every stream lost its history: the group records one window per member, like the
+    // collections outside it.
+    assert_eq!(
+        windows,
+        [
+            "addresses",
+            "categories",
+            "fundsledgerentries",
+            "payments",
+            "purchaserequests",
+            "requesttemplates",
+            "selleroffers",
+            "users"
+        ]
+    );
+    assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
+    let report = verify_reference(&source, &mdb, &db, &config).await;
+    assert!(report.clean, "{report:#?}");
+}
