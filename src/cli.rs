@@ -204,10 +204,14 @@ pub struct ResetTargetArgs {
 pub struct TokensResetArgs {
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// The collection (stream) to move.
+    /// The stream to move: a collection, or a stream group. A collection that belongs to a group
+    /// names its group, which moves as a whole (after confirmation, or `--yes`).
     pub collection: String,
     #[command(flatten)]
     pub target: ResetTargetArgs,
+    /// Move the whole group of a collection without asking.
+    #[arg(long)]
+    pub yes: bool,
     /// With --to-now: do not record the skipped window as a window_lost gap.
     #[arg(long, requires = "to_now")]
     pub no_gap: bool,

@@ -217,6 +217,21 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         Err(e) => return Err(StartError::Mongo(e)),
     };
 
+    // Collections moved into or out of a stream group start at the earliest position of the
+    // rows that covered them before; rows no stream uses any more are retired.
+    let specs: Vec<(String, Vec<String>)> = settings
+        .config
+        .stream_specs()
+        .into_iter()
+        .map(|s| (s.name, s.collections))
+        .collect();
+    {
+        let (mut pg, _conn) = connect_pg(&pg_url).await.map_err(StartError::PgConnect)?;
+        for m in checkpoint::reconcile_members(&mut pg, &names.checkpoints, &specs).await? {
+            warn!(stream = %m.stream, start = %crate::ops::tokens::format_cluster_time(m.start), retired = ?m.retired, "stream members changed: the stream starts at the earliest position of the rows that covered its collections");
+        }
+    }
+
     if settings.config.snapshot.mode == crate::config::SnapshotMode::Never {
         if let StartAt::Time(t) = &started_at {
             pin_start_positions(&pg_url, &names, &mapping, *t).await?;

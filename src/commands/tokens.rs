@@ -54,15 +54,26 @@ pub async fn reset(args: TokensResetArgs) -> Result<ExitCode, CommandError> {
         reason: Some(args.reason),
         actor: Some(super::actor_or_user(args.actor)),
     };
-    let request = raw
+    let mut request = raw
         .into_request(std::env::var("USER").ok())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
     let (mut target, mongo) = open_both(&args.conn, Access::ResetTokens).await?;
-    if !target.config.collections.contains_key(&request.collection) {
+    let named = request.collection.clone();
+    let stream = if target.config.streams.contains_key(&named) {
+        named.clone()
+    } else if target.config.collections.contains_key(&named) {
+        target.config.stream_of(&named)
+    } else {
         return Err(CommandError::Usage(format!(
-            "collection {} is not mapped",
-            request.collection
+            "{named} is neither a mapped collection nor a stream group"
         )));
+    };
+    if let Some(spec) = target.config.stream_spec(&stream).filter(|s| s.group) {
+        if stream != named && !args.yes && !args.dry_run {
+            confirm_group_move(&named, &stream, &spec.collections)?;
+        }
+        request.collection = stream;
+        request.group = Some(spec.collections);
     }
     let database = target.config.source.database.clone();
     let outcome = tokens::reset(&mut target.pg, &mongo, &database, &target.names, &request).await?;
@@ -72,4 +83,34 @@ pub async fn reset(args: TokensResetArgs) -> Result<ExitCode, CommandError> {
         print!("{}", tokens::render_reset(&outcome));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A collection of a group moves its whole group: ask on a terminal, refuse otherwise.
+fn confirm_group_move(
+    collection: &str,
+    group: &str,
+    members: &[String],
+) -> Result<(), CommandError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let what = format!(
+        "{collection} belongs to stream group {group}; the reset moves the whole group ({})",
+        members.join(", ")
+    );
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::Usage(format!(
+            "{what}: pass --yes to confirm (or name the group)"
+        )));
+    }
+    eprint!("{what}. Continue? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CommandError::Usage(format!("cannot read the confirmation: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CommandError::Usage(format!("{what}: not confirmed")))
+    }
 }

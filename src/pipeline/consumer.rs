@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::reader::{ends_stream, Item, ItemOut};
 use super::{BatchLimits, StreamExit};
 use crate::error::StreamError;
-use crate::event::{ClusterTime, Operation, Position};
+use crate::event::{ClusterTime, Operation, Position, TxnId};
 use crate::metrics::Metrics;
 use crate::sink::BatchItem;
 
@@ -26,6 +26,20 @@ struct PendingBatch {
     committed: Option<(ClusterTime, String)>,
     /// When the last batch committed.
     last_commit: Option<Instant>,
+    /// The MongoDB transaction the last event belongs to, while more of it may follow.
+    open_txn: Option<OpenTxn>,
+}
+
+/// A MongoDB transaction being read: a batch is never cut inside it, and the checkpoint never
+/// lands inside it. It is complete when an event of another transaction (or none) arrives, or a
+/// heartbeat with a later cluster time.
+struct OpenTxn {
+    /// Where its first event sits in `items`.
+    start: usize,
+    id: TxnId,
+    at: ClusterTime,
+    /// The batch's end before its first event: where a flush of the events before it stops.
+    end_before: Option<Position>,
 }
 
 impl PendingBatch {
@@ -106,6 +120,19 @@ impl Consumer<'_> {
                     match item {
                         Item::Event(b) => {
                             let ends = ends_stream(&b.event.operation);
+                            let txn = b.event.txn.clone().map(|id| (id, b.event.cluster_time));
+                            let continues = matches!(
+                                (&pending.open_txn, &txn),
+                                (Some(open), Some((id, at))) if open.id == *id && open.at == *at
+                            );
+                            if pending.open_txn.is_some() && !continues {
+                                // The transaction read so far is complete.
+                                pending.open_txn = None;
+                                if pending.items.len() >= self.limits.max_events {
+                                    self.flush(&mut pending).await?;
+                                }
+                            }
+                            let end_before = pending.end.clone();
                             if let Some(token) = &b.event.resume_token {
                                 pending.advance_end(Position { token: token.clone(), cluster_time: b.event.cluster_time });
                             }
@@ -113,15 +140,37 @@ impl Consumer<'_> {
                             let collection = b.event.collection.clone();
                             pending.items.push(*b);
                             pending.started.get_or_insert_with(Instant::now);
+                            if let (None, Some((id, at))) = (&pending.open_txn, txn) {
+                                pending.open_txn = Some(OpenTxn {
+                                    start: pending.items.len() - 1,
+                                    id,
+                                    at,
+                                    end_before,
+                                });
+                            }
                             if ends {
+                                pending.open_txn = None;
                                 self.flush(&mut pending).await?;
                                 return Err(StreamError::Invalidated { collection, operation });
                             }
-                            if pending.items.len() >= self.limits.max_events {
+                            // Group commit: a batch grows only while more is waiting; it is cut
+                            // at `max_events` or when the channel is empty, never inside a
+                            // transaction.
+                            if pending.open_txn.is_none()
+                                && (pending.items.len() >= self.limits.max_events || rx.is_empty())
+                            {
                                 self.flush(&mut pending).await?;
                             }
                         }
                         Item::Heartbeat(p) => {
+                            // A heartbeat later than an open transaction completes it; one inside
+                            // it says nothing yet.
+                            if let Some(open) = &pending.open_txn {
+                                if p.cluster_time <= open.at {
+                                    continue;
+                                }
+                                pending.open_txn = None;
+                            }
                             // Everything read before this heartbeat is in `pending` already (one
                             // ordered channel), so the heartbeat may close the batch. An idle
                             // stream only writes it every `heartbeat_interval`.
@@ -143,14 +192,37 @@ impl Consumer<'_> {
         }
     }
 
+    /// Applies what is pending, except an open transaction's events: those stay pending, and
+    /// the checkpoint stops before them.
     async fn flush(&mut self, pending: &mut PendingBatch) -> Result<(), StreamError> {
-        if pending.is_empty() {
-            pending.end = None;
-            return Ok(());
-        }
-        let items = std::mem::take(&mut pending.items);
-        let end = pending.end.take();
-        pending.started = None;
+        let (items, end) = match pending.open_txn.as_mut() {
+            None => {
+                if pending.is_empty() {
+                    pending.end = None;
+                    return Ok(());
+                }
+                pending.started = None;
+                (std::mem::take(&mut pending.items), pending.end.take())
+            }
+            Some(open) => {
+                let rest = pending.items.split_off(open.start);
+                let done = std::mem::replace(&mut pending.items, rest);
+                open.start = 0;
+                let end = open.end_before.take();
+                let moves = match (&end, &pending.committed) {
+                    (Some(e), Some(c)) => position_key(e) > *c,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if done.is_empty() && !moves {
+                    // Nothing complete yet: the time limit waits for the next event.
+                    pending.started = None;
+                    return Ok(());
+                }
+                pending.started = Some(Instant::now());
+                (done, end)
+            }
+        };
         let n = items.len();
         let mut newest_event: BTreeMap<String, ClusterTime> = BTreeMap::new();
         for b in &items {

@@ -85,6 +85,7 @@ pub async fn run_stream_once(
             source: Box::new(e),
         })?;
     }
+    checkpoint::record_members(&client, &ctx.names.checkpoints, stream, &spec.collections).await?;
     let stored = sink.load_checkpoint(&client, collection).await?;
     let epoch = stored.as_ref().map(|c| c.epoch).unwrap_or(0);
     let start = start_position(stored.as_ref())?.unwrap_or_else(|| ctx.started_at.clone());

@@ -8,6 +8,8 @@
 //! copy, retry or stop: callers decide, this module stores. Cluster times are compared in SQL
 //! only in `advance` and `hand_over` (and written by `pin_start`, `rewrite`, `begin_snapshot`).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bson::{Bson, Document};
 use tokio_postgres::GenericClient;
 
@@ -506,4 +508,164 @@ mod tests {
         }
         assert_eq!(SnapshotState::parse("copying"), None);
     }
+}
+
+/// A stream whose members changed since its row was last used, and where it now starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipMove {
+    pub stream: String,
+    /// The earliest position among the rows that covered its collections before (token
+    /// cleared: the stream starts at this cluster time; replays are idempotent).
+    pub start: ClusterTime,
+    /// Rows no longer used, marked retired (kept).
+    pub retired: Vec<String>,
+}
+
+/// Detects membership changes of stream groups at start, in one transaction: every stream of
+/// `streams` (name, collections) whose stored members differ from the configured ones starts at
+/// the earliest position among the live rows that covered any of its collections before (its own
+/// row, old single-collection rows, an old group row); rows whose collections all moved to other
+/// streams are marked retired. Records the members of every stream.
+pub async fn reconcile_members(
+    client: &mut tokio_postgres::Client,
+    checkpoints_table: &str,
+    streams: &[(String, Vec<String>)],
+) -> Result<Vec<MembershipMove>, SinkError> {
+    let t = table(checkpoints_table)?;
+    let err = |what| move |e| SinkError::pg(what, e);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(err("starting the stream membership check"))?;
+    tx.batch_execute(&format!("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE"))
+        .await
+        .map_err(err("locking the checkpoints for the membership check"))?;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT stream, cluster_time, members FROM {t}
+                 WHERE retired_at IS NULL AND snapshot_state IS DISTINCT FROM 'running'"
+            ),
+            &[],
+        )
+        .await
+        .map_err(err("reading stream members"))?;
+    // stream -> (position, covered collections; a row without members covers its own name).
+    let stored: BTreeMap<String, (Option<ClusterTime>, BTreeSet<String>, bool)> = rows
+        .iter()
+        .map(|r| {
+            let stream: String = r.get(0);
+            let at = r.get::<_, Option<i64>>(1).map(ClusterTime::from_sql);
+            let members: Option<Vec<String>> = r.get(2);
+            let recorded = members.is_some();
+            let covered = members
+                .unwrap_or_else(|| vec![stream.clone()])
+                .into_iter()
+                .collect();
+            (stream, (at, covered, recorded))
+        })
+        .collect();
+    let mut moves = Vec::new();
+    let names: BTreeSet<&str> = streams.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, collections) in streams {
+        let wanted: BTreeSet<String> = collections.iter().cloned().collect();
+        let own = stored.get(name);
+        let unchanged = own.is_some_and(|(_, covered, _)| *covered == wanted);
+        if !unchanged {
+            let before: Vec<(&String, ClusterTime)> = stored
+                .iter()
+                .filter(|(s, (_, covered, _))| {
+                    *s == name || covered.iter().any(|c| wanted.contains(c))
+                })
+                .filter_map(|(s, (at, _, _))| Some((s, (*at)?)))
+                .collect();
+            if let Some(start) = before.iter().map(|(_, at)| *at).min() {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {t} AS c (stream, cluster_time, snapshot_state, members)
+                         VALUES ($1, $2, 'done', $3)
+                         ON CONFLICT (stream) DO UPDATE SET cluster_time = EXCLUDED.cluster_time,
+                             resume_token = NULL, members = EXCLUDED.members,
+                             epoch = c.epoch + 1, retired_at = NULL, updated_at = now()"
+                    ),
+                    &[name, &start.to_sql(), collections],
+                )
+                .await
+                .map_err(err("moving a stream to its new members' earliest position"))?;
+                // Rows of other streams whose collections are all covered elsewhere now.
+                let retired: Vec<String> = before
+                    .iter()
+                    .map(|(s, _)| (*s).clone())
+                    .filter(|s| s != name && !names.contains(s.as_str()))
+                    .collect();
+                moves.push(MembershipMove {
+                    stream: name.clone(),
+                    start,
+                    retired,
+                });
+                continue;
+            }
+        }
+        if own.is_some_and(|(_, covered, recorded)| !recorded || *covered != wanted) {
+            tx.execute(
+                &format!("UPDATE {t} SET members = $2 WHERE stream = $1"),
+                &[name, collections],
+            )
+            .await
+            .map_err(err("recording stream members"))?;
+        }
+    }
+    let retired: Vec<String> = moves.iter().flat_map(|m| m.retired.clone()).collect();
+    if !retired.is_empty() {
+        tx.execute(
+            &format!(
+                "UPDATE {t} SET retired_at = now() WHERE stream = ANY($1) AND retired_at IS NULL"
+            ),
+            &[&retired],
+        )
+        .await
+        .map_err(err("retiring rows no stream uses"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(err("committing the stream membership check"))?;
+    Ok(moves)
+}
+
+/// Records which collections the row of `stream` covers (set when the stream starts, read by
+/// [`reconcile_members`] at the next start). A stream without a row yet records nothing.
+pub async fn record_members<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    collections: &[String],
+) -> Result<(), SinkError> {
+    let sql = format!(
+        "UPDATE {} SET members = $2 WHERE stream = $1 AND members IS DISTINCT FROM $2",
+        table(checkpoints_table)?
+    );
+    client
+        .execute(&sql, &[&stream, &collections])
+        .await
+        .map_err(|e| SinkError::pg("recording stream members", e))?;
+    Ok(())
+}
+
+/// Per stream row: the collections it covers (None: not recorded yet) and whether it is retired.
+pub async fn load_members<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+) -> Result<BTreeMap<String, (Option<Vec<String>>, bool)>, SinkError> {
+    let sql = format!(
+        "SELECT stream, members, retired_at IS NOT NULL FROM {}",
+        table(checkpoints_table)?
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| SinkError::pg("reading stream members", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }

@@ -23,7 +23,7 @@ pub const HISTORY_TABLE: &str = "refinery_schema_history";
 /// Arbitrary constant for the advisory lock that serialises concurrent `migrate` runs.
 const MIGRATE_LOCK_KEY: i64 = 0x6d32_7067_6d69_6772;
 
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 7] = [
     (
         "V1__id_map.sql",
         include_str!("../../migrations/V1__id_map.sql"),
@@ -47,6 +47,10 @@ const SOURCES: [(&str, &str); 6] = [
     (
         "V6__verify.sql",
         include_str!("../../migrations/V6__verify.sql"),
+    ),
+    (
+        "V7__stream_members.sql",
+        include_str!("../../migrations/V7__stream_members.sql"),
     ),
 ];
 

@@ -28,6 +28,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
             "V4__token_resets".to_string(),
             "V5__tombstones_identity_time_encoding".to_string(),
             "V6__verify".to_string(),
+            "V7__stream_members".to_string(),
         ]
     );
     for table in [
@@ -50,7 +51,7 @@ async fn migrating_twice_creates_the_tables_once_and_then_does_nothing() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(history, 6);
+    assert_eq!(history, 7);
 }
 
 #[tokio::test]
@@ -215,7 +216,8 @@ async fn upgrading_keeps_every_stored_cluster_time_in_order_under_the_new_encodi
         applied,
         vec![
             "V5__tombstones_identity_time_encoding".to_string(),
-            "V6__verify".to_string()
+            "V6__verify".to_string(),
+            "V7__stream_members".to_string()
         ]
     );
     let tables = vec![("things".to_string(), "v".to_string())];

@@ -109,6 +109,10 @@ pub struct TokenView {
     pub snapshot_state: Option<String>,
     /// Last `_id` copied by an unfinished snapshot.
     pub snapshot_last_id: Option<String>,
+    /// The collections the row covers (a stream group's members, or the collection itself).
+    pub collections: Vec<String>,
+    /// True when no stream uses the row any more (its collections moved to another stream).
+    pub retired: bool,
 }
 
 /// MongoDB's current cluster time (the operation time of a `ping`).
@@ -137,9 +141,11 @@ pub async fn show(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<TokenView>, TokensError> {
     let rows = checkpoint::load_all(pg, &tables.checkpoints).await?;
+    let members = checkpoint::load_members(pg, &tables.checkpoints).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
+            let (collections, retired) = members.get(&c.stream).cloned().unwrap_or_default();
             let at = c.cluster_time.map(ClusterTime::to_datetime);
             TokenView {
                 position: PositionView::new(stored_token_json(&c), c.cluster_time),
@@ -154,6 +160,8 @@ pub async fn show(
                 updated_at: Some(c.updated_at),
                 snapshot_state: c.snapshot_state.map(|s| s.as_str().to_string()),
                 snapshot_last_id: c.snapshot_last_id.clone(),
+                collections: collections.unwrap_or_else(|| vec![c.stream.clone()]),
+                retired,
                 stream: c.stream,
             }
         })
@@ -193,12 +201,19 @@ pub async fn reset(
     // position of the stream (a token), and everything after it will be streamed.
     let now_position = match request.target {
         ResetTarget::Now => Some(
-            crate::source::snapshot::capture_start_position(mongo, database, &request.collection)
-                .await
-                .map_err(|source| TokensError::Mongo {
-                    context: "reading the current stream position",
-                    source: Box::new(source),
-                })?,
+            crate::source::snapshot::capture_position(
+                mongo,
+                database,
+                request
+                    .group
+                    .is_none()
+                    .then_some(request.collection.as_str()),
+            )
+            .await
+            .map_err(|source| TokensError::Mongo {
+                context: "reading the current stream position",
+                source: Box::new(source),
+            })?,
         ),
         _ => None,
     };
@@ -278,10 +293,14 @@ pub async fn reset(
             ClusterTime(start.cluster_time.unwrap_or(0)),
             ClusterTime(end.cluster_time.unwrap_or(0)),
         );
-        outcome.gap_id = Some(
-            gaps::record_window_gap(&tx, &tables.gaps, &request.collection, window, &reason)
-                .await?,
-        );
+        let members = request
+            .group
+            .clone()
+            .unwrap_or_else(|| vec![request.collection.clone()]);
+        for member in &members {
+            let id = gaps::record_window_gap(&tx, &tables.gaps, member, window, &reason).await?;
+            outcome.gap_id.get_or_insert(id);
+        }
     }
     let shown = |p: Option<&PositionView>| p.and_then(|p| p.token.as_ref()).map(|t| t.to_string());
     let audit = ResetAudit {
@@ -324,21 +343,23 @@ pub async fn reset(
 pub fn render_table(views: &[TokenView]) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
-        "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {}\n",
-        "stream", "cluster time", "age s", "lag s", "epoch", "snapshot", "holder"
+        "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {:<16} {}\n",
+        "stream", "cluster time", "age s", "lag s", "epoch", "snapshot", "holder", "collections"
     );
     for v in views {
         let opt = |n: Option<i64>| n.map_or("-".to_string(), |n| n.to_string());
         let _ = writeln!(
             out,
-            "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {}",
+            "{:<24} {:<28} {:>8} {:>8} {:>6} {:<10} {:<16} {}{}",
             v.stream,
             v.position.cluster_time_text.as_deref().unwrap_or("-"),
             opt(v.age_seconds),
             opt(v.lag_seconds),
             v.epoch,
             v.snapshot_state.as_deref().unwrap_or("-"),
-            v.holder.as_deref().unwrap_or("-")
+            v.holder.as_deref().unwrap_or("-"),
+            v.collections.join(","),
+            if v.retired { " (retired)" } else { "" }
         );
     }
     out

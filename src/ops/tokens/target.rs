@@ -54,7 +54,11 @@ impl ResetTarget {
 /// A checked reset request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResetRequest {
+    /// The stream moved: a collection's own stream, or a stream group.
     pub collection: String,
+    /// A stream group's collections (its position is database-wide; a skipped window becomes
+    /// one gap per member). None: the collection's own stream.
+    pub group: Option<Vec<String>>,
     pub target: ResetTarget,
     pub record_gap: bool,
     pub dry_run: bool,
@@ -149,6 +153,7 @@ impl ResetArgs {
             ResetTarget::Resnapshot
         };
         Ok(ResetRequest {
+            group: None,
             collection: self.collection,
             target,
             record_gap: !self.no_gap,
