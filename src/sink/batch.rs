@@ -76,6 +76,9 @@ pub struct Sink {
     defer: DeferRules,
     cache: IdCache,
     holder: String,
+    /// Whether the session may create temporary tables (checked once, on the first page read
+    /// from MongoDB): large pages are then staged with COPY.
+    staging: Option<bool>,
 }
 
 impl Sink {
@@ -88,6 +91,7 @@ impl Sink {
             defer: DeferRules::default(),
             cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
             holder: format!("pid:{}", std::process::id()),
+            staging: None,
         }
     }
 
@@ -320,10 +324,35 @@ impl Sink {
         if !work.is_empty() {
             pending.push_back(&work);
         }
+        let read_items = work
+            .iter()
+            .filter(|&&i| items[i].event.operation == Operation::Snapshot)
+            .count();
+        if self.staging.is_none() && read_items >= write::STAGE_MIN_ROWS {
+            let row = tx
+                .query_one(
+                    "SELECT has_database_privilege(current_database(), 'TEMPORARY')",
+                    &[],
+                )
+                .await
+                .map_err(|e| SinkError::pg("checking the TEMPORARY privilege", e))?;
+            let allowed: bool = row
+                .try_get(0)
+                .map_err(|e| SinkError::pg("checking the TEMPORARY privilege", e))?;
+            if !allowed {
+                tracing::info!(
+                    "the role may not create temporary tables: snapshot pages are written \
+                     without a COPY staging table (slower)"
+                );
+            }
+            self.staging = Some(allowed);
+            out.statements += 1;
+        }
         let targets = Targets {
             catalogue: &self.catalogue,
             tombstones: &self.tombstones,
             soft: &self.soft,
+            staging: self.staging == Some(true),
         };
         while let Some(range) = pending.pop_front() {
             let planned = plan(range.iter().flat_map(|&i| {
