@@ -147,11 +147,11 @@ value_column = "tag"
 }
 
 #[test]
-fn snapshot_page_bytes_defaults_to_16_mib_and_is_bounded() {
+fn snapshot_page_bytes_defaults_to_4_mib_and_is_bounded() {
     let base = "[source]\ndatabase = \"db\"\n[collections.users]\ntable = \"users\"\n\
                 columns = [{ column = \"email\", path = \"email\", type = \"text\" }]\n[snapshot]\n";
     let config = parse(base).expect("parses");
-    assert_eq!(config.snapshot.page_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.snapshot.page_bytes, 4 * 1024 * 1024);
     let config = parse(&format!("{base}page_bytes = 1048576\n")).expect("valid");
     assert_eq!(config.snapshot.page_bytes, 1024 * 1024);
     for bad in [0usize, 1024, 2 * 1024 * 1024 * 1024] {

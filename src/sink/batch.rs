@@ -26,6 +26,9 @@ use crate::sink::write::{self, SoftRule, Targets, WriteError};
 /// Rejected ranges of at most this many events are retried event by event instead of halved.
 const SPLIT_TO_SINGLES: usize = 4;
 
+/// Batches of at least this many events are freed on a blocking thread.
+const BACKGROUND_DROP_ITEMS: usize = 256;
+
 /// One event of a batch with what mapping made of it.
 #[derive(Debug, Clone)]
 pub struct BatchItem {
@@ -455,6 +458,13 @@ impl Sink {
         if !superseding.is_empty() {
             out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
             out.statements += 1;
+        }
+        // Freeing a large batch's documents takes a while: do it off this task, while the
+        // checkpoint and the commit travel.
+        if items.len() >= BACKGROUND_DROP_ITEMS {
+            tokio::task::spawn_blocking(move || drop(items));
+        } else {
+            drop(items);
         }
         match &finish {
             Finish::Nothing => {}
