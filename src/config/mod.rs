@@ -45,8 +45,8 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
 pub const DEFAULT_MAX_AWAIT_MS: u64 = 1000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 5000;
 pub const DEFAULT_SNAPSHOT_PAGE_SIZE: usize = 1000;
-/// Default byte budget of one snapshot page (raw BSON size of its documents): 16 MiB.
-pub const DEFAULT_SNAPSHOT_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Default byte budget of one snapshot page (raw BSON size of its documents): 4 MiB.
+pub const DEFAULT_SNAPSHOT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Bounds of `snapshot.page_bytes`: 64 KiB to 1 GiB.
 pub const MIN_SNAPSHOT_PAGE_BYTES: usize = 64 * 1024;
 pub const MAX_SNAPSHOT_PAGE_BYTES: usize = 1024 * 1024 * 1024;

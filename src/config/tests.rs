@@ -147,6 +147,24 @@ value_column = "tag"
 }
 
 #[test]
+fn snapshot_page_bytes_defaults_to_4_mib_and_is_bounded() {
+    let base = "[source]\ndatabase = \"db\"\n[collections.users]\ntable = \"users\"\n\
+                columns = [{ column = \"email\", path = \"email\", type = \"text\" }]\n[snapshot]\n";
+    let config = parse(base).expect("parses");
+    assert_eq!(config.snapshot.page_bytes, 4 * 1024 * 1024);
+    let config = parse(&format!("{base}page_bytes = 1048576\n")).expect("valid");
+    assert_eq!(config.snapshot.page_bytes, 1024 * 1024);
+    for bad in [0usize, 1024, 2 * 1024 * 1024 * 1024] {
+        assert_eq!(
+            problems(parse(&format!("{base}page_bytes = {bad}\n"))),
+            [format!(
+                "snapshot: page_bytes: must be between 65536 and 1073741824 bytes, got {bad}"
+            )]
+        );
+    }
+}
+
+#[test]
 fn fixture_compiles_with_types_labels_and_precision_captured() {
     let mapping = Config::from_toml_str(MAPPING, Path::new("fixture.toml"))
         .expect("valid")

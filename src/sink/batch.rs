@@ -26,6 +26,9 @@ use crate::sink::write::{self, SoftRule, Targets, WriteError};
 /// Rejected ranges of at most this many events are retried event by event instead of halved.
 const SPLIT_TO_SINGLES: usize = 4;
 
+/// Batches of at least this many events are freed on a blocking thread.
+const BACKGROUND_DROP_ITEMS: usize = 256;
+
 /// One event of a batch with what mapping made of it.
 #[derive(Debug, Clone)]
 pub struct BatchItem {
@@ -91,6 +94,9 @@ pub struct Sink {
     defer: DeferRules,
     cache: IdCache,
     holder: String,
+    /// Whether the session may create temporary tables (checked once, on the first page read
+    /// from MongoDB): large pages are then staged with COPY.
+    staging: Option<bool>,
 }
 
 impl Sink {
@@ -103,6 +109,7 @@ impl Sink {
             defer: DeferRules::default(),
             cache: IdCache::new(DEFAULT_CACHE_CAPACITY),
             holder: format!("pid:{}", std::process::id()),
+            staging: None,
         }
     }
 
@@ -336,10 +343,35 @@ impl Sink {
         if !work.is_empty() {
             pending.push_back(&work);
         }
+        let read_items = work
+            .iter()
+            .filter(|&&i| items[i].event.operation == Operation::Snapshot)
+            .count();
+        if self.staging.is_none() && read_items >= write::STAGE_MIN_ROWS {
+            let row = tx
+                .query_one(
+                    "SELECT has_database_privilege(current_database(), 'TEMPORARY')",
+                    &[],
+                )
+                .await
+                .map_err(|e| SinkError::pg("checking the TEMPORARY privilege", e))?;
+            let allowed: bool = row
+                .try_get(0)
+                .map_err(|e| SinkError::pg("checking the TEMPORARY privilege", e))?;
+            if !allowed {
+                tracing::info!(
+                    "the role may not create temporary tables: snapshot pages are written \
+                     without a COPY staging table (slower)"
+                );
+            }
+            self.staging = Some(allowed);
+            out.statements += 1;
+        }
         let targets = Targets {
             catalogue: &self.catalogue,
             tombstones: &self.tombstones,
             soft: &self.soft,
+            staging: self.staging == Some(true),
         };
         while let Some(range) = pending.pop_front() {
             let planned = plan(range.iter().flat_map(|&i| {
@@ -446,6 +478,13 @@ impl Sink {
         if !superseding.is_empty() {
             out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
             out.statements += 1;
+        }
+        // Freeing a large batch's documents takes a while: do it off this task, while the
+        // checkpoint and the commit travel.
+        if items.len() >= BACKGROUND_DROP_ITEMS {
+            tokio::task::spawn_blocking(move || drop(items));
+        } else {
+            drop(items);
         }
         match &finish {
             Finish::Nothing => {}

@@ -36,7 +36,13 @@ pub(crate) struct Targets<'a> {
     pub catalogue: &'a Catalogue,
     pub tombstones: &'a str,
     pub soft: &'a HashMap<String, SoftRule>,
+    /// True when the session may create temporary tables: large groups of rows read from
+    /// MongoDB (snapshot pages) are then staged with COPY (see `stage_rows`).
+    pub staging: bool,
 }
+
+/// Upsert groups of at least this many rows read from MongoDB go through a staging table.
+pub(crate) const STAGE_MIN_ROWS: usize = 64;
 
 /// Why writing a set of operations failed.
 #[derive(Debug)]
@@ -82,6 +88,7 @@ struct Ctx<'a> {
     tombstones: &'a str,
     soft: &'a HashMap<String, SoftRule>,
     ids: &'a HashMap<LegacyRef, uuid::Uuid>,
+    staging: bool,
 }
 
 /// Executes the plan in order; returns rows written per table. `statements` counts every
@@ -99,6 +106,7 @@ pub(crate) async fn execute(
         tombstones: targets.tombstones,
         soft: targets.soft,
         ids,
+        staging: targets.staging,
     };
     let mut stats = WriteStats::default();
     let result = execute_plans(&ctx, plans, &mut stats).await;
@@ -165,6 +173,48 @@ fn unnest(n: usize) -> String {
     let args: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
     let cols: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     format!("unnest({}) AS u({})", args.join(", "), cols.join(", "))
+}
+
+/// Copies the rows of `arrays` (one text array per column, all of the same length) into the
+/// session's temporary staging table of that many text columns (`c0, c1, ..`), created on first
+/// use and emptied at commit, with one binary COPY; returns the table's name. The statement that
+/// reads it empties it (`consume_staged`), so a later group of the same width starts empty.
+async fn stage_rows(
+    ctx: &Ctx<'_>,
+    stats: &mut WriteStats,
+    arrays: &[Vec<Option<String>>],
+) -> Result<String, WriteError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+
+    let width = arrays.len();
+    let name = format!("pg_temp.m2p_stage_{width}");
+    let columns: Vec<String> = (0..width).map(|i| format!("c{i} text")).collect();
+    ctx.tx
+        .batch_execute(&format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS m2p_stage_{width} ({}) ON COMMIT DELETE ROWS",
+            columns.join(", ")
+        ))
+        .await?;
+    let sink = ctx
+        .tx
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {name} FROM STDIN (FORMAT binary)"))
+        .await?;
+    let types = vec![Type::TEXT; width];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    let rows = arrays.first().map_or(0, Vec::len);
+    let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(width);
+    for r in 0..rows {
+        row.clear();
+        for column in arrays {
+            row.push(&column[r]);
+        }
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    stats.statements += 2;
+    Ok(name)
 }
 
 fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
@@ -440,15 +490,31 @@ async fn upsert_group(
         "u.c1",
         &format!("u.c{at_at}"),
     );
+    // Large groups of rows read from MongoDB are staged with one binary COPY and read back by the
+    // same statement (which empties the staging table); the rest travel as array parameters.
+    let staged = ctx.staging && ops.len() >= STAGE_MIN_ROWS && ops.iter().all(|p| p.read);
+    let (with, source) = if staged {
+        let stage = stage_rows(ctx, stats, &arrays).await?;
+        (
+            format!("WITH u AS (DELETE FROM {stage} RETURNING *) "),
+            "u".to_string(),
+        )
+    } else {
+        (String::new(), unnest(all_cols.len() + 2))
+    };
     let sql = format!(
-        "INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {u} WHERE NOT {deleted} \
+        "{with}INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {source} WHERE NOT {deleted} \
          ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
-        u = unnest(all_cols.len() + 2),
         id = ident(id_column),
     );
-    let rows = query(ctx, stats, &sql, &arrays).await?;
+    let rows = if staged {
+        stats.statements += 1;
+        ctx.tx.query(&sql, &[]).await?
+    } else {
+        query(ctx, stats, &sql, &arrays).await?
+    };
     let written = rows
         .iter()
         .map(|r| r.try_get::<_, uuid::Uuid>(0))

@@ -334,3 +334,20 @@ async fn a_full_resync_repairs_rows_removes_vanished_ones_and_closes_older_gaps(
     assert!(env.verify(&["users"], &[]).await.clean);
     assert_eq!(env.checkpoint("users").await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_end_at_the_byte_budget_whatever_the_page_size() {
+    let env = Env::start("snap_page_bytes").await;
+    env.coll("users")
+        .insert_many((0..10).map(user_doc))
+        .await
+        .expect("seed");
+    let one = bson::to_vec(&user_doc(0)).expect("bson").len();
+    // Three documents reach the budget: pages of 3, 3, 3 and 1 although 100 would fit.
+    let mut o = options(100);
+    o.page_bytes = 2 * one + 1;
+    let report = env.snapshot("users", &o).await;
+    assert!(report.complete && report.handed_over);
+    assert_eq!((report.copied, report.pages), (10, 4));
+    assert_eq!(env.count("select count(*) from users").await, 10);
+}

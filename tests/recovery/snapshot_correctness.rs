@@ -4,7 +4,7 @@
 //! delete never overwrites it (in either order of application), and a resumed copy closes no gap
 //! it never re-checked.
 
-use crate::support::shop::{oid, user_doc, Env};
+use crate::support::shop::{oid, order_doc, user_doc, Env};
 use bson::{doc, Bson, Document};
 use mongo2pg::event::{ChangeEvent, ClusterTime, Operation};
 use mongo2pg::mapping::map_event;
@@ -127,10 +127,14 @@ fn stream_event(op: Operation, id: Bson, full: Option<Document>, at: ClusterTime
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_read_before_an_update_or_delete_never_undoes_it_in_either_order() {
-    for page_first in [false, true] {
-        let env = Env::start(&format!("snap_race_{page_first}")).await;
+    // 3 documents: a page written with array parameters; 100: a page staged with COPY.
+    for (page_first, docs) in [(false, 3u32), (true, 3), (false, 100), (true, 100)] {
+        let env = Env::start(&format!("snap_race_{page_first}_{docs}")).await;
         let users = env.coll("users");
-        users.insert_many((0..3).map(user_doc)).await.expect("seed");
+        users
+            .insert_many((0..docs).map(user_doc))
+            .await
+            .expect("seed");
         let start = env.mongo_now().await;
         // The page is read now, before the writes below.
         let mut reader = SnapshotReader::open(
@@ -139,12 +143,13 @@ async fn a_page_read_before_an_update_or_delete_never_undoes_it_in_either_order(
             "users",
             &Default::default(),
             None,
-            10,
+            docs,
             start,
         )
         .await
         .expect("reader");
         let page = reader.next_page().await.expect("read").expect("a page");
+        assert_eq!(page.events.len(), docs as usize);
         let rules = env.rules("users").clone();
         let page_items: Vec<BatchItem> = page
             .events
@@ -203,13 +208,21 @@ async fn a_page_read_before_an_update_or_delete_never_undoes_it_in_either_order(
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        let mut expected: Vec<(String, String)> = (0..docs)
+            .filter(|n| *n != 2)
+            .map(|n| {
+                let email = if n == 1 {
+                    "new@x".to_string()
+                } else {
+                    format!("u{n}@example.com")
+                };
+                (oid(n).to_hex(), email)
+            })
+            .collect();
+        expected.sort();
         assert_eq!(
-            rows,
-            vec![
-                (oid(0).to_hex(), "u0@example.com".to_string()),
-                (oid(1).to_hex(), "new@x".to_string()),
-            ],
-            "page applied first: {page_first}"
+            rows, expected,
+            "page applied first: {page_first}, {docs} documents"
         );
     }
 }
@@ -232,5 +245,49 @@ async fn a_resumed_copy_leaves_open_the_gaps_recorded_before_it_stopped() {
         open_gaps(&env, "wrong_type").await,
         1,
         "the document is still wrong in MongoDB: its gap stays open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_postgres_rejects_in_a_staged_page_becomes_a_gap_and_the_rest_lands() {
+    let env = Env::start("snap_staged_bad_row").await;
+    env.coll("users")
+        .insert_many((0..10).map(user_doc))
+        .await
+        .expect("seed users");
+    // 150 orders in pages of 100 (staged with COPY); order 37's amount overflows numeric(38,18).
+    env.coll("orders")
+        .insert_many((0..150).map(|n| {
+            let amount = if n == 37 { "1E+25" } else { "12.5" };
+            order_doc(n, n % 10, amount, "USDT", "paid")
+        }))
+        .await
+        .expect("seed orders");
+    env.snapshot("users", &options(100)).await;
+    let report = env.snapshot("orders", &options(100)).await;
+    assert!(report.complete && report.handed_over);
+    assert_eq!((report.copied, report.pages, report.failed), (150, 2, 1));
+    assert_eq!(env.count("select count(*) from orders").await, 149);
+    assert_eq!(env.count("select count(*) from order_items").await, 298);
+    let gaps = env
+        .pg
+        .query(
+            "select document_key, kind, raw_event from pg_dualwrite_gaps where status = 'open'",
+            &[],
+        )
+        .await
+        .expect("gaps");
+    assert_eq!(gaps.len(), 1);
+    let key: String = gaps[0].get(0);
+    let kind: String = gaps[0].get(1);
+    let raw: String = gaps[0].get(2);
+    assert!(key.contains(&oid(1_000_037).to_hex()), "{key}");
+    assert_eq!(kind, "invalid_number");
+    assert!(raw.contains("1E+25") && raw.contains("sku-37"), "{raw}");
+    // Every other order landed with its exact amount and the copy's start version.
+    assert_eq!(
+        env.count("select count(*) from orders where amount = 12.5 and source_version is not null")
+            .await,
+        149
     );
 }
