@@ -175,6 +175,10 @@ async fn sections(
                 "   peak RSS while draining (VmHWM)",
                 format!("{:.1} MB", b.peak_rss_kib as f64 / 1024.0),
             )
+            .baseline(format!(
+                "started, idle: {:.1} MB",
+                b.idle_rss_kib as f64 / 1024.0
+            ))
             .target("< 100 MB"),
         );
         rows.push(
@@ -184,7 +188,6 @@ async fn sections(
             )
             .target("< 2 s"),
         );
-        let _ = b.events;
     }
     if wanted(only, "snapshot") {
         eprintln!("snapshot: {s} payments");
