@@ -407,9 +407,9 @@ pub async fn retry_gap(
     }
 }
 
-/// The stream whose checkpoint row serialises writes to `collection` (its own stream today).
-pub fn stream_of(_mapping: &CompiledMapping, collection: &str) -> String {
-    stream_of_collection(collection)
+/// The stream whose checkpoint row serialises writes to `collection`: its group, or its own.
+pub fn stream_of(mapping: &CompiledMapping, collection: &str) -> String {
+    mapping.config.stream_of(collection)
 }
 
 /// [`stream_of`] where no mapping is at hand.

@@ -270,6 +270,7 @@ pub async fn verify_loop(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<boo
                 catch_up: settings
                     .interval
                     .clamp(VERIFY_MIN_CATCH_UP, VERIFY_MAX_CATCH_UP),
+                stream: ctx.mapping.config.stream_of(collection),
             };
             let result = tokio::select! {
                 _ = shutdown.changed() => return,

@@ -114,10 +114,7 @@ impl RunContext {
 
     /// Copy options from the mapping's `[snapshot]` section.
     pub fn snapshot_options(&self) -> crate::snapshot::SnapshotOptions {
-        crate::snapshot::SnapshotOptions {
-            page_size: u32::try_from(self.mapping.config.snapshot.page_size).unwrap_or(u32::MAX),
-            ..Default::default()
-        }
+        crate::snapshot::SnapshotOptions::from_config(&self.mapping.config.snapshot)
     }
 }
 
@@ -249,9 +246,10 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         health: health.clone(),
         holder: settings.holder.clone(),
         restart: mapping
-            .collections
-            .keys()
-            .map(|c| (c.clone(), Arc::new(Notify::new())))
+            .config
+            .stream_specs()
+            .into_iter()
+            .map(|s| (s.name, Arc::new(Notify::new())))
             .collect(),
         mapping,
         started_at,
@@ -262,7 +260,9 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
             .chain(rules.children.iter().map(|c| c.table.as_str()))
             .collect();
         metrics.declare_collection(collection, &tables);
-        health.set_stream(collection, StreamState::Starting);
+    }
+    for spec in context.mapping.config.stream_specs() {
+        health.set_stream(&spec.name, StreamState::Starting);
     }
     let ctx = context.clone();
     let rx = shutdown_rx.clone();
@@ -286,7 +286,7 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
     let rx = shutdown_rx.clone();
     tasks.spawn(async move { housekeeping::verify_loop(ctx, rx).await });
     info!(
-        streams = context.mapping.collections.len(),
+        streams = context.mapping.config.stream_specs().len(),
         "replicator started"
     );
     Ok(Replicator {
@@ -305,9 +305,11 @@ async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
     if ctx.mapping.config.snapshot.mode != crate::config::SnapshotMode::Never {
         let mut backoff = restart_backoff();
         loop {
-            let Err((collection, err)) = snapshot_all(&ctx).await else {
+            let Err((failed, err)) = snapshot_all(&ctx).await else {
                 break;
             };
+            // The stream the failed copy belongs to (its group, or the collection itself).
+            let collection = ctx.mapping.config.stream_of(&failed);
             let decision = policy::decide(&collection, &err);
             if decision.action == Action::Stop {
                 let advice = decision.advice.unwrap_or_default();
@@ -334,13 +336,13 @@ async fn bootstrap(ctx: Arc<RunContext>, mut shutdown: watch::Receiver<bool>) {
         }
     }
     let mut streams = JoinSet::new();
-    for collection in ctx.mapping.collections.keys() {
+    for spec in ctx.mapping.config.stream_specs() {
         let c = ctx.clone();
-        let coll = collection.clone();
+        let name = spec.name.clone();
         let rx = shutdown.clone();
         streams.spawn(
-            async move { supervise_stream(c, coll, rx).await }
-                .instrument(tracing::info_span!("stream", collection = %collection)),
+            async move { supervise_stream(c, name, rx).await }
+                .instrument(tracing::info_span!("stream", collection = %spec.name)),
         );
     }
     while streams.join_next().await.is_some() {}
@@ -401,7 +403,8 @@ async fn pin_start_positions(
     at: crate::event::ClusterTime,
 ) -> Result<(), StartError> {
     let (pg, _conn) = connect_pg(pg_url).await.map_err(StartError::PgConnect)?;
-    let streams = mapping.collections.keys().map(String::as_str);
+    let specs = mapping.config.stream_specs();
+    let streams = specs.iter().map(|s| s.name.as_str());
     checkpoint::pin_start(&pg, &names.checkpoints, streams, at).await?;
     Ok(())
 }

@@ -17,6 +17,7 @@ use crate::pipeline::stream::run_stream_once;
 use crate::pipeline::StreamExit;
 use crate::policy::{self, Action};
 use crate::replicator::RunContext;
+use crate::sink::checkpoint;
 use crate::sink::connect::connect_pg;
 
 /// Minimum and maximum delay between restarts of a failing stream.
@@ -146,12 +147,28 @@ async fn history_lost(
     collection: &str,
     message: &str,
 ) -> Result<Option<String>, StreamError> {
-    let Some(rules) = ctx.mapping.rules(collection) else {
+    let Some(spec) = ctx.mapping.config.stream_spec(collection) else {
         return Ok(None);
+    };
+    let members: Vec<_> = spec
+        .collections
+        .iter()
+        .filter_map(|c| ctx.mapping.rules(c))
+        .collect();
+    let copy = crate::snapshot::StreamCopy {
+        stream: &spec.name,
+        collections: members,
+        whole_database: spec.group,
     };
     let (mut pg, _conn) = connect_pg(&ctx.pg_url)
         .await
         .map_err(StreamError::PgConnect)?;
+    // Only the stream's lease holder records the lost window and re-copies; when another
+    // replica took the stream meanwhile, it handles the loss itself.
+    if !checkpoint::try_take_lease(&pg, &ctx.names.checkpoints, &spec.name).await? {
+        info!("another replica holds the stream; it handles the lost history");
+        return Ok(None);
+    }
     let mut sink = ctx.new_sink();
     let snap = crate::snapshot::SnapshotContext {
         mongo: &ctx.mongo,
@@ -161,11 +178,11 @@ async fn history_lost(
         names: &ctx.names,
     };
     let options = ctx.snapshot_options();
-    let mut cb = |_: &crate::snapshot::SnapshotProgress| {};
-    let outcome = crate::snapshot::handle_history_lost(
+    let mut cb = |_: &str, _: &crate::snapshot::SnapshotProgress| {};
+    let outcome = crate::snapshot::handle_stream_history_lost(
         snap,
         ctx.mapping.config.snapshot.mode,
-        rules,
+        &copy,
         &options,
         message,
         &mut cb,

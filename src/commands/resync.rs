@@ -13,7 +13,7 @@ use crate::snapshot::{self, ProgressReporter, SnapshotContext};
 pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
     let (mut target, mongo) = open_both(&args.conn, Access::Replicate).await?;
     let default_page = u32::try_from(target.config.snapshot.page_size).unwrap_or(u32::MAX);
-    let options = SnapshotArgs {
+    let mut options = SnapshotArgs {
         collection: args.collection.clone(),
         from_id: args.from_id,
         to_id: args.to_id,
@@ -25,10 +25,13 @@ pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
     }
     .into_options(default_page, chrono::Utc::now())
     .map_err(|e| CommandError::Usage(e.to_string()))?;
+    options.page_bytes = target.config.snapshot.page_bytes;
     let mapping = target.compile().await?;
     let rules = mapping.rules(&args.collection).ok_or_else(|| {
         CommandError::Usage(format!("collection {} is not mapped", args.collection))
     })?;
+    let mut options = options;
+    options.stream = Some(mapping.config.stream_of(&args.collection));
     let mut sink = target.sink().await?;
     let names = target.names.clone();
     let database = target.config.source.database.clone();

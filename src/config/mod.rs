@@ -7,6 +7,7 @@
 
 mod collection;
 mod compile;
+mod groups;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use collection::{
     MixedConfig, ReferenceConfig, SqlType,
 };
 pub use compile::CompiledMapping;
+pub use groups::{GroupConfig, Members, StreamSpec};
 pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
 pub use verify::{parse_duration, VerifyConfig};
 
@@ -43,6 +45,11 @@ pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
 pub const DEFAULT_MAX_AWAIT_MS: u64 = 1000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 5000;
 pub const DEFAULT_SNAPSHOT_PAGE_SIZE: usize = 1000;
+/// Default byte budget of one snapshot page (raw BSON size of its documents): 16 MiB.
+pub const DEFAULT_SNAPSHOT_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Bounds of `snapshot.page_bytes`: 64 KiB to 1 GiB.
+pub const MIN_SNAPSHOT_PAGE_BYTES: usize = 64 * 1024;
+pub const MAX_SNAPSHOT_PAGE_BYTES: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_ID_COLUMN: &str = "id";
 pub const DEFAULT_LEGACY_COLUMN: &str = "legacy_object_id";
 /// Upper bound for batch and page sizes, to keep memory bounded whatever the configuration says.
@@ -66,6 +73,10 @@ pub struct Config {
     /// Continuous verification inside `run`; off when the section is absent.
     #[serde(default)]
     pub verify: Option<VerifyConfig>,
+    /// Stream groups: `[streams.<name>] collections = [...]` or `"*"`; collections in no group
+    /// have one stream each.
+    #[serde(default)]
+    pub streams: BTreeMap<String, GroupConfig>,
     /// Mapped collections, keyed by MongoDB collection name (as Mongoose names them).
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionConfig>,
@@ -201,6 +212,10 @@ pub struct SnapshotConfig {
     pub mode: SnapshotMode,
     /// Documents per snapshot page (one batch each).
     pub page_size: usize,
+    /// Byte budget of one page: a page ends at `page_size` documents or once its documents'
+    /// raw BSON reaches this many bytes, whichever comes first (memory stays bounded whatever
+    /// the page size).
+    pub page_bytes: usize,
     /// Explicit copy order (parents before children); collections not listed follow in
     /// reference-dependency order.
     pub order: Option<Vec<String>>,
@@ -211,6 +226,7 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             mode: SnapshotMode::default(),
             page_size: DEFAULT_SNAPSHOT_PAGE_SIZE,
+            page_bytes: DEFAULT_SNAPSHOT_PAGE_BYTES,
             order: None,
         }
     }
@@ -352,6 +368,16 @@ impl Config {
                 format!("must be between 1 and {MAX_BATCH_EVENTS}"),
             );
         }
+        let bytes = self.snapshot.page_bytes;
+        if !(MIN_SNAPSHOT_PAGE_BYTES..=MAX_SNAPSHOT_PAGE_BYTES).contains(&bytes) {
+            report(
+                "snapshot",
+                "page_bytes",
+                format!(
+                    "must be between {MIN_SNAPSHOT_PAGE_BYTES} and {MAX_SNAPSHOT_PAGE_BYTES} bytes, got {bytes}"
+                ),
+            );
+        }
         if let Some(order) = &self.snapshot.order {
             let mut seen = std::collections::BTreeSet::new();
             for name in order {
@@ -377,6 +403,7 @@ impl Config {
         for (name, coll) in &self.collections {
             coll.validate(name, &mut problems);
         }
+        self.validate_groups(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {

@@ -295,3 +295,97 @@ table = "users"
     let (name, info) = table("users", vec![]);
     assert_eq!((name.as_str(), info.columns.len()), ("users", 0));
 }
+
+fn with_groups(groups: &str) -> Result<Config, ConfigError> {
+    parse(&format!("{MARKETPLACE}\n{groups}"))
+}
+
+#[test]
+fn groups_make_one_stream_each_and_the_rest_keep_their_own() {
+    let config = with_groups(
+        "[streams.money]\ncollections = [\"payments\", \"users\", \"fundsledgerentries\"]\n",
+    )
+    .expect("valid group");
+    let specs = config.stream_specs();
+    assert_eq!(specs[0].name, "money");
+    assert!(specs[0].group);
+    // Copy order: referenced collections first.
+    assert_eq!(
+        specs[0].collections,
+        ["users", "payments", "fundsledgerentries"]
+    );
+    let singles: Vec<&str> = specs[1..].iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        singles,
+        [
+            "addresses",
+            "categories",
+            "purchaserequests",
+            "requesttemplates",
+            "selleroffers"
+        ]
+    );
+    assert!(specs[1..]
+        .iter()
+        .all(|s| !s.group && s.collections == [s.name.clone()]));
+    assert_eq!(config.stream_of("payments"), "money");
+    assert_eq!(config.stream_of("addresses"), "addresses");
+    // Without groups: one stream per collection, as before.
+    let plain = parse(MARKETPLACE).expect("valid");
+    assert_eq!(plain.stream_specs().len(), plain.collections.len());
+    assert_eq!(plain.stream_of("payments"), "payments");
+}
+
+#[test]
+fn star_takes_every_collection_no_other_group_names() {
+    let config = with_groups(
+        "[streams.all]\ncollections = \"*\"\n[streams.geo]\ncollections = [\"addresses\"]\n",
+    )
+    .expect("valid groups");
+    let specs = config.stream_specs();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[0].name, "all");
+    assert_eq!(specs[0].collections.len(), 7);
+    assert!(!specs[0].collections.contains(&"addresses".to_string()));
+    assert_eq!(specs[1].collections, ["addresses"]);
+    assert_eq!(config.stream_of("categories"), "all");
+}
+
+#[test]
+fn group_validation_names_the_group() {
+    let cases = [
+        (
+            "[streams.a]\ncollections = [\"users\"]\n[streams.b]\ncollections = [\"users\"]\n",
+            "streams.b: collections: \"users\" is already in group \"a\"",
+        ),
+        (
+            "[streams.a]\ncollections = [\"nope\"]\n",
+            "streams.a: collections: \"nope\" is not a mapped collection",
+        ),
+        (
+            "[streams.a]\ncollections = []\n",
+            "streams.a: collections: a group needs at least one collection",
+        ),
+        (
+            "[streams.users]\ncollections = [\"payments\"]\n",
+            "streams.users: collections: the group is named like collection \"users\"",
+        ),
+        (
+            "[streams.a]\ncollections = \"*\"\n[streams.b]\ncollections = \"*\"\n",
+            "streams.b: collections: \"*\" is already used by group \"a\"",
+        ),
+        (
+            "[streams.a]\ncollections = \"all\"\n",
+            "streams.a: collections: must be a list of collections or \"*\"",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let found = problems(with_groups(toml));
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{toml}: expected {expected:?} in {found:?}"
+        );
+    }
+    // A group may carry the name of one of its own members.
+    with_groups("[streams.users]\ncollections = [\"users\", \"payments\"]\n").expect("valid");
+}

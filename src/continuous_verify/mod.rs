@@ -49,6 +49,8 @@ pub struct RoundContext<'a> {
     pub settings: &'a VerifyConfig,
     /// How long a comparison waits for the stream to pass the time of its MongoDB reads.
     pub catch_up: Duration,
+    /// The stream that applies the verified collection (its group, or the collection itself).
+    pub stream: String,
 }
 
 /// Why a round could not finish (a mismatch is a result, not an error).
@@ -187,7 +189,7 @@ async fn compare_sample(
         behind: false,
     };
     let read_at = mongo_cluster_time(ctx.mongo).await.map_err(mongo_err)?;
-    if !wait_for_stream(ctx, &rules.collection, read_at).await? {
+    if !wait_for_stream(ctx, &ctx.stream.clone(), read_at).await? {
         outcome.behind = true;
         return Ok(outcome);
     }
@@ -207,7 +209,7 @@ async fn compare_sample(
         let ids: Vec<Bson> = differs.iter().map(|d| d.id.clone()).collect();
         let again = documents_by_id(&coll, &ids).await.map_err(mongo_err)?;
         let read_at = mongo_cluster_time(ctx.mongo).await.map_err(mongo_err)?;
-        if !wait_for_stream(ctx, &rules.collection, read_at).await? {
+        if !wait_for_stream(ctx, &ctx.stream.clone(), read_at).await? {
             outcome.behind = true;
             return Ok(outcome);
         }

@@ -223,7 +223,7 @@ async fn read_postgres(
         .await
         .map_err(pg_err)?;
     let checkpoint =
-        crate::sink::checkpoint::load(&tx, &ctx.names.checkpoints, &rules.collection).await?;
+        crate::sink::checkpoint::load(&tx, &ctx.names.checkpoints, &ctx.stream).await?;
     let row = match &soft {
         Some(marker) => tx.query_one(&sql, &[&excluded, marker]).await,
         None => tx.query_one(&sql, &[&excluded]).await,

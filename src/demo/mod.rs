@@ -219,6 +219,10 @@ async fn run_with(
         "{}",
         status::render_line(args.duration, work.writes, &final_status, &work.last_write)
     );
+    println!(
+        "demo: {} MongoDB transactions written (payment completed + ledger entry + buyer points)",
+        work.transactions
+    );
 
     let all_gaps = gaps::list(&target.pg, &names.gaps, &GapFilter::default()).await?;
     println!(

@@ -2,7 +2,8 @@
 //! passkeys and refresh tokens, a category tree, addresses, purchase requests with delivery info
 //! and preferred sellers, seller offers, request templates, payments with both kinds of mixed ids
 //! and Decimal128 amounts, ledger entries, and a few deliberately bad documents) and a sequence of
-//! live writes (inserts, updates, deletes, payments completing). Every id, value and time derives
+//! live writes (inserts, updates, deletes, and payments completing as MongoDB transactions: the
+//! payment, its ledger entry and the buyer's points together). Every id, value and time derives
 //! from a counter, so two runs write the same documents.
 //!
 //! Live writes only reference documents of the seed (already copied before streaming starts), so
@@ -307,6 +308,8 @@ pub struct Workload {
     pub last_write: BTreeMap<String, ClusterTime>,
     /// Writes done so far (seed documents included).
     pub writes: u64,
+    /// MongoDB transactions committed (payment + ledger entry + points).
+    pub transactions: u64,
 }
 
 impl Workload {
@@ -319,6 +322,7 @@ impl Workload {
             live_payments: Vec::new(),
             last_write: BTreeMap::new(),
             writes: 0,
+            transactions: 0,
         })
     }
 
@@ -381,6 +385,65 @@ impl Workload {
         Ok(())
     }
 
+    /// A payment completes the way the money core writes it: the payment's status, the buyer's
+    /// ledger entry and the buyer's points in ONE MongoDB transaction.
+    async fn complete_payment(
+        &mut self,
+        payment: u32,
+        n: u32,
+        now: DateTime,
+    ) -> mongodb::error::Result<()> {
+        self.session.start_transaction().await?;
+        match self.completion_writes(payment, n, now).await {
+            Ok(()) => self.session.commit_transaction().await?,
+            Err(e) => {
+                // The transaction's own error is the one to report; aborting is best effort.
+                let _ = self.session.abort_transaction().await;
+                return Err(e);
+            }
+        }
+        for collection in ["payments", "fundsledgerentries", "users"] {
+            self.record(collection, 1);
+        }
+        self.transactions += 1;
+        Ok(())
+    }
+
+    async fn completion_writes(
+        &mut self,
+        payment: u32,
+        n: u32,
+        now: DateTime,
+    ) -> mongodb::error::Result<()> {
+        let buyer = buyer_of(payment);
+        let set = doc! { "status": "completed", "escrowState": "released", "completedAt": now, "updatedAt": now };
+        self.db
+            .collection::<Document>("payments")
+            .update_one(doc! {"_id": oid(T_PAYMENT, payment)}, doc! {"$set": set})
+            .session(&mut self.session)
+            .await?;
+        let mut entry = ledger_doc(n);
+        entry.remove("purchaseRequestId");
+        entry.insert("paymentId", oid(T_PAYMENT, payment));
+        entry.insert("userId", buyer);
+        entry.insert("type", "debit");
+        entry.insert("description", format!("payment {payment} completed"));
+        self.db
+            .collection::<Document>("fundsledgerentries")
+            .insert_one(entry)
+            .session(&mut self.session)
+            .await?;
+        self.db
+            .collection::<Document>("users")
+            .update_one(
+                doc! {"_id": buyer},
+                doc! {"$inc": {"points": 10_i64}, "$set": {"updatedAt": now}},
+            )
+            .session(&mut self.session)
+            .await?;
+        Ok(())
+    }
+
     /// One live write; the sequence cycles through every kind of change.
     pub async fn step(&mut self) -> mongodb::error::Result<()> {
         let k = self.step;
@@ -409,8 +472,7 @@ impl Workload {
             3 => match self.live_payments.first().copied() {
                 Some(p) => {
                     self.live_payments.remove(0);
-                    let set = doc! { "status": "completed", "escrowState": "released", "completedAt": now, "updatedAt": now };
-                    self.update("payments", oid(T_PAYMENT, p), set).await
+                    self.complete_payment(p, n, now).await
                 }
                 None => Ok(()),
             },

@@ -83,6 +83,7 @@ impl SnapshotArgs {
         }
         Ok(SnapshotOptions {
             page_size,
+            page_bytes: crate::config::DEFAULT_SNAPSHOT_PAGE_BYTES,
             filter: SnapshotFilter {
                 id_from: self.from_id.as_deref().map(parse_id),
                 id_to: self.to_id.as_deref().map(parse_id),
@@ -90,6 +91,7 @@ impl SnapshotArgs {
             },
             max_pages: None,
             resolve_gaps: self.resolve_gaps,
+            stream: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! transaction) and reports it to the metrics. It stops on shutdown, an operator reset, a reader
 //! failure or the end of the stream, flushing what it holds first (except after a reset).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,11 @@ impl Consumer<'_> {
         let end = pending.end.take();
         pending.started = None;
         let n = items.len();
-        let newest_event = items.iter().map(|b| b.event.cluster_time).max();
+        let mut newest_event: BTreeMap<String, ClusterTime> = BTreeMap::new();
+        for b in &items {
+            let t = newest_event.entry(b.event.collection.clone()).or_default();
+            *t = (*t).max(b.event.cluster_time);
+        }
         let started = Instant::now();
         let outcome = self
             .sink
@@ -174,7 +179,7 @@ impl Consumer<'_> {
             self.stream,
             &outcome,
             end.as_ref(),
-            newest_event,
+            &newest_event,
             n,
             started.elapsed(),
         );
@@ -188,23 +193,23 @@ fn record_batch(
     stream: &str,
     outcome: &crate::sink::BatchOutcome,
     end: Option<&Position>,
-    newest_event: Option<ClusterTime>,
+    newest_event: &BTreeMap<String, ClusterTime>,
     events: usize,
     took: Duration,
 ) {
     metrics.batch_committed(stream, events, took);
-    for (op, n) in &outcome.applied {
-        metrics.events_applied(stream, &Operation::parse(op), *n);
+    for ((collection, op), n) in &outcome.applied_by_collection {
+        metrics.events_applied(collection, &Operation::parse(op), *n);
     }
-    for (op, n) in &outcome.gapped {
-        metrics.events_gapped(stream, &Operation::parse(op), *n);
+    for ((collection, op), n) in &outcome.gapped_by_collection {
+        metrics.events_gapped(collection, &Operation::parse(op), *n);
     }
     for (table, n) in &outcome.rows_written {
         metrics.rows_written(table, *n);
     }
     metrics.id_map_lookups(stream, outcome.id_cache_hits, outcome.id_cache_misses);
-    if let Some(t) = newest_event {
-        metrics.set_last_applied(stream, t);
+    for (collection, t) in newest_event {
+        metrics.set_last_applied(collection, *t);
     }
     if let Some(p) = end {
         if outcome.checkpoint_moved {

@@ -50,14 +50,38 @@ pub(super) fn ends_stream(op: &Operation) -> bool {
     )
 }
 
+/// Map an event of a stream by its collection's rules; an event of a collection the stream does
+/// not map is skipped, unless it ends the stream.
+pub fn map_in_stream(
+    rules: &std::collections::BTreeMap<String, crate::mapping::CollectionRules>,
+    event: &ChangeEvent,
+) -> Result<Mapped, MappingError> {
+    match rules.get(&event.collection) {
+        Some(r) => map_for_stream(r, event),
+        None if ends_stream(&event.operation) => Err(MappingError {
+            kind: GapKind::StreamInvalidated,
+            reason: format!(
+                "{} event on the database: the stream stops; re-sync its collections after checking the source",
+                event.operation.as_str(),
+            ),
+        }),
+        None => Ok(Mapped::Skip),
+    }
+}
+
 /// What the reader of one stream reads and where its output goes.
 pub struct ReaderSpec<'a> {
     pub mongo: &'a mongodb::Client,
     pub database: &'a str,
-    pub collection: &'a str,
+    /// The stream's name: its collection, or its group.
+    pub stream: &'a str,
+    /// A group's members: the reader opens one database-level stream over them. None: the
+    /// stream reads the collection named `stream`.
+    pub group: Option<&'a [String]>,
     pub start: &'a StartAt,
     pub options: &'a StreamOptions,
-    pub rules: Arc<crate::mapping::CollectionRules>,
+    /// The rules of the stream's collections, by collection.
+    pub rules: Arc<std::collections::BTreeMap<String, crate::mapping::CollectionRules>>,
     /// Capacity of the bounded channel to the consumer (backpressure).
     pub capacity: usize,
     pub metrics: Arc<Metrics>,
@@ -70,31 +94,36 @@ pub async fn spawn_reader(
     let ReaderSpec {
         mongo,
         database,
-        collection,
+        stream,
+        group,
         start,
         options,
         rules,
         capacity,
         metrics,
     } = spec;
-    let mut source = match ChangeSource::open(mongo, database, collection, start, options).await {
+    let opened = match group {
+        Some(members) => ChangeSource::open_group(mongo, database, members, start, options).await,
+        None => ChangeSource::open(mongo, database, stream, start, options).await,
+    };
+    let mut source = match opened {
         Ok(s) => s,
         Err(e) if is_history_lost(&e) => {
             return Err(StreamError::HistoryLost {
-                collection: collection.to_string(),
+                collection: stream.to_string(),
                 message: e.to_string(),
             })
         }
         Err(e) => return Err(e.into()),
     };
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let coll = collection.to_string();
+    let coll = stream.to_string();
     let handle = tokio::spawn(async move {
         loop {
             let item = match source.next().await {
                 Ok(SourceItem::Event(ev)) => {
-                    metrics.events_read(&coll, &ev.operation, 1);
-                    let mapped = map_for_stream(&rules, &ev);
+                    metrics.events_read(&ev.collection, &ev.operation, 1);
+                    let mapped = map_in_stream(&rules, &ev);
                     Item::Event(Box::new(BatchItem { event: *ev, mapped }))
                 }
                 Ok(SourceItem::Heartbeat(p)) => Item::Heartbeat(p),
@@ -114,7 +143,12 @@ pub async fn spawn_reader(
                                 .unwrap_or("unknown")
                                 .to_string(),
                         ),
-                        collection: coll.clone(),
+                        collection: raw
+                            .get_document("ns")
+                            .ok()
+                            .and_then(|ns| ns.get_str("coll").ok())
+                            .unwrap_or(&coll)
+                            .to_string(),
                         document_key,
                         full_document: None,
                         full_document_before_change: None,

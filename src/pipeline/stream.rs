@@ -3,6 +3,7 @@
 //! shutdown, an operator reset or an error. It returns how it ended; deciding what happens next
 //! is the supervisor's.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,22 +18,37 @@ use crate::sink::connect::{connect_pg, AbortOnDrop};
 use crate::sink::{checkpoint, Checkpoint, SinkError};
 use crate::source::{StartAt, StreamOptions};
 
-/// One life of a stream: connect, load the checkpoint, open the change stream, apply batches.
+/// One life of a stream (a collection, or a stream group): connect, load the checkpoint, open
+/// the change stream, apply batches.
 pub async fn run_stream_once(
     ctx: &RunContext,
-    collection: &str,
+    stream: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<StreamExit, StreamError> {
-    let Some(rules) = ctx.mapping.rules(collection) else {
+    let Some(spec) = ctx.mapping.config.stream_spec(stream) else {
         return Ok(StreamExit::Shutdown);
     };
-    let rules = Arc::new(rules.clone());
+    let members: Vec<&crate::mapping::CollectionRules> = spec
+        .collections
+        .iter()
+        .filter_map(|c| ctx.mapping.rules(c))
+        .collect();
+    if members.is_empty() {
+        return Ok(StreamExit::Shutdown);
+    }
+    let rules: Arc<BTreeMap<String, crate::mapping::CollectionRules>> = Arc::new(
+        members
+            .iter()
+            .map(|r| (r.collection.clone(), (*r).clone()))
+            .collect(),
+    );
+    let collection = stream;
     let (mut client, _conn) = connect_pg(&ctx.pg_url)
         .await
         .map_err(StreamError::PgConnect)?;
     // The stream's lease: a session advisory lock on this connection. Only its holder runs the
     // stream; other replicas wait in standby and take over when the holder's connection ends.
-    if !checkpoint::try_take_lease(&client, &ctx.names.checkpoints, collection).await? {
+    if !checkpoint::try_take_lease(&client, &ctx.names.checkpoints, stream).await? {
         return Ok(StreamExit::Standby);
     }
     let mut sink = ctx.new_sink();
@@ -47,21 +63,25 @@ pub async fn run_stream_once(
             names: &ctx.names,
         };
         let metrics = ctx.metrics.clone();
-        let coll = collection.to_string();
-        let mut cb = |p: &crate::snapshot::SnapshotProgress| {
-            metrics.snapshot_copied(&coll, p.page_documents);
-            metrics.set_snapshot_remaining(&coll, p.remaining.saturating_sub(p.copied));
+        let mut cb = |coll: &str, p: &crate::snapshot::SnapshotProgress| {
+            metrics.snapshot_copied(coll, p.page_documents);
+            metrics.set_snapshot_remaining(coll, p.remaining.saturating_sub(p.copied));
         };
-        crate::snapshot::prepare_stream(
+        let copy = crate::snapshot::StreamCopy {
+            stream,
+            collections: members.clone(),
+            whole_database: spec.group,
+        };
+        crate::snapshot::prepare_copy(
             snap,
             ctx.mapping.config.snapshot.mode,
-            &rules,
+            &copy,
             &options,
             &mut cb,
         )
         .await
         .map_err(|e| StreamError::Snapshot {
-            collection: collection.to_string(),
+            collection: stream.to_string(),
             source: Box::new(e),
         })?;
     }
@@ -86,7 +106,8 @@ pub async fn run_stream_once(
     let (rx, reader) = spawn_reader(ReaderSpec {
         mongo: &ctx.mongo,
         database: &ctx.mapping.config.source.database,
-        collection,
+        stream,
+        group: spec.group.then_some(spec.collections.as_slice()),
         start: &start,
         options: &options,
         rules,

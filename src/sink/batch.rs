@@ -42,6 +42,10 @@ pub struct BatchOutcome {
     pub gapped: BTreeMap<String, u64>,
     /// Events with nothing to do, by operation.
     pub skipped: BTreeMap<String, u64>,
+    /// Events applied, by (collection, operation): a stream group's per-collection metrics.
+    pub applied_by_collection: BTreeMap<(String, String), u64>,
+    /// Events recorded as gaps, by (collection, operation).
+    pub gapped_by_collection: BTreeMap<(String, String), u64>,
     /// Rows inserted, updated or deleted, by table (child tables included).
     pub rows_written: BTreeMap<String, u64>,
     pub gaps_by_kind: BTreeMap<GapKind, u64>,
@@ -60,6 +64,17 @@ pub struct BatchOutcome {
     /// True when the stored checkpoint moved to `end`.
     pub checkpoint_moved: bool,
     pub duration: Duration,
+}
+
+impl BatchOutcome {
+    fn count_gapped(&mut self, event: &ChangeEvent) {
+        let op = event.operation.as_str().to_string();
+        *self
+            .gapped_by_collection
+            .entry((event.collection.clone(), op.clone()))
+            .or_default() += 1;
+        *self.gapped.entry(op).or_default() += 1;
+    }
 }
 
 /// The Postgres writer of one or more streams: catalogue, control-table names, what it must know
@@ -241,6 +256,9 @@ impl Sink {
             match &item.mapped {
                 Err(e) => {
                     gaps.push(GapRecord::for_event(&item.event, e.kind, e.reason.clone()));
+                    *out.gapped_by_collection
+                        .entry((item.event.collection.clone(), op.clone()))
+                        .or_default() += 1;
                     *out.gapped.entry(op).or_default() += 1;
                 }
                 Ok(Mapped::Ops(ops)) if !ops.is_empty() => work.push(i),
@@ -305,9 +323,7 @@ impl Sink {
                         owner.describe(&key.legacy_id),
                     ),
                 ));
-                *out.gapped
-                    .entry(event.operation.as_str().to_string())
-                    .or_default() += 1;
+                out.count_gapped(event);
                 false
             });
         }
@@ -372,9 +388,7 @@ impl Sink {
                         }
                     }
                     gaps.push(GapRecord::for_event(event, kind, reason));
-                    *out.gapped
-                        .entry(event.operation.as_str().to_string())
-                        .or_default() += 1;
+                    out.count_gapped(event);
                 }
                 Err(_) => {
                     out.per_event_fallback = true;
@@ -397,6 +411,12 @@ impl Sink {
             let event = &items[i].event;
             *out.applied
                 .entry(event.operation.as_str().to_string())
+                .or_default() += 1;
+            *out.applied_by_collection
+                .entry((
+                    event.collection.clone(),
+                    event.operation.as_str().to_string(),
+                ))
                 .or_default() += 1;
             // Only a state that determines the row closes older gaps of the document: an upsert
             // (written, or refused because a newer row or a tombstone is there) or a hard delete.

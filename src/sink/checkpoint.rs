@@ -478,6 +478,23 @@ pub async fn try_take_lease<C: GenericClient>(
         .get(0))
 }
 
+/// Gives back a lease taken with `try_take_lease` on this session (a copy taken under the lease
+/// before the stream itself runs).
+pub async fn release_lease<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+) -> Result<(), SinkError> {
+    client
+        .query_one(
+            "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))",
+            &[&checkpoints_table, &stream],
+        )
+        .await
+        .map_err(|e| SinkError::pg("giving back the stream lease", e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Legacy id -> UUID resolution through `id_map`: a bounded in-memory cache holding only entries
-//! from committed transactions, then ONE batched lookup, then ONE batched allocation of UUIDv7s
-//! (`INSERT .. ON CONFLICT DO NOTHING`, then a re-select of the rows another allocator won).
-//! Allocation is sorted so concurrent allocators lock keys in the same order. The reverse lookup
+//! from committed transactions, then ONE batched allocation of client-generated UUIDv7s for every
+//! cache miss (`INSERT .. ON CONFLICT DO NOTHING RETURNING`), then ONE lookup of the keys that
+//! were already there (or that a concurrent allocator won): a batch of new documents costs one
+//! round trip. Allocation is sorted so concurrent allocators lock keys in the same order. The reverse lookup
 //! (UUID back to legacy id, for verify) is one SQL expression, `legacy_id_sql`.
 //!
 //! Identity: the string `_id` "6b09..." and `ObjectId("6b09...")` are two MongoDB documents with
@@ -208,21 +209,40 @@ pub async fn resolve(
         }
     }
     if !missing.is_empty() {
-        let found = select(tx, id_map, &missing).await?;
-        out.statements += 1;
-        for (r, id, owner) in found {
-            if !checked_only.contains(&r) {
-                out.ids.insert(r.clone(), id);
-            }
-            out.fresh.push((r.clone(), id, owner));
-            known.insert(r, owner);
-        }
+        // One round trip when every missing entry is new (a copy, new documents): allocate
+        // first (`ON CONFLICT DO NOTHING RETURNING`), then look up only what was already there
+        // (or allocated concurrently) and the keys that are only checked.
         let to_allocate: Vec<LegacyRef> = missing
-            .into_iter()
-            .filter(|r| !known.contains_key(r) && !checked_only.contains(r))
+            .iter()
+            .filter(|r| !checked_only.contains(*r))
+            .cloned()
             .collect();
         if !to_allocate.is_empty() {
             allocate(tx, id_map, &to_allocate, &wanted, &mut out, &mut known).await?;
+        }
+        let lookup: Vec<LegacyRef> = missing
+            .into_iter()
+            .filter(|r| !known.contains_key(r))
+            .collect();
+        if !lookup.is_empty() {
+            let found = select(tx, id_map, &lookup).await?;
+            out.statements += 1;
+            for (r, id, owner) in found {
+                if !checked_only.contains(&r) {
+                    out.ids.insert(r.clone(), id);
+                }
+                out.fresh.push((r.clone(), id, owner));
+                known.insert(r, owner);
+            }
+            if let Some(r) = lookup
+                .iter()
+                .find(|r| !checked_only.contains(*r) && !out.ids.contains_key(*r))
+            {
+                return Err(SinkError::IdMapIncomplete {
+                    collection: r.collection.clone(),
+                    legacy_id: r.legacy_id.clone(),
+                });
+            }
         }
     }
     // Keys found without an owner are claimed for the first document that writes them.
@@ -254,6 +274,8 @@ pub async fn resolve(
     Ok(out)
 }
 
+/// Inserts new entries for `to_allocate` (client-generated UUIDv7, `ON CONFLICT DO NOTHING`);
+/// the entries that were already there are not returned: the caller looks them up.
 async fn allocate(
     tx: &Transaction<'_>,
     id_map: &str,
@@ -286,27 +308,6 @@ async fn allocate(
         out.ids.insert(r.clone(), id);
         out.fresh.push((r.clone(), id, owner));
         known.insert(r, owner);
-    }
-    let lost_race: Vec<LegacyRef> = to_allocate
-        .iter()
-        .filter(|r| !out.ids.contains_key(*r))
-        .cloned()
-        .collect();
-    if lost_race.is_empty() {
-        return Ok(());
-    }
-    let found = select(tx, id_map, &lost_race).await?;
-    out.statements += 1;
-    for (r, id, owner) in found {
-        out.ids.insert(r.clone(), id);
-        out.fresh.push((r.clone(), id, owner));
-        known.insert(r, owner);
-    }
-    if let Some(r) = lost_race.iter().find(|r| !out.ids.contains_key(*r)) {
-        return Err(SinkError::IdMapIncomplete {
-            collection: r.collection.clone(),
-            legacy_id: r.legacy_id.clone(),
-        });
     }
     Ok(())
 }

@@ -63,6 +63,24 @@ fn table_and_key(op: &RowOp) -> (&str, &str, &str) {
     }
 }
 
+/// The documents an operation's row (or its child rows) refers to.
+fn refs_of(op: &RowOp) -> impl Iterator<Item = &crate::mapping::LegacyRef> {
+    let (columns, children): (&[crate::mapping::ColumnValue], &[crate::mapping::ChildRows]) =
+        match op {
+            RowOp::Upsert {
+                columns, children, ..
+            } => (columns, children),
+            _ => (&[], &[]),
+        };
+    columns
+        .iter()
+        .chain(children.iter().flat_map(|c| c.rows.iter().flatten()))
+        .filter_map(|c| match &c.value {
+            crate::mapping::SqlValue::Ref(r) => Some(r),
+            _ => None,
+        })
+}
+
 fn shape(op: &RowOp) -> Shape<'_> {
     match op {
         RowOp::Delete {
@@ -156,20 +174,34 @@ pub fn plan<'a>(ops: impl IntoIterator<Item = Planned<'a>>) -> Vec<TablePlan<'a>
     // (round, op) slots; `last` maps a row to the slot holding its latest operation.
     let mut slots: Vec<Option<(usize, Planned<'a>)>> = Vec::new();
     let mut last: HashMap<(&'a str, &'a str, &'a str), usize> = HashMap::new();
+    // Document (collection, legacy id) -> the latest round writing its row: an operation
+    // referring to a document written earlier in the batch runs in a later round, so a parent
+    // is always in Postgres before its children (stream order across tables).
+    let mut written: HashMap<(&'a str, &'a str), usize> = HashMap::new();
     for planned in ops {
         let op = planned.op;
         let key = table_and_key(op);
+        let need = refs_of(op)
+            .filter(|r| (r.collection.as_str(), r.legacy_id.as_str()) != (key.1, key.2))
+            .filter_map(|r| written.get(&(r.collection.as_str(), r.legacy_id.as_str())))
+            .map(|round| round + 1)
+            .max()
+            .unwrap_or(0);
         let round = match last.get(&key) {
             Some(&i) => match slots[i] {
-                Some((round, prev)) if supersedes(prev.op, op) => {
+                Some((round, prev)) if need <= round && supersedes(prev.op, op) => {
                     slots[i] = None;
                     round
                 }
-                Some((round, _)) => round + 1,
-                None => 0,
+                Some((round, _)) => (round + 1).max(need),
+                None => need,
             },
-            None => 0,
+            None => need,
         };
+        if matches!(op, RowOp::Upsert { .. }) {
+            let w = written.entry((key.1, key.2)).or_default();
+            *w = (*w).max(round);
+        }
         last.insert(key, slots.len());
         slots.push(Some((round, planned)));
     }
@@ -356,5 +388,46 @@ mod tests {
         }
         assert_eq!(plan(planned(&[newer.clone(), older.clone()])).len(), 2);
         assert_eq!(plan(planned(&[older, newer])).len(), 1);
+    }
+
+    #[test]
+    fn a_row_referring_to_a_row_written_earlier_in_the_batch_runs_after_it() {
+        // payments p1 (refers to existing u0), user u1, payment p2 referring to u1: the payments
+        // table appears first, but p2 must wait for u1's insert.
+        let payment = |id: &str, user: &str| {
+            let mut op = upsert("payments", id, "1");
+            if let RowOp::Upsert { columns, key, .. } = &mut op {
+                key.collection = "payments".into();
+                columns.push(ColumnValue {
+                    column: "user_id".into(),
+                    value: SqlValue::Ref(LegacyRef {
+                        collection: "users".into(),
+                        legacy_id: user.into(),
+                    }),
+                });
+            }
+            op
+        };
+        let mut user = upsert("users", "u1", "0");
+        if let RowOp::Upsert { key, .. } = &mut user {
+            key.collection = "users".into();
+        }
+        let ops = [payment("p1", "u0"), user, payment("p2", "u1")];
+        let plans = plan(planned(&ops));
+        let order: Vec<(&str, Vec<&RowOp>)> = plans
+            .iter()
+            .map(|p| (p.table, p.upserts.iter().flatten().map(|x| x.op).collect()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                ("payments", vec![&ops[0]]),
+                ("users", vec![&ops[1]]),
+                ("payments", vec![&ops[2]]),
+            ]
+        );
+        // Without a reference inside the batch, one round as before.
+        let ops = [payment("p1", "u0"), payment("p2", "u9")];
+        assert_eq!(plan(planned(&ops)).len(), 1);
     }
 }

@@ -4,7 +4,7 @@
 //! skips silently.
 
 use super::progress::SnapshotProgress;
-use super::run::{initial_snapshot, SnapshotContext, SnapshotOptions, SnapshotReport};
+use super::run::{copy_stream, SnapshotContext, SnapshotOptions, SnapshotReport, StreamCopy};
 use super::SnapshotError;
 use crate::config::SnapshotMode;
 use crate::event::Position;
@@ -41,30 +41,63 @@ pub async fn handle_history_lost(
     error_message: &str,
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<HistoryLostOutcome, SnapshotError> {
-    let collection = rules.collection.clone();
-    let last = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &collection)
+    let copy = StreamCopy {
+        stream: &rules.collection,
+        collections: vec![rules],
+        whole_database: false,
+    };
+    let mut cb = |_: &str, p: &SnapshotProgress| on_progress(p);
+    handle_stream_history_lost(ctx, mode, &copy, options, error_message, &mut cb).await
+}
+
+/// [`handle_history_lost`] for any stream, a stream group included: one `window_lost` gap per
+/// member collection, and the re-copy covers every member (parents first) from one position.
+pub async fn handle_stream_history_lost(
+    ctx: SnapshotContext<'_>,
+    mode: SnapshotMode,
+    copy: &StreamCopy<'_>,
+    options: &SnapshotOptions,
+    error_message: &str,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<HistoryLostOutcome, SnapshotError> {
+    let stream = copy.stream.to_string();
+    let Some(first) = copy.collections.first() else {
+        return Err(SnapshotError::UnknownCollection(stream));
+    };
+    let last = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, &stream)
         .await?
         .and_then(|c| c.cluster_time)
         .unwrap_or_default();
-    let now: Position =
-        crate::source::snapshot::capture_start_position(ctx.mongo, ctx.database, &collection)
-            .await
-            .map_err(|source| SnapshotError::Mongo {
-                collection: collection.clone(),
-                source: Box::new(source),
-            })?;
+    let scope = (!copy.whole_database).then_some(first.collection.as_str());
+    let now: Position = crate::source::snapshot::capture_position(ctx.mongo, ctx.database, scope)
+        .await
+        .map_err(|source| SnapshotError::Mongo {
+            collection: first.collection.clone(),
+            source: Box::new(source),
+        })?;
     let end = now.cluster_time.max(last);
     let reason = format!(
         "change stream history lost between {} and {}: {error_message}",
         crate::ops::tokens::format_cluster_time(last),
         crate::ops::tokens::format_cluster_time(end)
     );
-    let gap_id =
-        gaps::record_window_gap(&*ctx.pg, &ctx.names.gaps, &collection, (last, end), &reason)
-            .await?;
-    tracing::error!(collection = %collection, gap_id, window_start = last.0, window_end = end.0, "change stream history lost");
+    let mut gap_ids = Vec::new();
+    for rules in &copy.collections {
+        gap_ids.push(
+            gaps::record_window_gap(
+                &*ctx.pg,
+                &ctx.names.gaps,
+                &rules.collection,
+                (last, end),
+                &reason,
+            )
+            .await?,
+        );
+    }
+    let gap_id = gap_ids.first().copied().unwrap_or_default();
+    tracing::error!(stream = %stream, gap_id, window_start = last.0, window_end = end.0, "change stream history lost");
     let mut outcome = HistoryLostOutcome {
-        collection: collection.clone(),
+        collection: stream.clone(),
         gap_id,
         window_start: last.packed(),
         window_end: end.packed(),
@@ -72,27 +105,27 @@ pub async fn handle_history_lost(
         operator_command: None,
         alternative_command: None,
     };
-    match history_lost_action(mode, &collection) {
+    match history_lost_action(mode, &stream) {
         HistoryLostAction::Resync => {
             let mut options = options.clone();
-            options.resolve_gaps.push(gap_id);
+            options.resolve_gaps.extend(gap_ids);
             // A fresh copy (not a resume of an older one) with a new start position.
             checkpoint::begin_snapshot(
                 &*ctx.pg,
                 &ctx.names.checkpoints,
-                &collection,
-                &collection,
+                &stream,
+                &first.collection,
                 &now,
             )
             .await?;
-            let report = initial_snapshot(ctx, rules, &options, on_progress).await?;
-            outcome.resynced = Some(report);
+            let mut reports = copy_stream(ctx, copy, &options, on_progress).await?;
+            outcome.resynced = reports.pop();
         }
         HistoryLostAction::Stop {
             command,
             alternative,
         } => {
-            tracing::error!(collection = %collection, command = %command, "stream stopped: run the command to re-sync");
+            tracing::error!(stream = %stream, command = %command, "stream stopped: run the command to re-sync");
             outcome.operator_command = Some(command);
             outcome.alternative_command = Some(alternative);
         }

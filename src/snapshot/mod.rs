@@ -18,7 +18,7 @@ use crate::config::{CompiledMapping, SnapshotMode};
 use crate::mapping::CollectionRules;
 use crate::sink::{checkpoint, ControlNames};
 
-pub use history_lost::{handle_history_lost, HistoryLostOutcome};
+pub use history_lost::{handle_history_lost, handle_stream_history_lost, HistoryLostOutcome};
 pub use progress::{ProgressReporter, SnapshotProgress};
 pub use run::{
     copy_stream, initial_snapshot, resync, SnapshotContext, SnapshotOptions, SnapshotReport,
@@ -72,7 +72,28 @@ pub async fn prepare_stream(
         .map(Some)
 }
 
-/// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`).
+/// Copies the collections of `copy.stream` (a stream group's members, parents first) when `mode`
+/// and the stream's stored state say so, from one position recorded before the first copy.
+/// Returns the reports of the collections copied (empty when the stream starts right away).
+pub async fn prepare_copy(
+    ctx: SnapshotContext<'_>,
+    mode: SnapshotMode,
+    copy: &StreamCopy<'_>,
+    options: &SnapshotOptions,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let stored = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, copy.stream).await?;
+    if !needs_snapshot(mode, &stage(stored.as_ref())) {
+        return Ok(Vec::new());
+    }
+    copy_stream(ctx, copy, options, on_progress).await
+}
+
+/// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`); a
+/// stream group's members are copied together, from one position, when its first member's turn
+/// comes. Only the holder of a stream's lease copies it: another replica starting at the same
+/// time either copies it under the lease (this one waits, so referenced collections are still
+/// complete before the ones that refer to them) or already streams it.
 pub async fn snapshot_all(
     mongo: &mongodb::Client,
     pg: &mut tokio_postgres::Client,
@@ -82,31 +103,113 @@ pub async fn snapshot_all(
     on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
 ) -> Result<Vec<SnapshotReport>, CollectionSnapshotError> {
     let config = &mapping.config;
-    let options = SnapshotOptions {
-        page_size: u32::try_from(config.snapshot.page_size).unwrap_or(u32::MAX),
-        ..SnapshotOptions::default()
-    };
+    let options = SnapshotOptions::from_config(&config.snapshot);
     let mut reports = Vec::new();
-    for collection in config.snapshot_order() {
+    let mut done: Vec<String> = Vec::new();
+    // Streams in the order of their first collection in the copy order (parents first).
+    for first in config.snapshot_order() {
+        let stream = config.stream_of(&first);
+        if done.contains(&stream) {
+            continue;
+        }
+        done.push(stream.clone());
         let failed = |source| CollectionSnapshotError {
-            collection: collection.clone(),
+            collection: first.clone(),
             source,
         };
-        let rules = mapping
-            .rules(&collection)
-            .ok_or_else(|| failed(SnapshotError::UnknownCollection(collection.clone())))?;
-        let ctx = SnapshotContext {
-            mongo,
-            database: &config.source.database,
-            pg: &mut *pg,
-            sink: &mut *sink,
-            names,
-        };
-        let mut cb = |p: &SnapshotProgress| on_progress(&collection, p);
-        let copied = prepare_stream(ctx, config.snapshot.mode, rules, &options, &mut cb).await;
-        if let Some(r) = copied.map_err(failed)? {
-            reports.push(r);
+        if !wait_for_copy_lease(&*pg, names, &stream, config.snapshot.mode)
+            .await
+            .map_err(|e| failed(e.into()))?
+        {
+            tracing::info!(stream = %stream, "another replica holds the stream and its copy is done; not copying it here");
+            continue;
         }
+        let copied = copy_one_stream(
+            mongo,
+            &mut *pg,
+            &mut *sink,
+            mapping,
+            names,
+            &options,
+            &first,
+            &stream,
+            on_progress,
+        )
+        .await;
+        checkpoint::release_lease(&*pg, &names.checkpoints, &stream)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        reports.extend(copied.map_err(failed)?);
     }
     Ok(reports)
+}
+
+/// The copy of one stream for `snapshot_all`: a single collection, or a group's members.
+#[allow(clippy::too_many_arguments)]
+async fn copy_one_stream(
+    mongo: &mongodb::Client,
+    pg: &mut tokio_postgres::Client,
+    sink: &mut crate::sink::Sink,
+    mapping: &CompiledMapping,
+    names: &ControlNames,
+    options: &SnapshotOptions,
+    first: &str,
+    stream: &str,
+    on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
+) -> Result<Vec<SnapshotReport>, SnapshotError> {
+    let config = &mapping.config;
+    let ctx = SnapshotContext {
+        mongo,
+        database: &config.source.database,
+        pg,
+        sink,
+        names,
+    };
+    let Some(spec) = config.stream_spec(stream).filter(|s| s.group) else {
+        let rules = mapping
+            .rules(first)
+            .ok_or_else(|| SnapshotError::UnknownCollection(first.to_string()))?;
+        let mut cb = |p: &SnapshotProgress| on_progress(first, p);
+        let copied = prepare_stream(ctx, config.snapshot.mode, rules, options, &mut cb).await?;
+        return Ok(copied.into_iter().collect());
+    };
+    let members = spec
+        .collections
+        .iter()
+        .map(|c| {
+            mapping
+                .rules(c)
+                .ok_or_else(|| SnapshotError::UnknownCollection(c.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let copy = StreamCopy {
+        stream: &spec.name,
+        collections: members,
+        whole_database: true,
+    };
+    prepare_copy(ctx, config.snapshot.mode, &copy, options, on_progress).await
+}
+
+/// How often a replica waiting for another one's copy looks again.
+const COPY_LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Takes the lease of `stream` for a copy (true), or waits while another replica holds it and
+/// the stream still needs a copy; false once the stream no longer needs one (the holder copied
+/// it, or streams it already).
+pub async fn wait_for_copy_lease<C: tokio_postgres::GenericClient>(
+    pg: &C,
+    names: &ControlNames,
+    stream: &str,
+    mode: SnapshotMode,
+) -> Result<bool, crate::sink::SinkError> {
+    loop {
+        if checkpoint::try_take_lease(pg, &names.checkpoints, stream).await? {
+            return Ok(true);
+        }
+        let stored = checkpoint::load(pg, &names.checkpoints, stream).await?;
+        if !needs_snapshot(mode, &stage(stored.as_ref())) {
+            return Ok(false);
+        }
+        tokio::time::sleep(COPY_LEASE_POLL).await;
+    }
 }

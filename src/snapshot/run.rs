@@ -30,6 +30,9 @@ use crate::source::snapshot::{
 pub struct SnapshotOptions {
     /// Documents per page (one Postgres transaction each).
     pub page_size: u32,
+    /// Byte budget of a page (raw BSON of its documents): a page ends at `page_size` documents
+    /// or once it holds this many bytes, whichever comes first.
+    pub page_bytes: usize,
     /// Which documents to copy; the default copies everything.
     pub filter: SnapshotFilter,
     /// Stop after this many pages (None: run to the end). A stopped copy resumes later; used to
@@ -38,15 +41,31 @@ pub struct SnapshotOptions {
     /// Gaps a targeted re-sync repairs beyond the re-copied documents' own (e.g. the
     /// `window_lost` gap whose window the re-sync covers).
     pub resolve_gaps: Vec<i64>,
+    /// The stream whose checkpoint row serialises a re-sync (the collection's group); None: the
+    /// collection's own stream.
+    pub stream: Option<String>,
 }
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
         SnapshotOptions {
             page_size: DEFAULT_PAGE_SIZE,
+            page_bytes: crate::config::DEFAULT_SNAPSHOT_PAGE_BYTES,
             filter: SnapshotFilter::default(),
             max_pages: None,
             resolve_gaps: Vec::new(),
+            stream: None,
+        }
+    }
+}
+
+impl SnapshotOptions {
+    /// Options of a full copy from the mapping's `[snapshot]` section.
+    pub fn from_config(config: &crate::config::SnapshotConfig) -> Self {
+        SnapshotOptions {
+            page_size: u32::try_from(config.page_size).unwrap_or(u32::MAX),
+            page_bytes: config.page_bytes,
+            ..SnapshotOptions::default()
         }
     }
 }
@@ -112,14 +131,68 @@ pub struct SnapshotContext<'a> {
     pub names: &'a ControlNames,
 }
 
-fn items_of(rules: &CollectionRules, page: crate::source::snapshot::Page) -> Vec<BatchItem> {
-    page.events
+fn items_of(rules: &CollectionRules, events: Vec<crate::event::ChangeEvent>) -> Vec<BatchItem> {
+    events
         .into_iter()
         .map(|event| {
             let mapped = crate::mapping::map_event(rules, &event);
             BatchItem { event, mapped }
         })
         .collect()
+}
+
+/// One page read and mapped ahead of the writer.
+struct MappedPage {
+    items: Vec<BatchItem>,
+    last_id: Bson,
+}
+
+/// Pages read ahead while the current one commits: at most this many wait in the channel, so a
+/// copy holds at most `READ_AHEAD + 2` pages (the one committing, the waiting ones, the one
+/// being read), each bounded by `page_size` documents and `page_bytes` bytes.
+const READ_AHEAD: usize = 1;
+
+/// A reader task that reads and maps the next pages while the writer commits the current one.
+/// Dropping it stops the task.
+struct PageReader {
+    pages: tokio::sync::mpsc::Receiver<Result<MappedPage, mongodb::error::Error>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PageReader {
+    fn spawn(mut reader: SnapshotReader, rules: &CollectionRules) -> Self {
+        let rules = rules.clone();
+        let (tx, pages) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let task = tokio::spawn(async move {
+            loop {
+                let page = match reader.next_page().await {
+                    Ok(Some(page)) => page,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let last_id = page.last_id;
+                let items = items_of(&rules, page.events);
+                if tx.send(Ok(MappedPage { items, last_id })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        PageReader { pages, task }
+    }
+
+    /// The next page, or None when the copy is complete.
+    async fn next(&mut self) -> Result<Option<MappedPage>, mongodb::error::Error> {
+        self.pages.recv().await.transpose()
+    }
+}
+
+impl Drop for PageReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The initial copy of one collection's own stream (also the re-copy after `tokens reset
@@ -307,19 +380,19 @@ async fn copy_collection(
         start.cluster_time,
     )
     .await
-    .map_err(mongo_err)?;
+    .map_err(mongo_err)?
+    .with_page_bytes(options.page_bytes);
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
     let mut progress = SnapshotProgress::starting(remaining);
     let mut report = SnapshotReport::started(collection, start, resumed_after);
+    let mut pages = PageReader::spawn(reader, rules);
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
         }
-        let Some(page) = reader.next_page().await.map_err(mongo_err)? else {
+        let Some(MappedPage { items, last_id }) = pages.next().await.map_err(mongo_err)? else {
             break;
         };
-        let last_id = page.last_id.clone();
-        let items = items_of(rules, page);
         let n = items.len() as u64;
         let outcome = ctx
             .sink
@@ -371,7 +444,10 @@ pub async fn resync(
     on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
 ) -> Result<SnapshotReport, SnapshotError> {
     let collection = rules.collection.as_str();
-    let stream = crate::gap_retry::stream_of_collection(collection);
+    let stream = options
+        .stream
+        .clone()
+        .unwrap_or_else(|| crate::gap_retry::stream_of_collection(collection));
     let mongo_err = |source| SnapshotError::Mongo {
         collection: collection.to_string(),
         source: Box::new(source),
@@ -392,18 +468,19 @@ pub async fn resync(
         start.cluster_time,
     )
     .await
-    .map_err(mongo_err)?;
+    .map_err(mongo_err)?
+    .with_page_bytes(options.page_bytes);
     let remaining = reader.count_remaining().await.map_err(mongo_err)?;
     let mut progress = SnapshotProgress::starting(remaining);
     let mut report = SnapshotReport::started(collection, &start, None);
+    let mut pages = PageReader::spawn(reader, rules);
     loop {
         if options.max_pages.is_some_and(|m| report.pages >= m) {
             return Ok(report);
         }
-        let Some(page) = reader.next_page().await.map_err(mongo_err)? else {
+        let Some(MappedPage { items, .. }) = pages.next().await.map_err(mongo_err)? else {
             break;
         };
-        let items = items_of(rules, page);
         let n = items.len() as u64;
         let outcome = ctx
             .sink

@@ -10,7 +10,7 @@
 //! same BSON type, so a collection whose `_id`s mix types (ObjectIds and strings) is copied type by
 //! type only as far as the first page's type; such collections are not supported by the resume.
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, Document, RawDocumentBuf};
 use futures::TryStreamExt;
 use mongodb::options::ReadConcern;
 use mongodb::{Client, Collection, Cursor};
@@ -207,6 +207,8 @@ pub struct Page {
     pub events: Vec<ChangeEvent>,
     /// `_id` of the last document of the page: the resume point.
     pub last_id: Bson,
+    /// Raw BSON size of the page's documents.
+    pub bytes: usize,
 }
 
 /// Reads one collection in `_id` order through one cursor, page by page.
@@ -215,9 +217,10 @@ pub struct SnapshotReader {
     coll: Collection<Document>,
     filter: Document,
     page_size: u32,
+    page_bytes: usize,
     last_id: Option<Bson>,
     version: ClusterTime,
-    cursor: Option<Cursor<Document>>,
+    cursor: Option<Cursor<RawDocumentBuf>>,
 }
 
 impl SnapshotReader {
@@ -237,10 +240,18 @@ impl SnapshotReader {
             coll: client.database(database).collection::<Document>(collection),
             filter: filter.to_document(),
             page_size: page_size.max(1),
+            page_bytes: crate::config::DEFAULT_SNAPSHOT_PAGE_BYTES,
             last_id: resume_after,
             version,
             cursor: None,
         })
+    }
+
+    /// Ends pages once their documents' raw BSON reaches `bytes` (at least one document per
+    /// page), whatever the page size.
+    pub fn with_page_bytes(mut self, bytes: usize) -> Self {
+        self.page_bytes = bytes.max(1);
+        self
     }
 
     fn query(&self) -> Document {
@@ -262,11 +273,13 @@ impl SnapshotReader {
         self.coll.count_documents(self.query()).await
     }
 
-    /// The next page, or None when the copy is complete.
+    /// The next page, or None when the copy is complete. A page holds at most `page_size`
+    /// documents and ends after the document that brings its raw BSON to `page_bytes`.
     pub async fn next_page(&mut self) -> Result<Option<Page>, mongodb::error::Error> {
         if self.cursor.is_none() {
             let cursor = self
                 .coll
+                .clone_with_type::<RawDocumentBuf>()
                 .find(self.query())
                 .sort(doc! {"_id": 1})
                 .batch_size(self.page_size)
@@ -277,10 +290,20 @@ impl SnapshotReader {
         let Some(cursor) = self.cursor.as_mut() else {
             return Ok(None);
         };
-        let mut docs = Vec::with_capacity(self.page_size as usize);
-        while docs.len() < self.page_size as usize {
+        let mut docs = Vec::with_capacity((self.page_size as usize).min(4096));
+        let mut bytes = 0usize;
+        while docs.len() < self.page_size as usize && bytes < self.page_bytes {
             match cursor.try_next().await? {
-                Some(d) => docs.push(d),
+                Some(raw) => {
+                    bytes += raw.as_bytes().len();
+                    let d = raw.to_document().map_err(|e| {
+                        mongodb::error::Error::custom(format!(
+                            "{}: a document could not be decoded: {e}",
+                            self.collection_name
+                        ))
+                    })?;
+                    docs.push(d);
+                }
                 None => break,
             }
         }
@@ -293,7 +316,11 @@ impl SnapshotReader {
             .map(|d| snapshot_event(&self.collection_name, d, self.version))
             .collect();
         self.last_id = Some(last_id.clone());
-        Ok(Some(Page { events, last_id }))
+        Ok(Some(Page {
+            events,
+            last_id,
+            bytes,
+        }))
     }
 
     /// The last `_id` returned so far (or the resume point).

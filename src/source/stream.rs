@@ -114,13 +114,50 @@ impl ChangeSource {
         options: &StreamOptions,
     ) -> Result<Self, mongodb::error::Error> {
         let coll = client.database(database).collection::<Document>(collection);
+        let watch = Self::configure(coll.watch(), start, options)?;
+        let stream = watch.await?.with_type::<Document>();
+        Ok(ChangeSource {
+            stream,
+            collection: collection.to_string(),
+            lookup: (options.full_document == FullDocumentMode::WhenAvailable)
+                .then(|| client.database(database)),
+        })
+    }
+
+    /// Open ONE database-level change stream over `collections` of `database` (a stream group):
+    /// events of every member in oplog order, plus the database-wide events that end it.
+    pub async fn open_group(
+        client: &Client,
+        database: &str,
+        collections: &[String],
+        start: &StartAt,
+        options: &StreamOptions,
+    ) -> Result<Self, mongodb::error::Error> {
+        let db = client.database(database);
+        let filter = bson::doc! {"$match": {"$or": [
+            {"ns.coll": {"$in": collections}},
+            {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
+        ]}};
+        let watch = Self::configure(db.watch().pipeline(vec![filter]), start, options)?;
+        let stream = watch.await?.with_type::<Document>();
+        Ok(ChangeSource {
+            stream,
+            collection: database.to_string(),
+            lookup: (options.full_document == FullDocumentMode::WhenAvailable).then_some(db),
+        })
+    }
+
+    fn configure<'a, T>(
+        mut watch: mongodb::action::Watch<'a, T>,
+        start: &StartAt,
+        options: &StreamOptions,
+    ) -> Result<mongodb::action::Watch<'a, T>, mongodb::error::Error> {
         let full_document = match options.full_document {
             FullDocumentMode::UpdateLookup => FullDocumentType::UpdateLookup,
             FullDocumentMode::WhenAvailable => FullDocumentType::WhenAvailable,
             FullDocumentMode::Required => FullDocumentType::Required,
         };
-        let mut watch = coll
-            .watch()
+        watch = watch
             .full_document(full_document)
             .max_await_time(options.max_await);
         if options.pre_images {
@@ -129,17 +166,10 @@ impl ChangeSource {
         if let Some(n) = options.batch_size {
             watch = watch.batch_size(n);
         }
-        watch = match start {
+        Ok(match start {
             StartAt::Token(token) => watch.resume_after(token_to_resume(token)?),
             StartAt::Time(t) => watch.start_at_operation_time(t.to_timestamp()),
             StartAt::Now => watch,
-        };
-        let stream = watch.await?.with_type::<Document>();
-        Ok(ChangeSource {
-            stream,
-            collection: collection.to_string(),
-            lookup: (options.full_document == FullDocumentMode::WhenAvailable)
-                .then(|| client.database(database)),
         })
     }
 

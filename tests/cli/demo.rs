@@ -63,6 +63,18 @@ async fn a_short_demo_replicates_the_marketplace_and_verifies_clean() {
             "no {kind} gap for {collection}:\n{stdout}"
         );
     }
+    let transactions = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("demo: ")?
+                .split_once(" MongoDB transactions written")
+        })
+        .and_then(|(n, _)| n.parse::<u64>().ok())
+        .unwrap_or_default();
+    assert!(
+        transactions > 0,
+        "no MongoDB transaction written:\n{stdout}"
+    );
     let gap_lines = lines.iter().filter(|l| l.starts_with("  gap ")).count();
     assert_eq!(gap_lines, 4, "{stdout}");
     for collection in ["categories", "addresses", "payments", "fundsledgerentries"] {

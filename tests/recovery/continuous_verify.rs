@@ -12,8 +12,8 @@ use mongo2pg::config::{Config, VerifyConfig};
 use mongo2pg::replicator::Replicator;
 
 use crate::support::{
-    migrate, reference_config, reference_mapping_file, start_replicator, unique_name, wait_until,
-    wait_users_equal, Source, TestDb,
+    count, migrate, reference_config, reference_mapping_file, start_replicator, unique_name,
+    wait_until, wait_users_equal, Source, TestDb,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_mongo2pg");
@@ -89,6 +89,12 @@ async fn rows_changed_behind_the_replicators_back_are_reported_within_one_period
     let users: Vec<ObjectId> = (0..20).map(|_| ObjectId::new()).collect();
     seed(&source, &mongo_db, &users).await;
     wait_users_equal(&source, &mongo_db, &pg, WAIT).await;
+    // The ledger stream may run ahead of the users stream: its entries then land through the gap
+    // retry. Tamper only once they are all there.
+    wait_until("every ledger entry in Postgres", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM funds_ledger_entries").await == 5
+    })
+    .await;
     wait_until(
         "a clean round with counts for users and the ledger",
         WAIT,

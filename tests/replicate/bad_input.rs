@@ -11,12 +11,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_document_becomes_one_gap_and_the_stream_continues() {
-    let source = Source::start().await;
-    let db = TestDb::create("badinput").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("badinput").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
 

@@ -21,12 +21,12 @@ async fn uuid_of(pg: &tokio_postgres::Client, collection: &str, legacy: &ObjectI
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_domain_rows_arrive_exactly_with_mixed_ids_children_and_money() {
-    let source = Source::start().await;
-    let db = TestDb::create("refdomain").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("refdomain").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
 
@@ -340,12 +340,12 @@ async fn idle_time(pg: &tokio_postgres::Client) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_collection_checkpoint_keeps_up_with_the_clock() {
-    let source = Source::start().await;
-    let db = TestDb::create("idle").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("idle").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
     // Only users get writes; categories stay idle.

@@ -112,12 +112,12 @@ async fn requests_and_offers_that_refer_to_each_other_land_completely_at_snapsho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_soft_deleted_request_that_never_landed_lands_with_its_last_state_and_the_flag() {
-    let source = Source::start().await;
-    let db = TestDb::create("softgap").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("softgap").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
     let (buyer, request) = (ObjectId::new(), ObjectId::new());
@@ -156,12 +156,12 @@ async fn a_soft_deleted_request_that_never_landed_lands_with_its_last_state_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_entry_whose_user_arrives_late_lands_as_inserted_and_its_changes_stay_gaps() {
-    let source = Source::start().await;
-    let db = TestDb::create("ledgergap").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("ledgergap").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
     let (user, entry) = (ObjectId::new(), ObjectId::new());
@@ -212,12 +212,12 @@ async fn a_ledger_entry_whose_user_arrives_late_lands_as_inserted_and_its_change
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_update_waiting_for_a_user_is_not_lost_to_a_later_soft_delete() {
-    let source = Source::start().await;
-    let db = TestDb::create("stalechild").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("stalechild").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
     let (buyer, late, request) = (ObjectId::new(), ObjectId::new(), ObjectId::new());
@@ -296,12 +296,12 @@ async fn a_request_update_waiting_for_a_user_is_not_lost_to_a_later_soft_delete(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_string_id_with_an_object_ids_text_is_a_collision_gap_and_verify_reports_it() {
-    let source = Source::start().await;
-    let db = TestDb::create("collision").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = reference_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start("collision").await;
     let replicator = start_replicator(&source, &db, &config).await;
     let pg = db.client().await;
     let oid = ObjectId::new();

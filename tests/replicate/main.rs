@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod core;
+mod groups;
 mod lifecycle;
 mod replay;
 mod restart;

@@ -403,3 +403,73 @@ async fn a_child_killed_during_the_initial_snapshot_of_mixed_ids_and_a_cycle_los
     source.stop().await;
     drop(db);
 }
+
+/// Only the holder of a stream's lease copies it. Here another session (standing in for a second
+/// replica) holds the `addresses` stream's lease when the replicator starts: its bootstrap copies
+/// `users`, then waits at `addresses` instead of copying beside the holder, and copies it once the
+/// lease is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_initial_copy_of_a_stream_waits_for_its_lease() {
+    let source = Source::start().await;
+    let db = TestDb::create("copy_lease").await;
+    db.apply_reference_schema().await;
+    let mdb = unique_name("mdb");
+    let mut config = reference_config(&mdb);
+    config.snapshot.mode = mongo2pg::config::SnapshotMode::Initial;
+    config.snapshot.order = Some(vec!["users".into(), "addresses".into()]);
+    migrate(&db, &config).await;
+    let pg = db.client().await;
+    let users: Vec<ObjectId> = (0..10).map(|_| ObjectId::new()).collect();
+    source
+        .coll(&mdb, "users")
+        .insert_many(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| doc! {"_id": *u, "email": format!("l{i}@x")}),
+        )
+        .await
+        .expect("users");
+    source
+        .coll(&mdb, "addresses")
+        .insert_many(
+            (0..20).map(|i| doc! {"_id": ObjectId::new(), "userId": users[i % 10], "city": "c"}),
+        )
+        .await
+        .expect("addresses");
+    let other_replica = db.client().await;
+    let checkpoints = mongo2pg::replicator::control_names(&config).checkpoints;
+    assert!(
+        other_replica
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                &[&checkpoints, &"addresses"],
+            )
+            .await
+            .expect("take the addresses lease")
+            .get::<_, bool>(0),
+        "the test session takes the lease first"
+    );
+    let replicator = start_replicator(&source, &db, &config).await;
+    // Users copied, then the bootstrap asks for the addresses lease again and again while the
+    // other session holds it.
+    wait_until("the bootstrap waits for the addresses lease", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users").await == 10
+            && count(&pg, "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database() AND query LIKE '%pg_try_advisory_lock%'").await > 0
+    })
+    .await;
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM addresses").await,
+        0,
+        "a stream whose lease another replica holds is not copied"
+    );
+    drop(other_replica);
+    wait_until("addresses copied once the lease is free", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM addresses").await == 20
+    })
+    .await;
+    assert_eq!(open_gaps(&pg).await, vec![]);
+    replicator.shutdown().await;
+    drop(db);
+    source.stop().await;
+}

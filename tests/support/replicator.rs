@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mongo2pg::config::{Config, Secret, SnapshotMode};
 use mongo2pg::replicator::{self, Replicator, RunSettings};
 
-use super::{repo_path, Source, TestDb};
+use super::{repo_path, unique_name, Source, TestDb};
 
 /// The reference mapping, pointed at a database of its own, without the initial snapshot and
 /// with short batch timings so tests converge quickly.
@@ -21,6 +21,39 @@ pub fn reference_config(mongo_db: &str) -> Config {
     config.stream.max_await_ms = 200;
     config.stream.heartbeat_interval_ms = 200;
     config
+}
+
+/// A reference-domain test's setting: mongosim, a fresh database with the reference schema and
+/// migrated control tables, a MongoDB database of its own and the reference mapping for it.
+pub struct RefEnv {
+    pub source: Source,
+    pub db: TestDb,
+    pub mdb: String,
+    pub config: Config,
+}
+
+impl RefEnv {
+    /// The setting with the reference mapping as `reference_config` makes it.
+    pub async fn start(tag: &str) -> RefEnv {
+        RefEnv::start_with(tag, |_| {}).await
+    }
+
+    /// The setting with the reference mapping changed by `edit` before the migration.
+    pub async fn start_with(tag: &str, edit: impl FnOnce(&mut Config)) -> RefEnv {
+        let source = Source::start().await;
+        let db = TestDb::create(tag).await;
+        db.apply_reference_schema().await;
+        let mdb = unique_name("mdb");
+        let mut config = reference_config(&mdb);
+        edit(&mut config);
+        migrate(&db, &config).await;
+        RefEnv {
+            source,
+            db,
+            mdb,
+            config,
+        }
+    }
 }
 
 /// Migrate the control tables of `config` into `db`.

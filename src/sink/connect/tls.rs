@@ -120,11 +120,12 @@ pub fn build(options: &TlsOptions) -> Result<Tls, TlsError> {
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-            Arc::new(EncryptOnly(provider.clone()))
-        }
-        SslMode::VerifyCa => Arc::new(ChainOnly {
-            roots: roots(options.sslrootcert.as_deref())?,
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(WithoutNames {
+            roots: None,
+            provider: provider.clone(),
+        }),
+        SslMode::VerifyCa => Arc::new(WithoutNames {
+            roots: Some(roots(options.sslrootcert.as_deref())?),
             provider: provider.clone(),
         }),
         SslMode::VerifyFull => WebPkiServerVerifier::builder_with_provider(
@@ -225,64 +226,17 @@ fn roots(sslrootcert: Option<&str>) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(store))
 }
 
-/// `prefer` / `require`: the connection is encrypted, the server's certificate is not checked
-/// (the handshake signature still is).
+/// The verifier of the modes that do not check the server's names: `prefer` / `require` (no
+/// `roots`: the connection is encrypted, the certificate itself is not checked) and `verify-ca`
+/// (`roots`: the certificate must chain to a trusted root). The handshake signature is always
+/// checked.
 #[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the certificate must chain to a trusted root; its names are not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct WithoutNames {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutNames {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -291,14 +245,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
