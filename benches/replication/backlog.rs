@@ -12,10 +12,11 @@ use crate::common::*;
 use crate::support::{self, TestDb};
 
 pub struct Backlog {
-    pub events: usize,
     pub drain: Duration,
     pub restart_to_first_batch: Duration,
     pub peak_rss_kib: u64,
+    /// Peak RSS of the first run, which only started the streams and replicated the buyers.
+    pub idle_rss_kib: u64,
     pub queue_writes: Duration,
 }
 
@@ -79,6 +80,7 @@ async fn run_in(sim: &mongosim::SimHandle, pg_url: &str, m: usize) -> BenchResul
     let mut first = spawn(mapping.path(), &sim.uri(), pg_url)?;
     wait_streams_pinned(&pg).await?;
     seed_buyers(&database.collection("users"), &pg, &buyers).await?;
+    let idle_rss_kib = vm_hwm_kib(first.0.id())?;
     first.0.kill()?;
     first.0.wait()?;
     drop(first);
@@ -110,10 +112,10 @@ async fn run_in(sim: &mongosim::SimHandle, pg_url: &str, m: usize) -> BenchResul
     let peak_rss_kib = vm_hwm_kib(child.0.id())?;
     drop(child);
     Ok(Backlog {
-        events: m,
         drain: done - started,
         restart_to_first_batch: first_batch - started,
         peak_rss_kib,
+        idle_rss_kib,
         queue_writes,
     })
 }

@@ -102,7 +102,7 @@ pub async fn run_stream_once(
         full_document: stream_cfg.full_document.into(),
         pre_images: stream_cfg.pre_images,
         max_await: Duration::from_millis(stream_cfg.max_await_ms),
-        batch_size: None,
+        batch_size: Some(u32::try_from(stream_cfg.batch_max_events).unwrap_or(u32::MAX)),
     };
     let (rx, reader) = spawn_reader(ReaderSpec {
         mongo: &ctx.mongo,
