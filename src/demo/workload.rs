@@ -2,7 +2,8 @@
 //! passkeys and refresh tokens, a category tree, addresses, purchase requests with delivery info
 //! and preferred sellers, seller offers, request templates, payments with both kinds of mixed ids
 //! and Decimal128 amounts, ledger entries, and a few deliberately bad documents) and a sequence of
-//! live writes (inserts, updates, deletes, payments completing). Every id, value and time derives
+//! live writes (inserts, updates, deletes, payments completing in a MongoDB transaction with their
+//! ledger entry and the buyer's points). Every id, value and time derives
 //! from a counter, so two runs write the same documents.
 //!
 //! Live writes only reference documents of the seed (already copied before streaming starts), so
@@ -381,6 +382,53 @@ impl Workload {
         Ok(())
     }
 
+    /// A payment completes in ONE MongoDB transaction, as the money core does it: the payment's
+    /// status, its ledger entry and the buyer's points (atomic in Postgres within a stream group).
+    async fn complete_payment(
+        &mut self,
+        p: u32,
+        n: u32,
+        now: DateTime,
+    ) -> mongodb::error::Result<()> {
+        self.session.start_transaction().await?;
+        let set = doc! { "status": "completed", "escrowState": "released", "completedAt": now, "updatedAt": now };
+        let mut entry = ledger_doc(n);
+        entry.insert("type", "debit");
+        entry.insert("paymentId", oid(T_PAYMENT, p));
+        entry.remove("purchaseRequestId");
+        let written = async {
+            self.db
+                .collection::<Document>("payments")
+                .update_one(doc! {"_id": oid(T_PAYMENT, p)}, doc! {"$set": set})
+                .session(&mut self.session)
+                .await?;
+            self.db
+                .collection::<Document>("fundsledgerentries")
+                .insert_one(entry)
+                .session(&mut self.session)
+                .await?;
+            self.db
+                .collection::<Document>("users")
+                .update_one(
+                    doc! {"_id": buyer_of(p)},
+                    doc! {"$inc": {"points": 10_i64}, "$set": {"updatedAt": now}},
+                )
+                .session(&mut self.session)
+                .await?;
+            Ok::<(), mongodb::error::Error>(())
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = self.session.abort_transaction().await;
+            return Err(e);
+        }
+        self.session.commit_transaction().await?;
+        for collection in ["payments", "fundsledgerentries", "users"] {
+            self.record(collection, 1);
+        }
+        Ok(())
+    }
+
     /// One live write; the sequence cycles through every kind of change.
     pub async fn step(&mut self) -> mongodb::error::Result<()> {
         let k = self.step;
@@ -409,8 +457,7 @@ impl Workload {
             3 => match self.live_payments.first().copied() {
                 Some(p) => {
                     self.live_payments.remove(0);
-                    let set = doc! { "status": "completed", "escrowState": "released", "completedAt": now, "updatedAt": now };
-                    self.update("payments", oid(T_PAYMENT, p), set).await
+                    self.complete_payment(p, n, now).await
                 }
                 None => Ok(()),
             },
