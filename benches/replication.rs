@@ -22,7 +22,6 @@ use support::{repo_path, unique_name, TestDb};
 type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const CHUNK: usize = 1_000;
-const STREAMS: i64 = 8;
 const POLL: Duration = Duration::from_millis(20);
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -98,10 +97,40 @@ async fn run_mongo2pg(users: &[User], pg_url: &str) -> BenchResult<Replicated> {
 }
 
 async fn replicate(users: &[User], pg_url: &str, mongo_uri: &str) -> BenchResult<Replicated> {
-    let mongo_db = unique_name("src");
+    let config = Config::from_path(&repo_path("deploy/marketplace/mapping.toml"))?;
+    replicate_with(users, pg_url, mongo_uri, config).await
+}
+
+/// (a') the same workload with the money core (users, payments, ledger) in one stream group: one
+/// database-level change stream and one ordered pipeline instead of a stream per collection.
+async fn run_mongo2pg_grouped(users: &[User], pg_url: &str) -> BenchResult<Replicated> {
+    let sim = mongosim::start(mongosim::SimConfig::default()).await?;
     let mut config = Config::from_path(&repo_path("deploy/marketplace/mapping.toml"))?;
+    config.streams.insert(
+        "money".into(),
+        mongo2pg::config::GroupConfig {
+            collections: mongo2pg::config::Members::List(vec![
+                "users".into(),
+                "payments".into(),
+                "fundsledgerentries".into(),
+            ]),
+        },
+    );
+    let result = replicate_with(users, pg_url, &sim.uri(), config).await;
+    sim.shutdown().await;
+    result
+}
+
+async fn replicate_with(
+    users: &[User],
+    pg_url: &str,
+    mongo_uri: &str,
+    mut config: Config,
+) -> BenchResult<Replicated> {
+    let mongo_db = unique_name("src");
     config.source.database = mongo_db.clone();
     config.snapshot.mode = SnapshotMode::Never;
+    let streams = config.stream_specs().len() as i64;
 
     let pg_url = pg_url.to_string();
     let mut migrator = support::connect(&pg_url).await;
@@ -121,7 +150,7 @@ async fn replicate(users: &[User], pg_url: &str, mongo_uri: &str) -> BenchResult
         wait_for_count(
             &pg,
             "SELECT count(*) FROM mongo2pg.checkpoints WHERE cluster_time IS NOT NULL",
-            STREAMS,
+            streams,
         )
         .await?;
 
@@ -237,16 +266,20 @@ async fn main() {
     repl_db.apply_reference_schema().await;
     base_db.apply_reference_schema().await;
 
-    let result: BenchResult<(Replicated, Duration)> = async {
+    let group_db = TestDb::create("bench_group").await;
+    group_db.apply_reference_schema().await;
+    let result: BenchResult<(Replicated, Duration, Replicated)> = async {
         let replicated = run_mongo2pg(&users, &repl_db.url()).await?;
         let baseline = run_baseline(&users, &base_db.url()).await?;
-        Ok((replicated, baseline))
+        let grouped = run_mongo2pg_grouped(&users, &group_db.url()).await?;
+        Ok((replicated, baseline, grouped))
     }
     .await;
     drop(repl_db);
     drop(base_db);
+    drop(group_db);
 
-    let (replicated, baseline) = match result {
+    let (replicated, baseline, grouped) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("benchmark failed: {e}");
@@ -274,6 +307,11 @@ async fn main() {
         replicated.end_to_end.as_secs_f64()
     );
     println!("{:<52} {:>12.0}", "mongo2pg events/s (end to end)", m2p);
+    println!(
+        "{:<52} {:>12.0}",
+        "mongo2pg events/s, users in a stream group",
+        rate(n, grouped.end_to_end)
+    );
     println!(
         "{:<52} {:>12.2}",
         "baseline: dual-write elapsed (s)",
