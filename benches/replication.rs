@@ -11,14 +11,15 @@
 //! 5. the binary draining a backlog of M inserts: peak RSS, rate, restart to first applied batch;
 //! 6. the initial snapshot of S payments vs `\copy` of the same rows (`common/snapshot_vs_copy.rs`,
 //!    also its own bench `snapshot_copy`);
-//! 7. grouped streams (not measured yet: see [`grouped`]);
+//! 7. N payment inserts with users, payments and the ledger in one stream group vs per-collection
+//!    streams;
 //! 8. the in-app dual-write comparison with users and passkeys.
 //!
 //! Run with `cargo bench --bench replication`. Environment:
 //! - `M2P_BENCH_SCALE` (default 1.0) scales every size: N = 50,000, M = 1,000,000, S = 200,000,
 //!   users = 5,000 at 1.0;
 //! - `M2P_BENCH_LAG_SECS` (default 10): how long the 2,000 inserts/s lag run lasts;
-//! - `M2P_BENCH_ONLY`: a comma-separated subset of `stream,naive,backlog,snapshot,dualwrite`;
+//! - `M2P_BENCH_ONLY`: a comma-separated subset of `stream,naive,backlog,snapshot,group,dualwrite`;
 //! - `PG_URL`: the Postgres server (default the local trust-auth one); `RUST_LOG` (default warn).
 
 use std::collections::HashSet;
@@ -33,6 +34,8 @@ mod backlog;
 mod common;
 #[path = "replication/dualwrite.rs"]
 mod dualwrite;
+#[path = "replication/grouped.rs"]
+mod grouped;
 #[path = "replication/naive.rs"]
 mod naive;
 // Shared with the `snapshot_copy` bench, which uses all of it.
@@ -43,16 +46,6 @@ mod snapshot_vs_copy;
 mod streaming;
 
 use common::*;
-
-/// The grouped-stream variant (several collections on one change stream) is not measured yet;
-/// this is where its row goes.
-mod grouped {
-    use crate::common::{BenchResult, Row};
-
-    pub async fn run(_sim: &mongosim::SimHandle) -> BenchResult<Option<Row>> {
-        Ok(None)
-    }
-}
 
 const LAG_RATE: usize = 2_000;
 
@@ -213,8 +206,9 @@ async fn sections(
             .target(">= 0.8"),
         );
     }
-    if let Some(row) = grouped::run(sim).await? {
-        rows.push(row);
+    if wanted(only, "group") {
+        eprintln!("stream group: {n} payment inserts, grouped and per collection");
+        rows.push(grouped::run(sim, n).await?);
     }
     if wanted(only, "dualwrite") {
         eprintln!("dual-write comparison: {users} users");

@@ -270,13 +270,17 @@ pub async fn start(settings: RunSettings) -> Result<Replicator, StartError> {
         started_at,
     });
     let mut tasks = JoinSet::new();
-    for (collection, rules) in &context.mapping.collections {
-        let tables: Vec<&str> = std::iter::once(rules.table.as_str())
-            .chain(rules.children.iter().map(|c| c.table.as_str()))
-            .collect();
-        metrics.declare_collection(collection, &tables);
-    }
     for spec in context.mapping.config.stream_specs() {
+        for collection in &spec.collections {
+            let Some(rules) = context.mapping.rules(collection) else {
+                continue;
+            };
+            let tables: Vec<&str> = std::iter::once(rules.table.as_str())
+                .chain(rules.children.iter().map(|c| c.table.as_str()))
+                .collect();
+            metrics.declare_member(collection, &tables);
+        }
+        metrics.declare_stream(&spec.name);
         health.set_stream(&spec.name, StreamState::Starting);
     }
     let ctx = context.clone();

@@ -42,9 +42,16 @@ pub async fn read(
     for (collection, _kind, n) in open_counts(pg, &names.gaps).await? {
         *status.open_gaps.entry(collection).or_default() += n;
     }
+    let mut streams = BTreeMap::new();
     for c in checkpoint::load_all(pg, &names.checkpoints).await? {
         if let Some(t) = c.cluster_time {
-            status.positions.insert(c.stream, t);
+            streams.insert(c.stream, t);
+        }
+    }
+    // A collection stands where its stream (its own, or its group's) stands.
+    for collection in mapping.collections.keys() {
+        if let Some(t) = streams.get(&mapping.config.stream_of(collection)) {
+            status.positions.insert(collection.clone(), *t);
         }
     }
     Ok(status)

@@ -260,6 +260,14 @@ impl Metrics {
     /// data" and the first increment is visible to `rate()`. Call once per collection at startup
     /// with the tables (parent and child) the collection writes.
     pub fn declare_collection(&self, collection: &str, tables: &[&str]) {
+        self.declare_member(collection, tables);
+        self.declare_stream(collection);
+    }
+
+    /// The per-collection series of a collection that belongs to a stream group (its events,
+    /// rows, gaps and snapshot progress); the stream-level ones are the group's
+    /// ([`Metrics::declare_stream`]).
+    pub fn declare_member(&self, collection: &str, tables: &[&str]) {
         for op in ["insert", "update", "replace", "delete", "snapshot"] {
             self.events_read.with_label_values(&[collection, op]);
             self.events_applied.with_label_values(&[collection, op]);
@@ -267,13 +275,6 @@ impl Metrics {
         }
         for table in tables {
             self.rows_written.with_label_values(&[table]);
-        }
-        self.batch_size.with_label_values(&[collection]);
-        self.batch_duration.with_label_values(&[collection]);
-        self.pg_retries.with_label_values(&[collection]);
-        for reason in RestartReason::ALL {
-            self.restarts
-                .with_label_values(&[collection, reason.as_str()]);
         }
         {
             let mut series = self
@@ -292,10 +293,21 @@ impl Metrics {
         }
         self.snapshot_copied.with_label_values(&[collection]);
         self.snapshot_remaining.with_label_values(&[collection]);
-        self.id_map_hits.with_label_values(&[collection]);
-        self.id_map_misses.with_label_values(&[collection]);
-        self.token_resets.with_label_values(&[collection]);
-        self.stream_held.with_label_values(&[collection]);
+    }
+
+    /// The series of one stream (a collection's own, or a stream group's): batches, retries,
+    /// restarts, id_map cache, resets and the lease.
+    pub fn declare_stream(&self, stream: &str) {
+        self.batch_size.with_label_values(&[stream]);
+        self.batch_duration.with_label_values(&[stream]);
+        self.pg_retries.with_label_values(&[stream]);
+        for reason in RestartReason::ALL {
+            self.restarts.with_label_values(&[stream, reason.as_str()]);
+        }
+        self.id_map_hits.with_label_values(&[stream]);
+        self.id_map_misses.with_label_values(&[stream]);
+        self.token_resets.with_label_values(&[stream]);
+        self.stream_held.with_label_values(&[stream]);
     }
 
     /// `count` events of one operation were read from MongoDB (change stream or snapshot).

@@ -89,6 +89,50 @@ pub async fn prepare_copy(
     copy_stream(ctx, copy, options, on_progress).await
 }
 
+/// The streams in copy order, each with its first collection: a stream group waits until the
+/// collections its members refer to, and that `snapshot_order` puts before them, are copied.
+fn stream_copy_order(config: &crate::config::Config) -> Vec<(String, String)> {
+    let order = config.snapshot_order();
+    let mut pending: Vec<(String, String)> = Vec::new();
+    for c in &order {
+        let stream = config.stream_of(c);
+        if !pending.iter().any(|(s, _)| *s == stream) {
+            pending.push((stream, c.clone()));
+        }
+    }
+    let mut copied: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        // Ready when every collection the copy order puts before one of its members (and that
+        // member refers to) is copied: without groups this is exactly `snapshot_order`.
+        let ready = pending.iter().position(|(stream, _)| {
+            order
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| config.stream_of(c) == *stream)
+                .all(|(at, c)| {
+                    config.collections[c]
+                        .referenced_collections()
+                        .iter()
+                        .all(|dep| {
+                            config.stream_of(dep) == *stream
+                                || copied.contains(dep)
+                                || order.iter().position(|o| o == dep).is_none_or(|i| i > at)
+                        })
+                })
+        });
+        let (stream, first) = pending.remove(ready.unwrap_or(0));
+        copied.extend(
+            order
+                .iter()
+                .filter(|c| config.stream_of(c) == stream)
+                .cloned(),
+        );
+        out.push((stream, first));
+    }
+    out
+}
+
 /// Copies every mapped collection that needs it, parents first (`Config::snapshot_order`); a
 /// stream group's members are copied together, from one position, when its first member's turn
 /// comes. Only the holder of a stream's lease copies it: another replica starting at the same
@@ -105,14 +149,7 @@ pub async fn snapshot_all(
     let config = &mapping.config;
     let options = SnapshotOptions::from_config(&config.snapshot);
     let mut reports = Vec::new();
-    let mut done: Vec<String> = Vec::new();
-    // Streams in the order of their first collection in the copy order (parents first).
-    for first in config.snapshot_order() {
-        let stream = config.stream_of(&first);
-        if done.contains(&stream) {
-            continue;
-        }
-        done.push(stream.clone());
+    for (stream, first) in stream_copy_order(config) {
         let failed = |source| CollectionSnapshotError {
             collection: first.clone(),
             source,
@@ -211,5 +248,47 @@ pub async fn wait_for_copy_lease<C: tokio_postgres::GenericClient>(
             return Ok(false);
         }
         tokio::time::sleep(COPY_LEASE_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARKETPLACE: &str = include_str!("../../deploy/marketplace/mapping.toml");
+
+    fn order(extra: &str) -> Vec<String> {
+        let config = crate::config::Config::from_toml_str(
+            &format!("{MARKETPLACE}\n{extra}"),
+            std::path::Path::new("test.toml"),
+        )
+        .expect("valid mapping");
+        stream_copy_order(&config)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    #[test]
+    fn without_groups_streams_copy_in_snapshot_order() {
+        assert_eq!(
+            order(""),
+            [
+                "users",
+                "categories",
+                "addresses",
+                "purchaserequests",
+                "selleroffers",
+                "requesttemplates",
+                "payments",
+                "fundsledgerentries"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_group_waits_for_the_collections_its_members_refer_to() {
+        let money = "[streams.money]\ncollections = [\"users\", \"purchaserequests\", \"selleroffers\", \"requesttemplates\", \"payments\", \"fundsledgerentries\"]\n";
+        assert_eq!(order(money), ["categories", "money", "addresses"]);
     }
 }

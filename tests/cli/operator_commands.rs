@@ -261,3 +261,59 @@ async fn operator_commands_show_reset_list_ignore_and_verify_through_the_binary(
     drop(db);
     source.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reset_of_a_grouped_collection_moves_its_group_only_when_confirmed() {
+    use std::io::Write;
+    let source = Source::start().await;
+    let db = TestDb::create("cli_group_reset").await;
+    db.apply_reference_schema().await;
+    let mongo_db = crate::support::unique_name("cligroup");
+    let mapping = reference_mapping_file(&mongo_db);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(mapping.path())
+        .and_then(|mut f| {
+            f.write_all(b"\n[streams.money]\ncollections = [\"users\", \"payments\"]\n")
+        })
+        .expect("append the group");
+    let cli = Cli {
+        mapping: mapping.path().to_string_lossy().into_owned(),
+        pg_url: db.url().clone(),
+        mongo_url: source.uri.clone(),
+    };
+    cli.ok(&["migrate"], 0).await;
+    let reset = |name: &'static str, yes: bool| {
+        let mut args = vec![
+            "tokens",
+            "reset",
+            name,
+            "--to-time",
+            "Timestamp(1700000000, 3)",
+            "--reason",
+            "group check",
+            "--json",
+        ];
+        if yes {
+            args.push("--yes");
+        }
+        args
+    };
+    // No terminal and no --yes: refused, naming the group and its collections.
+    let refused = cli.run(&reset("payments", false)).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("stream group money")
+            && stderr.contains("users, payments")
+            && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    let moved = cli.json(&reset("payments", true)).await;
+    assert_eq!(moved["stream"], "money");
+    let by_name = cli.json(&reset("money", false)).await;
+    assert_eq!(by_name["stream"], "money");
+    assert_eq!(by_name["epoch_to"], 2);
+    let unknown = cli.run(&reset("nothing", true)).await;
+    assert_eq!(unknown.status.code(), Some(2));
+}

@@ -113,6 +113,34 @@ async fn a_group_applies_parents_before_children_across_restarts_without_fk_gaps
                 == 1
     })
     .await;
+    // Per-collection series keep the collection's name; stream-level ones carry the group's.
+    let metrics = replicator.context.metrics.render().expect("metrics");
+    let series = |line: &str| metrics.lines().any(|l| l.starts_with(line));
+    assert!(
+        series("mongo2pg_events_applied_total{collection=\"payments\",op=\"insert\"}"),
+        "{metrics}"
+    );
+    assert!(
+        series("mongo2pg_last_applied_cluster_time_seconds{collection=\"fundsledgerentries\"}"),
+        "{metrics}"
+    );
+    assert!(
+        series("mongo2pg_replication_lag_seconds{collection=\"money\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !series("mongo2pg_events_applied_total{collection=\"money\""),
+        "{metrics}"
+    );
+    // The lease is the group's: no member reports an unheld stream (the alert would fire).
+    assert!(
+        series("mongo2pg_stream_held{collection=\"money\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !series("mongo2pg_stream_held{collection=\"users\"}"),
+        "{metrics}"
+    );
     replicator.shutdown().await;
 
     assert_eq!(open_gaps(&pg).await, Vec::<(String, String)>::new());
