@@ -21,6 +21,10 @@ use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 /// Default number of documents per page (one Postgres transaction each).
 pub const DEFAULT_PAGE_SIZE: u32 = 500;
 
+/// Documents per cursor batch at most: a large page is assembled from several getMores, so the
+/// driver never buffers more than this many documents beyond the page.
+const CURSOR_BATCH: u32 = 1000;
+
 /// A window on a configured timestamp field, for targeted re-syncs (`[from, to]`, inclusive).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeWindow {
@@ -282,7 +286,7 @@ impl SnapshotReader {
                 .clone_with_type::<RawDocumentBuf>()
                 .find(self.query())
                 .sort(doc! {"_id": 1})
-                .batch_size(self.page_size)
+                .batch_size(self.page_size.min(CURSOR_BATCH))
                 .read_concern(ReadConcern::local())
                 .await?;
             self.cursor = Some(cursor);
