@@ -232,6 +232,8 @@ async fn run(
 ) -> BenchResult<SnapshotCopyReport> {
     let database = unique_name("snap");
     let mut config = Config::from_path(&repo_path("deploy/marketplace/mapping.toml"))?;
+    // One stream per collection (row 7 adds its group explicitly).
+    config.streams.clear();
     config.source.database = database.clone();
     if let Some(p) = std::env::var("M2P_BENCH_PAGE_SIZE")
         .ok()

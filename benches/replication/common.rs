@@ -138,6 +138,8 @@ pub async fn start_sim() -> BenchResult<mongosim::SimHandle> {
 /// The shipped reference mapping (its batch settings unchanged) pointed at `mongo_db`.
 pub fn reference_config(mongo_db: &str, snapshot: SnapshotMode) -> BenchResult<Config> {
     let mut config = Config::from_path(&repo_path("deploy/marketplace/mapping.toml"))?;
+    // One stream per collection (row 7 adds its group explicitly).
+    config.streams.clear();
     config.source.database = mongo_db.to_string();
     config.snapshot.mode = snapshot;
     Ok(config)

@@ -181,3 +181,24 @@ impl Config {
         }
     }
 }
+
+/// The text of a mapping file without its `[streams.*]` tables: the same collections on one stream
+/// each (tests of the per-collection layout use the reference mapping this way).
+#[cfg(test)]
+pub(crate) fn without_stream_groups(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut skipping = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            skipping = trimmed.starts_with("[streams.");
+        } else if trimmed.is_empty() {
+            skipping = false;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -7,7 +7,7 @@
 
 mod collection;
 mod compile;
-mod groups;
+pub(crate) mod groups;
 mod secret;
 #[cfg(test)]
 mod tests;

@@ -315,7 +315,37 @@ table = "users"
 }
 
 fn with_groups(groups: &str) -> Result<Config, ConfigError> {
-    parse(&format!("{MARKETPLACE}\n{groups}"))
+    parse(&format!("{}\n{groups}", per_collection()))
+}
+
+/// The reference mapping without its stream group.
+fn per_collection() -> String {
+    super::groups::without_stream_groups(MARKETPLACE)
+}
+
+#[test]
+fn the_reference_mapping_runs_the_money_core_as_one_group() {
+    let config = parse(MARKETPLACE).expect("valid");
+    assert_eq!(
+        config.stream_spec("money").map(|s| s.collections.clone()),
+        Some(
+            [
+                "users",
+                "purchaserequests",
+                "selleroffers",
+                "requesttemplates",
+                "payments",
+                "fundsledgerentries"
+            ]
+            .map(String::from)
+            .to_vec()
+        )
+    );
+    assert_eq!(config.stream_of("addresses"), "addresses");
+    assert_eq!(config.stream_of("categories"), "categories");
+    let plain = parse(&per_collection()).expect("valid");
+    assert!(plain.streams.is_empty());
+    assert_eq!(plain.collections.len(), config.collections.len());
 }
 
 #[test]
@@ -349,7 +379,7 @@ fn groups_make_one_stream_each_and_the_rest_keep_their_own() {
     assert_eq!(config.stream_of("payments"), "money");
     assert_eq!(config.stream_of("addresses"), "addresses");
     // Without groups: one stream per collection, as before.
-    let plain = parse(MARKETPLACE).expect("valid");
+    let plain = parse(&per_collection()).expect("valid");
     assert_eq!(plain.stream_specs().len(), plain.collections.len());
     assert_eq!(plain.stream_of("payments"), "payments");
 }

@@ -48,25 +48,8 @@ pub fn demo_config() -> Result<Config, CommandError> {
     let mut config =
         Config::from_toml_str(MAPPING_TOML, Path::new("deploy/marketplace/mapping.toml"))?;
     config.snapshot.mode = SnapshotMode::Initial;
-    // The money core in one stream group: its payments complete in MongoDB transactions that
-    // land atomically in Postgres.
-    config.streams.insert(
-        "money".into(),
-        crate::config::GroupConfig {
-            collections: crate::config::Members::List(
-                [
-                    "users",
-                    "purchaserequests",
-                    "selleroffers",
-                    "requesttemplates",
-                    "payments",
-                    "fundsledgerentries",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
-        },
-    );
+    // The reference mapping runs the money core as one stream group: its payments complete in
+    // MongoDB transactions that land atomically in Postgres.
     config.stream.batch_max_wait_ms = 50;
     config.stream.max_await_ms = 200;
     config.stream.heartbeat_interval_ms = 1_000;

@@ -15,6 +15,9 @@ use super::{repo_path, unique_name, Source, TestDb};
 pub fn reference_config(mongo_db: &str) -> Config {
     let path = repo_path("deploy/marketplace/mapping.toml");
     let mut config = Config::from_path(&path).expect("reference mapping parses");
+    // The per-collection layout: these tests exercise one stream per collection; the group
+    // tests (tests/replicate/groups.rs) and the demo run the shipped `money` group.
+    config.streams.clear();
     config.source.database = mongo_db.to_string();
     config.snapshot.mode = SnapshotMode::Never;
     config.stream.batch_max_wait_ms = 50;
@@ -163,7 +166,7 @@ pub fn mapping_file_with(mongo_db: &str, replacements: &[(&str, &str)]) -> tempf
     use std::io::Write;
     let text = std::fs::read_to_string(repo_path("deploy/marketplace/mapping.toml"))
         .expect("read mapping");
-    let text = text
+    let text = without_stream_groups(&text)
         .replace(
             "database = \"marketplace\"",
             &format!("database = \"{mongo_db}\""),
@@ -175,6 +178,25 @@ pub fn mapping_file_with(mongo_db: &str, replacements: &[(&str, &str)]) -> tempf
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(text.as_bytes()).expect("write mapping");
     f
+}
+
+/// Mapping text without its `[streams.*]` tables: one stream per collection, as `reference_config`.
+pub fn without_stream_groups(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut skipping = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            skipping = trimmed.starts_with("[streams.");
+        } else if trimmed.is_empty() {
+            skipping = false;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Route the replicator's logs to the test output (shown for failing tests); RUST_LOG filters.
