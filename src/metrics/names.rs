@@ -47,7 +47,7 @@ macro_rules! metric_defs {
 
 metric_defs! {
     REPLICATION_LAG_SECONDS = "mongo2pg_replication_lag_seconds", Gauge, ["collection"],
-        "Wall-clock time now minus the cluster time of the newest position the stream's checkpoint covers.";
+        "Wall-clock time now minus the source time up to which the stream has applied everything (the newest applied event's wallTime, its cluster time, or an idle heartbeat).";
     LAST_APPLIED_CLUSTER_TIME_SECONDS = "mongo2pg_last_applied_cluster_time_seconds", Gauge, ["collection"],
         "Cluster time (Unix seconds) of the last change event applied to Postgres.";
     CHECKPOINT_AGE_SECONDS = "mongo2pg_checkpoint_age_seconds", Gauge, ["collection"],

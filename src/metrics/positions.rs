@@ -1,8 +1,9 @@
 //! Replication lag and checkpoint age, computed when Prometheus scrapes.
 //!
-//! The pipeline reports each committed checkpoint (its cluster time and when it was written);
-//! this collector turns the stored marks into `now - cluster time` and `now - written at` at
-//! gather time. A stuck stream therefore shows lag and age growing on every scrape, while an idle
+//! The pipeline reports each committed checkpoint (its cluster time and when it was written),
+//! the change events' `wallTime` (milliseconds) where MongoDB sends it, and idle heartbeats with
+//! nothing left to apply; this collector turns the stored marks into `now - source time applied`
+//! and `now - written at` at gather time. A stuck stream therefore shows lag and age growing on every scrape, while an idle
 //! stream whose heartbeats keep advancing the checkpoint stays near zero. Nothing here blocks for
 //! longer than a map lookup.
 
@@ -19,10 +20,12 @@ use super::registry::MetricsError;
 use super::Clock;
 use crate::event::ClusterTime;
 
-/// The newest checkpoint a stream committed.
+/// The newest checkpoint a stream committed, and how far in source time it has applied
+/// everything.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Mark {
-    cluster_time: ClusterTime,
+    /// Source time up to which everything the stream read is in Postgres.
+    applied_until: SystemTime,
     written_at: SystemTime,
 }
 
@@ -78,10 +81,20 @@ impl PositionCollector {
         marks.insert(
             collection.to_string(),
             Mark {
-                cluster_time,
+                applied_until: cluster_time.to_system_time(),
                 written_at,
             },
         );
+    }
+
+    /// Everything up to source time `at` is applied (a committed event's `wallTime`, finer than
+    /// its cluster-time second, or an idle heartbeat with nothing pending). Moves the lag mark
+    /// forward only, and only for a stream that has a checkpoint.
+    pub(crate) fn applied_until(&self, collection: &str, at: SystemTime) {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(mark) = marks.get_mut(collection) {
+            mark.applied_until = mark.applied_until.max(at);
+        }
     }
 
     pub(crate) fn forget(&self, collection: &str) {
@@ -96,7 +109,7 @@ impl PositionCollector {
         let now = (self.clock)();
         let marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
         for (collection, mark) in marks.iter() {
-            let lag = seconds_between(mark.cluster_time.to_system_time(), now);
+            let lag = seconds_between(mark.applied_until, now);
             self.lag.with_label_values(&[collection]).set(lag);
             let age = seconds_between(mark.written_at, now);
             self.age.with_label_values(&[collection]).set(age);
@@ -126,5 +139,37 @@ impl Collector for PositionCollector {
         let mut families = self.lag.collect();
         families.extend(self.age.collect());
         families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn lag_of(c: &PositionCollector, collection: &str) -> f64 {
+        c.refresh();
+        c.lag.with_label_values(&[collection]).get()
+    }
+
+    #[test]
+    fn lag_counts_from_the_finest_source_time_applied_and_never_moves_back() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let now = t0 + Duration::from_millis(2_750);
+        let clock: Clock = Arc::new(move || now);
+        let c = PositionCollector::new(clock).expect("collector");
+        // Without a checkpoint there is nothing to report for the stream.
+        c.applied_until("users", t0);
+        assert!(c.marks.lock().expect("marks").is_empty());
+        c.committed_at("users", ClusterTime::new(1_800_000_000, 1), t0);
+        assert_eq!(lag_of(&c, "users"), 2.75);
+        // A wallTime 600 ms into that second, then a heartbeat two seconds on.
+        c.applied_until("users", t0 + Duration::from_millis(600));
+        assert!((lag_of(&c, "users") - 2.15).abs() < 1e-9);
+        c.applied_until("users", t0 + Duration::from_secs(2));
+        assert!((lag_of(&c, "users") - 0.75).abs() < 1e-9);
+        // An older report does not move it back.
+        c.applied_until("users", t0);
+        assert!((lag_of(&c, "users") - 0.75).abs() < 1e-9);
     }
 }

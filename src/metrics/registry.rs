@@ -359,6 +359,13 @@ impl Metrics {
         self.positions.committed_now(collection, cluster_time);
     }
 
+    /// Everything the stream read up to source time `at` is in Postgres: a committed event's
+    /// `wallTime` (millisecond resolution) or an idle heartbeat with nothing left to apply. The lag
+    /// gauge moves forward to it (never back).
+    pub fn applied_until(&self, collection: &str, at: SystemTime) {
+        self.positions.applied_until(collection, at);
+    }
+
     /// A checkpoint covering `cluster_time` was written at `written_at` (e.g. loaded from the
     /// checkpoint table at startup, before this process committed one).
     pub fn checkpoint_committed_at(

@@ -180,6 +180,12 @@ impl Consumer<'_> {
                                 .is_none_or(|t| t.elapsed() >= self.heartbeat_interval);
                             if !pending.items.is_empty() || idle_write_due {
                                 self.flush(&mut pending).await?;
+                            } else if let Some(end) = &pending.end {
+                                // Nothing left to apply up to this heartbeat: the lag gauge says
+                                // so even before the next idle checkpoint write.
+                                let at = std::time::UNIX_EPOCH
+                                    + Duration::from_secs(u64::from(end.cluster_time.seconds()));
+                                self.metrics.applied_until(self.stream, at);
                             }
                         }
                         Item::Failed(e) => {
@@ -225,9 +231,13 @@ impl Consumer<'_> {
         };
         let n = items.len();
         let mut newest_event: BTreeMap<String, ClusterTime> = BTreeMap::new();
+        let mut newest_wall: Option<std::time::SystemTime> = None;
         for b in &items {
             let t = newest_event.entry(b.event.collection.clone()).or_default();
             *t = (*t).max(b.event.cluster_time);
+            if let Ok(wall) = b.event.raw.get_datetime("wallTime") {
+                newest_wall = newest_wall.max(Some(wall.to_system_time()));
+            }
         }
         let started = Instant::now();
         let outcome = self
@@ -255,6 +265,9 @@ impl Consumer<'_> {
             n,
             started.elapsed(),
         );
+        if let Some(wall) = newest_wall {
+            self.metrics.applied_until(self.stream, wall);
+        }
         Ok(())
     }
 }

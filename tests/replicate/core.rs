@@ -381,3 +381,52 @@ async fn an_idle_collection_checkpoint_keeps_up_with_the_clock() {
     source.stop().await;
     drop(db);
 }
+
+/// A gauge of `replicator`'s registry for `collection` (None when the series is absent).
+fn gauge(
+    replicator: &mongo2pg::replicator::Replicator,
+    name: &str,
+    collection: &str,
+) -> Option<f64> {
+    let text = replicator.context.metrics.render().expect("render metrics");
+    let prefix = format!("{name}{{collection=\"{collection}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The lag gauge of an idle stream follows the change stream's heartbeats, not only the idle
+/// checkpoint writes: with checkpoints written once a minute, the lag stays around a second while
+/// the checkpoint ages; and a write's lag is measured from its millisecond `wallTime`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_streams_lag_follows_heartbeats_between_checkpoint_writes() {
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("idlelag", |c| c.stream.heartbeat_interval_ms = 60_000).await;
+    let replicator = start_replicator(&source, &db, &config).await;
+    let pg = db.client().await;
+    source
+        .coll(&mdb, "users")
+        .insert_one(doc! {"email": "lag@example.com"})
+        .await
+        .expect("insert");
+    wait_until("the user is in Postgres", WAIT, || async {
+        count(&pg, "SELECT count(*) FROM users").await == 1
+    })
+    .await;
+    wait_until("the users checkpoint is 4 s old", WAIT, || async {
+        gauge(&replicator, "mongo2pg_checkpoint_age_seconds", "users").is_some_and(|a| a >= 4.0)
+    })
+    .await;
+    let lag = gauge(&replicator, "mongo2pg_replication_lag_seconds", "users").unwrap_or(f64::MAX);
+    assert!(
+        lag < 3.0,
+        "the idle stream's lag is {lag}s although heartbeats keep arriving"
+    );
+    replicator.shutdown().await;
+    source.stop().await;
+    drop(db);
+}
