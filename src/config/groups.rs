@@ -183,9 +183,8 @@ impl Config {
 }
 
 /// The text of a mapping file without its `[streams.*]` tables: the same collections on one stream
-/// each (tests of the per-collection layout use the reference mapping this way).
-#[cfg(test)]
-pub(crate) fn without_stream_groups(text: &str) -> String {
+/// each (the tests and benchmarks of the per-collection layout use the reference mapping this way).
+pub fn without_stream_groups(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut skipping = false;
     for line in text.lines() {

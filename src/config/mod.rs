@@ -7,7 +7,7 @@
 
 mod collection;
 mod compile;
-pub(crate) mod groups;
+mod groups;
 mod secret;
 #[cfg(test)]
 mod tests;
@@ -25,7 +25,7 @@ pub use collection::{
     MixedConfig, ReferenceConfig, SqlType,
 };
 pub use compile::CompiledMapping;
-pub use groups::{GroupConfig, Members, StreamSpec};
+pub use groups::{without_stream_groups, GroupConfig, Members, StreamSpec};
 pub use secret::{redact_error, redact_secrets, Secret, REDACTED};
 pub use verify::{parse_duration, VerifyConfig};
 

@@ -320,7 +320,7 @@ fn with_groups(groups: &str) -> Result<Config, ConfigError> {
 
 /// The reference mapping without its stream group.
 fn per_collection() -> String {
-    super::groups::without_stream_groups(MARKETPLACE)
+    super::without_stream_groups(MARKETPLACE)
 }
 
 #[test]

@@ -261,7 +261,7 @@ mod tests {
         let config = crate::config::Config::from_toml_str(
             &format!(
                 "{}\n{extra}",
-                crate::config::groups::without_stream_groups(MARKETPLACE)
+                crate::config::without_stream_groups(MARKETPLACE)
             ),
             std::path::Path::new("test.toml"),
         )

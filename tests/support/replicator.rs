@@ -166,7 +166,7 @@ pub fn mapping_file_with(mongo_db: &str, replacements: &[(&str, &str)]) -> tempf
     use std::io::Write;
     let text = std::fs::read_to_string(repo_path("deploy/marketplace/mapping.toml"))
         .expect("read mapping");
-    let text = without_stream_groups(&text)
+    let text = mongo2pg::config::without_stream_groups(&text)
         .replace(
             "database = \"marketplace\"",
             &format!("database = \"{mongo_db}\""),
@@ -178,25 +178,6 @@ pub fn mapping_file_with(mongo_db: &str, replacements: &[(&str, &str)]) -> tempf
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     f.write_all(text.as_bytes()).expect("write mapping");
     f
-}
-
-/// Mapping text without its `[streams.*]` tables: one stream per collection, as `reference_config`.
-pub fn without_stream_groups(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut skipping = false;
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with('[') {
-            skipping = trimmed.starts_with("[streams.");
-        } else if trimmed.is_empty() {
-            skipping = false;
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 /// Route the replicator's logs to the test output (shown for failing tests); RUST_LOG filters.
