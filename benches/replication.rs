@@ -22,6 +22,12 @@
 //! - `M2P_BENCH_ONLY`: a comma-separated subset of `stream,naive,backlog,snapshot,group,dualwrite`;
 //! - `PG_URL`: the Postgres server (default the local trust-auth one); `RUST_LOG` (default warn).
 
+/// The allocator of the binary (and of the benchmark, which runs the same code in-process):
+/// mimalloc instead of glibc malloc, whose per-thread arenas kept freed batch memory; see the
+/// README "Benchmarks".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -2,6 +2,10 @@
 //! table (see `common/snapshot_vs_copy.rs`). Run with `cargo bench --bench snapshot_copy`;
 //! `M2P_BENCH_PAYMENTS` overrides N (default 200,000).
 
+/// The binary's allocator (see `src/main.rs`), so the copy is timed as the binary runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
