@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bson::Document;
-use mongo2pg::config::{GroupConfig, Members, SnapshotMode};
+use mongo2pg::config::SnapshotMode;
 
 use crate::common::*;
 use crate::support::{self, TestDb};
@@ -41,16 +41,9 @@ async fn inserts_in(
     let mongo_db = mongo_db("group");
     let mut config = reference_config(&mongo_db, SnapshotMode::Never)?;
     if group {
-        config.streams.insert(
-            "money".into(),
-            GroupConfig {
-                collections: Members::List(vec![
-                    "users".into(),
-                    "payments".into(),
-                    "fundsledgerentries".into(),
-                ]),
-            },
-        );
+        config
+            .streams
+            .insert("money".into(), support::money_group());
     }
     migrate(pg_url, &config).await?;
     let streams = config.stream_specs().len() as i64;

@@ -5,29 +5,25 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bson::{doc, oid::ObjectId, Decimal128};
-use mongo2pg::config::{Config, GroupConfig, Members};
+use mongo2pg::config::Config;
 
 use crate::support::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The reference config with users, payments and ledger entries in the group `money`, and tiny
-/// batches so a parent and its children land in different batches.
-pub fn money_config(mdb: &str) -> Config {
-    let mut config = reference_config(mdb);
-    config.streams.insert(
-        "money".into(),
-        GroupConfig {
-            collections: Members::List(vec![
-                "users".into(),
-                "payments".into(),
-                "fundsledgerentries".into(),
-            ]),
-        },
-    );
+/// Users, payments and ledger entries in the group `money` (`money_group`), and tiny batches so a
+/// parent and its children land in different batches.
+pub fn money(config: &mut Config) {
+    config.streams.insert("money".into(), money_group());
     config.stream.batch_max_events = 3;
     config.stream.channel_capacity = 2;
     config.validate().expect("valid group config");
+}
+
+/// The reference config for `mdb` with `money`.
+pub fn money_config(mdb: &str) -> Config {
+    let mut config = reference_config(mdb);
+    money(&mut config);
     config
 }
 
@@ -74,12 +70,12 @@ async fn stream_names(pg: &tokio_postgres::Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_applies_parents_before_children_across_restarts_without_fk_gaps() {
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_order").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = money_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_order", money).await;
     let pg = db.client().await;
     let total = 120_u32;
 
@@ -219,14 +215,17 @@ const HALF_VISIBLE: &str = "SELECT (SELECT count(*) FROM payments p WHERE NOT EX
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_of_payment_ledger_and_points_is_never_half_visible() {
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_txn").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let mut config = money_config(&mdb);
-    // Smaller than one transaction: a cut by size would split it.
-    config.stream.batch_max_events = 2;
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_txn", |c| {
+        money(c);
+        // Smaller than one transaction: a cut by size would split it.
+        c.stream.batch_max_events = 2;
+    })
+    .await;
     let pg = db.client().await;
     let replicator = start_replicator(&source, &db, &config).await;
     let n = 60;
@@ -297,14 +296,17 @@ async fn a_transaction_of_payment_ledger_and_points_is_never_half_visible() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_larger_than_a_batch_lands_in_one_postgres_transaction() {
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_big_txn").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let mut config = money_config(&mdb);
-    config.stream.batch_max_events = 100;
-    config.stream.channel_capacity = 64;
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_big_txn", |c| {
+        money(c);
+        c.stream.batch_max_events = 100;
+        c.stream.channel_capacity = 64;
+    })
+    .await;
     let pg = db.client().await;
     let replicator = start_replicator(&source, &db, &config).await;
     let user = seed_users(&source.client, &mdb, 1).await[0];
@@ -429,12 +431,12 @@ async fn collections_moved_out_of_a_group_start_at_the_group_position() {
 async fn a_group_reset_to_an_earlier_time_replays_the_whole_group_and_tokens_show_lists_it() {
     use mongo2pg::ops::tokens::{self, ResetArgs};
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_reset").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = money_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_reset", money).await;
     let mut pg = db.client().await;
     let replicator = start_replicator(&source, &db, &config).await;
     let early = tokens::mongo_cluster_time(&source.client)
@@ -646,12 +648,12 @@ const HELD: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AN
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_replica_takes_the_group_over_when_the_holder_dies() {
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_lease").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let config = money_config(&mdb);
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_lease", money).await;
     let pg = db.client().await;
     let first = start_replicator(&source, &db, &config).await;
     // The group and the five collections outside it: six streams, six leases.
@@ -682,13 +684,16 @@ async fn a_second_replica_takes_the_group_over_when_the_holder_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_whose_history_is_lost_records_the_window_per_member_and_copies_again() {
     init_tracing();
-    let source = Source::start().await;
-    let db = TestDb::create("group_history").await;
-    db.apply_reference_schema().await;
-    let mdb = unique_name("mdb");
-    let mut config = money_config(&mdb);
-    config.snapshot.mode = mongo2pg::config::SnapshotMode::WhenNeeded;
-    migrate(&db, &config).await;
+    let RefEnv {
+        source,
+        db,
+        mdb,
+        config,
+    } = RefEnv::start_with("group_history", |c| {
+        money(c);
+        c.snapshot.mode = mongo2pg::config::SnapshotMode::WhenNeeded;
+    })
+    .await;
     let pg = db.client().await;
     write_money(&source.client, &mdb, 0, 10).await;
     let replicator = start_replicator(&source, &db, &config).await;

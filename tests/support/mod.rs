@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 
 pub use db::{connect, TestDb, TestRole};
 pub use replicator::{
-    init_tracing, mapping_file_with, migrate, mongo_users, open_gaps, pg_users, reference_config,
-    reference_mapping_file, start_replicator, verify_reference, wait_users_equal, RefEnv,
+    init_tracing, mapping_file_with, migrate, money_group, mongo_users, open_gaps, pg_users,
+    reference_config, reference_mapping_file, start_replicator, verify_reference, wait_users_equal,
+    RefEnv,
 };
 pub use source::Source;
 pub use wait::{count, wait_until};

@@ -59,6 +59,18 @@ impl RefEnv {
     }
 }
 
+/// The stream group the group tests and the grouped benchmark use: users, payments and ledger
+/// entries on one change stream.
+pub fn money_group() -> mongo2pg::config::GroupConfig {
+    mongo2pg::config::GroupConfig {
+        collections: mongo2pg::config::Members::List(vec![
+            "users".into(),
+            "payments".into(),
+            "fundsledgerentries".into(),
+        ]),
+    }
+}
+
 /// Migrate the control tables of `config` into `db`.
 pub async fn migrate(db: &TestDb, config: &Config) {
     let mut client = db.client().await;
