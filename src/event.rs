@@ -139,6 +139,18 @@ pub struct ChangeEvent {
     /// The event's `_id`; None for snapshot reads.
     pub resume_token: Option<Document>,
     pub txn: Option<TxnId>,
-    /// The whole event (or the snapshot document) as received.
+    /// The whole event as received; empty for a document read by a copy or a retry, whose raw
+    /// form is its `full_document` (read it through `raw_form`).
     pub raw: Document,
+}
+
+impl ChangeEvent {
+    /// The event as received, or the document itself for a read (`Operation::Snapshot`): what a
+    /// gap keeps as its raw event.
+    pub fn raw_form(&self) -> &Document {
+        match (&self.full_document, &self.operation) {
+            (Some(document), Operation::Snapshot) if self.raw.is_empty() => document,
+            _ => &self.raw,
+        }
+    }
 }

@@ -396,6 +396,7 @@ async fn snapshot_all(ctx: &RunContext) -> Result<(), (String, StreamError)> {
         &mut sink,
         &ctx.mapping,
         &ctx.names,
+        Some(&ctx.pg_url),
         &mut on_progress,
     )
     .await

@@ -176,6 +176,7 @@ async fn history_lost(
         pg: &mut pg,
         sink: &mut sink,
         names: &ctx.names,
+        pg_url: Some(&ctx.pg_url),
     };
     let options = ctx.snapshot_options();
     let mut cb = |_: &str, _: &crate::snapshot::SnapshotProgress| {};

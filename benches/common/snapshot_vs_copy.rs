@@ -7,7 +7,7 @@
 //! includes the in-process simulator's resident data; `rss_before` is the level it started from.
 //!
 //! `M2P_BENCH_PAGE_SIZE` overrides `snapshot.page_size`, `M2P_BENCH_PAGE_BYTES`
-//! `snapshot.page_bytes`.
+//! `snapshot.page_bytes`, `M2P_BENCH_WRITERS` `snapshot.writers`.
 
 use std::error::Error;
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub struct SnapshotCopyReport {
     pub rows: usize,
     pub page_size: usize,
     pub page_bytes: usize,
+    /// Pages written at once (`snapshot.writers`).
+    pub writers: usize,
     pub snapshot: Duration,
     pub copy: Duration,
     /// Resident memory before the snapshot started (kB; the simulator's data included).
@@ -56,8 +58,8 @@ impl SnapshotCopyReport {
     pub fn print(&self) {
         println!();
         println!(
-            "initial snapshot vs \\copy: {} payments (page_size {}, page_bytes {})",
-            self.rows, self.page_size, self.page_bytes
+            "initial snapshot vs \\copy: {} payments (page_size {}, page_bytes {}, writers {})",
+            self.rows, self.page_size, self.page_bytes, self.writers
         );
         println!("{:<52} {:>12}", "measure", "value");
         println!(
@@ -184,6 +186,8 @@ struct Copy<'a> {
     names: &'a mongo2pg::sink::ControlNames,
     mapping: &'a mongo2pg::config::CompiledMapping,
     options: &'a SnapshotOptions,
+    /// Where the copy opens its extra page writers.
+    pg_url: &'a mongo2pg::sink::connect::PgUrl,
 }
 
 impl Copy<'_> {
@@ -203,6 +207,7 @@ impl Copy<'_> {
             pg,
             sink,
             names: self.names,
+            pg_url: Some(self.pg_url),
         };
         Ok(mongo2pg::snapshot::initial_snapshot(ctx, rules, self.options, &mut |_| {}).await?)
     }
@@ -247,6 +252,12 @@ async fn run(
     {
         config.snapshot.page_bytes = b;
     }
+    if let Some(w) = std::env::var("M2P_BENCH_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.snapshot.writers = w;
+    }
     let names = mongo2pg::replicator::control_names(&config);
     let mut pg = support::connect(&repl_db.url()).await;
     mongo2pg::sink::migrate(&mut pg, &names).await?;
@@ -273,7 +284,10 @@ async fn run(
     let mut sink = mongo2pg::sink::Sink::new(catalogue.clone(), names.clone())
         .with_rules(mapping.collections.values());
     let options = SnapshotOptions::from_config(&config.snapshot);
+    let pg_url =
+        mongo2pg::sink::connect::PgUrl::parse(&mongo2pg::config::Secret::new(repl_db.url()))?;
     let copy = Copy {
+        pg_url: &pg_url,
         mongo: &mongo,
         database: &database,
         names: &names,
@@ -321,6 +335,7 @@ async fn run(
         rows: n,
         page_size: config.snapshot.page_size,
         page_bytes: config.snapshot.page_bytes,
+        writers: config.snapshot.writers,
         snapshot: snapshot_time,
         copy,
         rss_before_kb,

@@ -41,6 +41,7 @@ pub async fn snapshot(args: SnapshotCmdArgs) -> Result<ExitCode, CommandError> {
         pg: &mut target.pg,
         sink: &mut sink,
         names: &names,
+        pg_url: None,
     };
     let mut reporter: Option<ProgressReporter> = None;
     let collection = args.collection.clone();

@@ -50,6 +50,10 @@ pub const DEFAULT_SNAPSHOT_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Bounds of `snapshot.page_bytes`: 64 KiB to 1 GiB.
 pub const MIN_SNAPSHOT_PAGE_BYTES: usize = 64 * 1024;
 pub const MAX_SNAPSHOT_PAGE_BYTES: usize = 1024 * 1024 * 1024;
+/// Default number of pages an initial copy writes at once, each on its own connection.
+pub const DEFAULT_SNAPSHOT_WRITERS: usize = 2;
+/// Upper bound of `snapshot.writers`.
+pub const MAX_SNAPSHOT_WRITERS: usize = 16;
 pub const DEFAULT_ID_COLUMN: &str = "id";
 pub const DEFAULT_LEGACY_COLUMN: &str = "legacy_object_id";
 /// Upper bound for batch and page sizes, to keep memory bounded whatever the configuration says.
@@ -216,6 +220,8 @@ pub struct SnapshotConfig {
     /// raw BSON reaches this many bytes, whichever comes first (memory stays bounded whatever
     /// the page size).
     pub page_bytes: usize,
+    /// Pages written at once, each on its own Postgres connection, committed in page order.
+    pub writers: usize,
     /// Explicit copy order (parents before children); collections not listed follow in
     /// reference-dependency order.
     pub order: Option<Vec<String>>,
@@ -227,6 +233,7 @@ impl Default for SnapshotConfig {
             mode: SnapshotMode::default(),
             page_size: DEFAULT_SNAPSHOT_PAGE_SIZE,
             page_bytes: DEFAULT_SNAPSHOT_PAGE_BYTES,
+            writers: DEFAULT_SNAPSHOT_WRITERS,
             order: None,
         }
     }
@@ -376,6 +383,14 @@ impl Config {
                 format!(
                     "must be between {MIN_SNAPSHOT_PAGE_BYTES} and {MAX_SNAPSHOT_PAGE_BYTES} bytes, got {bytes}"
                 ),
+            );
+        }
+        let writers = self.snapshot.writers;
+        if !(1..=MAX_SNAPSHOT_WRITERS).contains(&writers) {
+            report(
+                "snapshot",
+                "writers",
+                format!("must be between 1 and {MAX_SNAPSHOT_WRITERS}, got {writers}"),
             );
         }
         if let Some(order) = &self.snapshot.order {

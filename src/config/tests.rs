@@ -165,6 +165,24 @@ fn snapshot_page_bytes_defaults_to_4_mib_and_is_bounded() {
 }
 
 #[test]
+fn snapshot_writers_default_to_two_and_are_bounded() {
+    let base = "[source]\ndatabase = \"db\"\n[collections.users]\ntable = \"users\"\n\
+                columns = [{ column = \"email\", path = \"email\", type = \"text\" }]\n[snapshot]\n";
+    let config = parse(base).expect("parses");
+    assert_eq!(config.snapshot.writers, 2);
+    let config = parse(&format!("{base}writers = 4\n")).expect("valid");
+    assert_eq!(config.snapshot.writers, 4);
+    for bad in [0usize, 17] {
+        assert_eq!(
+            problems(parse(&format!("{base}writers = {bad}\n"))),
+            [format!(
+                "snapshot: writers: must be between 1 and 16, got {bad}"
+            )]
+        );
+    }
+}
+
+#[test]
 fn fixture_compiles_with_types_labels_and_precision_captured() {
     let mapping = Config::from_toml_str(MAPPING, Path::new("fixture.toml"))
         .expect("valid")

@@ -168,6 +168,7 @@ async fn run_with(
         &mut sink,
         &mapping,
         &names,
+        Some(pg_url),
         &mut on_progress,
     )
     .await?;

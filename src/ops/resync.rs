@@ -92,6 +92,7 @@ impl SnapshotArgs {
             max_pages: None,
             resolve_gaps: self.resolve_gaps,
             stream: None,
+            writers: 1,
         })
     }
 }

@@ -61,6 +61,7 @@ pub async fn run_stream_once(
             pg: &mut client,
             sink: &mut sink,
             names: &ctx.names,
+            pg_url: Some(&ctx.pg_url),
         };
         let metrics = ctx.metrics.clone();
         let mut cb = |coll: &str, p: &crate::snapshot::SnapshotProgress| {

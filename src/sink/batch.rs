@@ -168,6 +168,22 @@ impl Sink {
         self
     }
 
+    /// A sink with the same catalogue, names and rules and an empty id cache of the same
+    /// capacity, for a second connection (the copy's extra page writers). Its cache fills from its
+    /// own committed transactions only.
+    pub fn fork(&self) -> Sink {
+        Sink {
+            catalogue: self.catalogue.clone(),
+            names: self.names.clone(),
+            tombstones: self.tombstones.clone(),
+            soft: self.soft.clone(),
+            defer: self.defer.clone(),
+            cache: IdCache::new(self.cache.capacity()),
+            holder: self.holder.clone(),
+            staging: self.staging,
+        }
+    }
+
     pub fn names(&self) -> &ControlNames {
         &self.names
     }
@@ -221,8 +237,17 @@ impl Sink {
 
     /// Applies one page of a copy of `stream` in one transaction and records, as its last
     /// statement, that the copy of `collection` reached `last_id`: the page and its progress
-    /// commit together. An operator reset of the stream while the copy runs (another epoch, or
-    /// the copy no longer running) rolls the page back with `CheckpointMoved`.
+    /// commit together. `after` is the progress the page follows (the previous page's last `_id`
+    /// as stored; None for the first page of `collection`): the page commits only once that one
+    /// has, so pages written at once on several connections land in order (see
+    /// `checkpoint::record_page_progress`). When the previous page is still being written,
+    /// `turn` fires once it has committed; the page waits for it, with its rows written, before
+    /// its progress update and commit. The page does not lock the checkpoint row before it
+    /// writes (that would serialise the pages); the conditional progress update at its end does.
+    /// An operator reset of the stream while the copy runs (another epoch, or the copy no longer
+    /// running), or a previous page that did not commit, rolls the page back with
+    /// `CheckpointMoved`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply_snapshot_page(
         &mut self,
         client: &mut Client,
@@ -230,11 +255,15 @@ impl Sink {
         epoch: i64,
         items: Vec<BatchItem>,
         collection: &str,
+        after: Option<&str>,
         last_id: &bson::Bson,
+        turn: Option<PageTurn>,
     ) -> Result<BatchOutcome, SinkError> {
         let finish = Finish::SnapshotProgress {
             collection,
+            after,
             last_id,
+            turn,
         };
         self.apply(client, stream, epoch, items, finish).await
     }
@@ -249,12 +278,6 @@ impl Sink {
     ) -> Result<BatchOutcome, SinkError> {
         let started = Instant::now();
         let mut out = BatchOutcome::default();
-        let mut tx = client
-            .transaction()
-            .await
-            .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
-        checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
-        out.statements += 2;
 
         let mut gaps: Vec<GapRecord> = Vec::new();
         let mut work: Vec<usize> = Vec::new();
@@ -294,8 +317,50 @@ impl Sink {
             })
             .flatten()
             .collect();
-        let resolution =
-            idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?;
+        // A copy's pages are written at once on several connections, and a page waits for the
+        // page before it with its transaction open: its id_map entries are allocated (and
+        // claimed) first in a transaction of their own, so that no page ever holds an uncommitted
+        // entry the page before it would wait for. An entry without its row is what a reference
+        // leaves anyway.
+        let page = matches!(finish, Finish::SnapshotProgress { .. });
+        let mut refs = Some(refs);
+        let committed = if page {
+            let ids = client
+                .transaction()
+                .await
+                .map_err(|e| SinkError::pg("beginning the id allocation", e))?;
+            let mut resolution = idmap::resolve(
+                &ids,
+                &self.names.id_map,
+                &mut self.cache,
+                refs.take().unwrap_or_default(),
+                &owners,
+            )
+            .await?;
+            ids.commit()
+                .await
+                .map_err(|e| SinkError::pg("committing the id allocation", e))?;
+            out.statements += 2;
+            for (r, id, owner) in std::mem::take(&mut resolution.fresh) {
+                self.cache.insert_owned(r, id, owner);
+            }
+            Some(resolution)
+        } else {
+            None
+        };
+        let mut tx = client
+            .transaction()
+            .await
+            .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
+        let resolution = match committed {
+            Some(resolution) => resolution,
+            None => {
+                checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
+                out.statements += 2;
+                let refs = refs.take().unwrap_or_default();
+                idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?
+            }
+        };
         out.id_cache_hits = resolution.cache_hits;
         out.id_cache_misses = resolution.cache_misses;
         out.ids_allocated = resolution.allocated;
@@ -377,7 +442,13 @@ impl Sink {
             let planned = plan(range.iter().flat_map(|&i| {
                 let at = items[i].event.cluster_time;
                 let read = items[i].event.operation == Operation::Snapshot;
-                ops_of(i).iter().map(move |op| Planned { op, at, read })
+                let inserted = items[i].event.operation == Operation::Insert;
+                ops_of(i).iter().map(move |op| Planned {
+                    op,
+                    at,
+                    read,
+                    inserted,
+                })
             }));
             let attempt = try_write(
                 &mut tx,
@@ -486,7 +557,7 @@ impl Sink {
         } else {
             drop(items);
         }
-        match &finish {
+        match finish {
             Finish::Nothing => {}
             Finish::Advance(end) => {
                 out.checkpoint_moved = checkpoint::advance(
@@ -494,7 +565,7 @@ impl Sink {
                     &self.names.checkpoints,
                     stream,
                     epoch,
-                    end,
+                    &end,
                     &self.holder,
                 )
                 .await?;
@@ -502,15 +573,39 @@ impl Sink {
             }
             Finish::SnapshotProgress {
                 collection,
+                after,
                 last_id,
+                turn,
             } => {
-                let recorded = checkpoint::record_snapshot_progress(
+                // The page before this one commits first (its writer sends the turn once it
+                // has); a dropped turn means it failed.
+                // The page before may also be waiting for a row of this one (a unique value
+                // on both pages), which Postgres cannot see as a deadlock: after
+                // `PAGE_TURN_TIMEOUT` this page gives up and rolls back (the copy goes on one
+                // page at a time).
+                if let Some(turn) = turn {
+                    match tokio::time::timeout(PAGE_TURN_TIMEOUT, turn).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => {
+                            return Err(SinkError::PreviousPageFailed {
+                                stream: stream.to_string(),
+                            })
+                        }
+                        Err(_) => {
+                            return Err(SinkError::PageTurnTimeout {
+                                stream: stream.to_string(),
+                            })
+                        }
+                    }
+                }
+                let recorded = checkpoint::record_page_progress(
                     &tx,
                     &self.names.checkpoints,
                     stream,
                     epoch,
                     collection,
-                    Some(last_id),
+                    after,
+                    last_id,
                 )
                 .await?;
                 out.statements += 1;
@@ -566,7 +661,13 @@ impl Sink {
         }
         let at = event.cluster_time;
         let read = event.operation == Operation::Snapshot;
-        let planned = plan(reduced.iter().map(|op| Planned { op, at, read }));
+        let inserted = event.operation == Operation::Insert;
+        let planned = plan(reduced.iter().map(|op| Planned {
+            op,
+            at,
+            read,
+            inserted,
+        }));
         match try_write(tx, targets, ids, &planned, &mut out.statements).await? {
             Ok(rows) => {
                 for (table, n) in rows {
@@ -589,15 +690,24 @@ fn is_referring_to(op: &RowOp, rows: &std::collections::HashSet<LegacyRef>) -> b
     refs.iter().any(|r| rows.contains(r))
 }
 
+/// How long a copy's page waits, its rows written, for the page before it to commit.
+pub const PAGE_TURN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fires when the page before a copy's page has committed: only then may the page record its
+/// progress and commit (`Sink::apply_snapshot_page`).
+pub type PageTurn = tokio::sync::oneshot::Receiver<()>;
+
 /// What a batch's transaction ends with.
 enum Finish<'a> {
     Nothing,
     /// Move the stream's checkpoint to this position (forward only).
     Advance(Position),
-    /// Record a copy's progress.
+    /// Record a copy's progress, if it still stands at `after`, once `turn` (if any) fires.
     SnapshotProgress {
         collection: &'a str,
+        after: Option<&'a str>,
         last_id: &'a bson::Bson,
+        turn: Option<PageTurn>,
     },
 }
 

@@ -386,6 +386,46 @@ pub async fn record_snapshot_progress<C: GenericClient>(
     Ok(n == 1)
 }
 
+/// Records that one page of the copy of `collection` committed up to `last_id`, on the condition
+/// that the copy's recorded progress is still `after` (the previous page's last `_id` as stored,
+/// canonical extended JSON; None: the copy of `collection` has not recorded a page yet). Several pages may be written at once on
+/// several connections: the condition chains their commits in page order (a page waits for the
+/// row lock of the page before it and commits only if that one committed), so the recorded
+/// progress never passes a page that did not land. False (nothing written) when the epoch
+/// changed, the copy no longer runs, or the previous page did not commit.
+pub async fn record_page_progress<C: GenericClient>(
+    client: &C,
+    checkpoints_table: &str,
+    stream: &str,
+    epoch: i64,
+    collection: &str,
+    after: Option<&str>,
+    last_id: &Bson,
+) -> Result<bool, SinkError> {
+    let sql = format!(
+        "update {} set snapshot_collection = $3, snapshot_last_id = $4, updated_at = now()
+         where stream = $1 and epoch = $2 and snapshot_state = $5
+           and coalesce(snapshot_collection, $3) = $3
+           and snapshot_last_id is not distinct from $6",
+        table(checkpoints_table)?
+    );
+    let n = client
+        .execute(
+            &sql,
+            &[
+                &stream,
+                &epoch,
+                &collection,
+                &bson_extjson(last_id),
+                &SnapshotState::Running.as_str(),
+                &after,
+            ],
+        )
+        .await
+        .map_err(|e| SinkError::pg("recording snapshot progress", e))?;
+    Ok(n == 1)
+}
+
 /// The hand-over: the stream's position becomes the copy's start position (forward only, cluster
 /// times compared in SQL: a position already past it is kept) and the copy is done. False
 /// (nothing written) when an operator reset the stream (epoch changed) while the copy ran.

@@ -49,6 +49,14 @@ pub enum SinkError {
         expected: i64,
         found: i64,
     },
+    /// A page of a copy written at once with the page before it: that page did not commit, so
+    /// this one may not either (the copy resumes after the last committed page).
+    #[error("the previous page of the copy of {stream} did not commit")]
+    PreviousPageFailed { stream: String },
+    /// A page of a copy waited too long for the page before it to commit (the two may be
+    /// waiting on each other); it was rolled back.
+    #[error("a page of the copy of {stream} waited too long for the page before it")]
+    PageTurnTimeout { stream: String },
     /// id_map did not return a UUID for a legacy id even after allocation.
     #[error("id_map has no entry for {collection}/{legacy_id} after allocation")]
     IdMapIncomplete {

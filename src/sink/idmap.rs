@@ -125,6 +125,11 @@ impl IdCache {
         self.young.len() + self.old.len()
     }
 
+    /// The number of entries the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

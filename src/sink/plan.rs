@@ -13,12 +13,14 @@ use crate::mapping::RowOp;
 /// One operation with the cluster time of the state it writes (the event's, or a copy's start):
 /// tombstones are compared with it. `read` marks a state read from MongoDB (a copy, a gap
 /// retry) rather than carried by a change event: on an append-only row it only fills a gap and
-/// never reports a change (the change events do).
+/// never reports a change (the change events do). `inserted` marks the state of an insert event:
+/// like a read, most likely a document Postgres has never seen (the writer may then COPY it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Planned<'a> {
     pub op: &'a RowOp,
     pub at: ClusterTime,
     pub read: bool,
+    pub inserted: bool,
 }
 
 /// The statements to run for one table, in order.
@@ -288,6 +290,7 @@ mod tests {
                 op,
                 at: ClusterTime(1),
                 read: false,
+                inserted: false,
             })
             .collect()
     }

@@ -493,6 +493,32 @@ async fn upsert_group(
     // Large groups of rows read from MongoDB are staged with one binary COPY and read back by the
     // same statement (which empties the staging table); the rest travel as array parameters.
     let staged = ctx.staging && ops.len() >= STAGE_MIN_ROWS && ops.iter().all(|p| p.read);
+    // Large groups of rows read from MongoDB or inserted, whose documents Postgres has never seen
+    // (no row, no tombstone), go straight into the table with one COPY; any refusal falls back
+    // to the guarded statement.
+    let copied = ops.len() >= STAGE_MIN_ROWS && ops.iter().all(|p| p.read || p.inserted);
+    let fresh = NewRows {
+        columns: &all_cols,
+        ids: &op_ids,
+        legacy_ids: &arrays[1],
+        collections: &arrays[coll_at],
+    };
+    if copied && copy_new_rows(ctx, stats, info, table_name, &fresh, &arrays).await? {
+        let written: HashSet<uuid::Uuid> = op_ids.iter().copied().collect();
+        return finish_upsert(
+            ctx,
+            info,
+            table_name,
+            legacy_column,
+            ops,
+            &op_ids,
+            &written,
+            &arrays,
+            at_at,
+            stats,
+        )
+        .await;
+    }
     let (with, source) = if staged {
         let stage = stage_rows(ctx, stats, &arrays).await?;
         (
@@ -566,9 +592,40 @@ async fn upsert_group(
         }
     }
 
+    finish_upsert(
+        ctx,
+        info,
+        table_name,
+        legacy_column,
+        ops,
+        &op_ids,
+        &written,
+        &arrays,
+        at_at,
+        stats,
+    )
+    .await
+}
+
+/// After the rows of an upsert group were written: replaces the child rows of the parents that
+/// were written (`written`) and flags again, for soft-delete tables, the written rows whose
+/// documents a soft delete already removed.
+#[allow(clippy::too_many_arguments)]
+async fn finish_upsert(
+    ctx: &Ctx<'_>,
+    info: &TableInfo,
+    table_name: &str,
+    legacy_column: &str,
+    ops: &[Planned<'_>],
+    op_ids: &[uuid::Uuid],
+    written: &HashSet<uuid::Uuid>,
+    arrays: &[Vec<Option<String>>],
+    at_at: usize,
+    stats: &mut WriteStats,
+) -> Result<(), WriteError> {
     let mut children: Vec<(&ChildRows, uuid::Uuid)> = Vec::new();
     let mut written_keys: Vec<(String, String, String)> = Vec::new();
-    for ((p, id), i) in ops.iter().zip(&op_ids).zip(0..) {
+    for ((p, id), i) in ops.iter().zip(op_ids).zip(0..) {
         if let RowOp::Upsert {
             children: c, key, ..
         } = p.op
@@ -597,6 +654,134 @@ async fn upsert_group(
         .await?;
     }
     replace_children(ctx, &children, stats).await
+}
+
+/// The rows of an upsert group as `copy_new_rows` sees them.
+struct NewRows<'a> {
+    /// The row columns, the id column first (the leading arrays of the group's values).
+    columns: &'a [&'a str],
+    /// The rows' ids.
+    ids: &'a [uuid::Uuid],
+    /// The rows' legacy ids.
+    legacy_ids: &'a [Option<String>],
+    /// Each row's document collection.
+    collections: &'a [Option<String>],
+}
+
+/// Writes a group of rows read from MongoDB with one `COPY` (text format) straight into the table
+/// when none of their documents can be there yet: no row has any of their ids and none of them
+/// has a tombstone (so no delete can refuse them); checked by one statement first.
+/// The COPY runs under its own savepoint: any refusal (a row that appeared meanwhile, a CHECK, a
+/// foreign key) rolls it back and returns false, and the caller writes the group through the
+/// guarded `INSERT .. SELECT .. ON CONFLICT`, which decides row by row. True when every row was
+/// written.
+async fn copy_new_rows(
+    ctx: &Ctx<'_>,
+    stats: &mut WriteStats,
+    info: &TableInfo,
+    table_name: &str,
+    rows: &NewRows<'_>,
+    arrays: &[Vec<Option<String>>],
+) -> Result<bool, WriteError> {
+    let Some(collection) = rows.collections.first().cloned().flatten() else {
+        return Ok(false);
+    };
+    if rows
+        .collections
+        .iter()
+        .any(|c| c.as_deref() != Some(&collection))
+    {
+        return Ok(false);
+    }
+    let t = qualified(&info.schema, &info.name);
+    let Some(id_column) = rows.columns.first() else {
+        return Ok(false);
+    };
+    if col_type(info, table_name, id_column)? != "uuid" {
+        return Ok(false);
+    }
+    let probe = format!(
+        "SELECT EXISTS (SELECT 1 FROM {tomb} WHERE collection = $1
+                            AND legacy_object_id = ANY($3::text[]))
+             OR EXISTS (SELECT 1 FROM {t} WHERE {id} = ANY($2::uuid[]))",
+        tomb = ctx.tombstones,
+        id = ident(id_column),
+    );
+    let seen = ctx
+        .tx
+        .query_one(&probe, &[&collection, &rows.ids, &rows.legacy_ids])
+        .await?;
+    stats.statements += 1;
+    if seen.try_get::<_, bool>(0)? {
+        return Ok(false);
+    }
+    let all_cols = rows.columns;
+    let cols: Vec<String> = all_cols.iter().map(|c| ident(c)).collect();
+    let sql = format!("COPY {t} ({}) FROM STDIN", cols.join(", "));
+    let data = copy_text(&arrays[..all_cols.len()]);
+    ctx.tx.batch_execute("SAVEPOINT m2p_copy").await?;
+    stats.statements += 2;
+    let copied = async {
+        let sink = ctx.tx.copy_in::<_, bytes::Bytes>(&sql).await?;
+        futures::pin_mut!(sink);
+        use futures::SinkExt;
+        sink.send(bytes::Bytes::from(data)).await?;
+        sink.finish().await
+    }
+    .await;
+    match copied {
+        Ok(n) if n == arrays[0].len() as u64 => {
+            ctx.tx.batch_execute("RELEASE SAVEPOINT m2p_copy").await?;
+            stats.statements += 1;
+            stats.add_rows(table_name, n);
+            Ok(true)
+        }
+        Ok(_) | Err(_) => {
+            ctx.tx
+                .batch_execute("ROLLBACK TO SAVEPOINT m2p_copy; RELEASE SAVEPOINT m2p_copy")
+                .await?;
+            stats.statements += 1;
+            Ok(false)
+        }
+    }
+}
+
+/// The rows of `arrays` (one array per column) in COPY's text format: tab-separated, `\N` for
+/// NULL, backslash, tab, newline and carriage return escaped.
+fn copy_text(arrays: &[Vec<Option<String>>]) -> Vec<u8> {
+    let rows = arrays.first().map_or(0, Vec::len);
+    let width: usize = arrays
+        .iter()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_ref().map_or(2, String::len) + 1)
+                .sum::<usize>()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(width + rows);
+    for r in 0..rows {
+        for (c, column) in arrays.iter().enumerate() {
+            if c > 0 {
+                out.push(b'\t');
+            }
+            match &column[r] {
+                None => out.extend_from_slice(b"\\N"),
+                Some(v) => {
+                    for &b in v.as_bytes() {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            _ => out.push(b),
+                        }
+                    }
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Child rows sharing one column set: the columns, then (parent id, row) pairs.

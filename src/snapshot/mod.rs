@@ -144,6 +144,7 @@ pub async fn snapshot_all(
     sink: &mut crate::sink::Sink,
     mapping: &CompiledMapping,
     names: &ControlNames,
+    pg_url: Option<&crate::sink::connect::PgUrl>,
     on_progress: &mut (dyn FnMut(&str, &SnapshotProgress) + Send),
 ) -> Result<Vec<SnapshotReport>, CollectionSnapshotError> {
     let config = &mapping.config;
@@ -167,6 +168,7 @@ pub async fn snapshot_all(
             &mut *sink,
             mapping,
             names,
+            pg_url,
             &options,
             &first,
             &stream,
@@ -189,6 +191,7 @@ async fn copy_one_stream(
     sink: &mut crate::sink::Sink,
     mapping: &CompiledMapping,
     names: &ControlNames,
+    pg_url: Option<&crate::sink::connect::PgUrl>,
     options: &SnapshotOptions,
     first: &str,
     stream: &str,
@@ -201,6 +204,7 @@ async fn copy_one_stream(
         pg,
         sink,
         names,
+        pg_url,
     };
     let Some(spec) = config.stream_spec(stream).filter(|s| s.group) else {
         let rules = mapping

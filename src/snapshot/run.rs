@@ -44,6 +44,10 @@ pub struct SnapshotOptions {
     /// The stream whose checkpoint row serialises a re-sync (the collection's group); None: the
     /// collection's own stream.
     pub stream: Option<String>,
+    /// Pages of an initial copy written at once, each on its own Postgres connection (the
+    /// context's, plus `writers - 1` opened for the copy when the context has `pg_url`); their
+    /// commits are chained in page order.
+    pub writers: usize,
 }
 
 impl Default for SnapshotOptions {
@@ -55,6 +59,7 @@ impl Default for SnapshotOptions {
             max_pages: None,
             resolve_gaps: Vec::new(),
             stream: None,
+            writers: crate::config::DEFAULT_SNAPSHOT_WRITERS,
         }
     }
 }
@@ -65,6 +70,7 @@ impl SnapshotOptions {
         SnapshotOptions {
             page_size: u32::try_from(config.page_size).unwrap_or(u32::MAX),
             page_bytes: config.page_bytes,
+            writers: config.writers,
             ..SnapshotOptions::default()
         }
     }
@@ -129,6 +135,9 @@ pub struct SnapshotContext<'a> {
     pub pg: &'a mut tokio_postgres::Client,
     pub sink: &'a mut Sink,
     pub names: &'a ControlNames,
+    /// Where the copy may open more connections for its extra page writers
+    /// (`SnapshotOptions::writers`); None: every page is written on `pg`.
+    pub pg_url: Option<&'a crate::sink::connect::PgUrl>,
 }
 
 fn items_of(rules: &CollectionRules, events: Vec<crate::event::ChangeEvent>) -> Vec<BatchItem> {
@@ -370,43 +379,83 @@ async fn copy_collection(
     if let Some(after) = &resumed_after {
         tracing::info!(collection, after = %after, "resuming snapshot");
     }
-    let mut reader = SnapshotReader::open(
-        ctx.mongo,
-        ctx.database,
-        collection,
-        &options.filter,
-        resume_after,
-        options.page_size,
-        start.cluster_time,
-    )
-    .await
-    .map_err(mongo_err)?
-    .with_page_bytes(options.page_bytes);
-    let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-    let mut progress = SnapshotProgress::starting(remaining);
     let mut report = SnapshotReport::started(collection, start, resumed_after);
-    let mut pages = PageReader::spawn(reader, rules);
+    let mut progress: Option<SnapshotProgress> = None;
+    let mut writers = options.writers;
+    let mut resume_after = resume_after;
     loop {
-        if options.max_pages.is_some_and(|m| report.pages >= m) {
-            return Ok(report);
+        let mut reader = SnapshotReader::open(
+            ctx.mongo,
+            ctx.database,
+            collection,
+            &options.filter,
+            resume_after.take(),
+            options.page_size,
+            start.cluster_time,
+        )
+        .await
+        .map_err(mongo_err)?
+        .with_page_bytes(options.page_bytes);
+        if progress.is_none() {
+            let remaining = reader.count_remaining().await.map_err(mongo_err)?;
+            progress = Some(SnapshotProgress::starting(remaining));
         }
-        let Some(MappedPage { items, last_id }) = pages.next().await.map_err(mongo_err)? else {
-            break;
+        let progress = progress.get_or_insert_with(|| SnapshotProgress::starting(0));
+        let pages = PageReader::spawn(reader, rules);
+        // The progress the first page follows, as stored (None: this collection has none yet).
+        let after = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, stream)
+            .await?
+            .filter(|c| c.snapshot_collection.as_deref().unwrap_or(collection) == collection)
+            .and_then(|c| c.snapshot_last_id);
+        let mut extra = open_writers(ctx, writers).await?;
+        let mut page_writers: Vec<PageWriter<'_>> = vec![PageWriter {
+            pg: &mut *ctx.pg,
+            sink: &mut *ctx.sink,
+        }];
+        page_writers.extend(
+            extra
+                .iter_mut()
+                .map(|(pg, _, sink)| PageWriter { pg, sink }),
+        );
+        let copy = PageCopy {
+            stream,
+            epoch,
+            collection,
+            max_pages: options.max_pages,
         };
-        let n = items.len() as u64;
-        let outcome = ctx
-            .sink
-            .apply_snapshot_page(ctx.pg, stream, epoch, items, collection, &last_id)
-            .await
-            .map_err(|e| match e {
-                crate::sink::SinkError::CheckpointMoved { .. } => SnapshotError::Moved {
-                    stream: stream.to_string(),
-                },
-                other => other.into(),
-            })?;
-        report.page_applied(&mut progress, n, outcome.gaps.len() as u64);
-        on_progress(&progress);
+        let ran = copy
+            .run(
+                pages,
+                page_writers,
+                after,
+                &mut report,
+                progress,
+                on_progress,
+            )
+            .await;
+        drop(extra);
+        match ran {
+            Ok(true) => break,
+            Ok(false) => return Ok(report),
+            // Pages waiting on each other: a page waits for its turn while the page before it
+            // waits for one of its rows (two documents on two pages sharing a unique value).
+            // What committed stays; the copy goes on one page at a time.
+            Err(SnapshotError::Sink(crate::sink::SinkError::PageTurnTimeout { .. }))
+                if writers > 1 =>
+            {
+                tracing::warn!(
+                    collection,
+                    "pages of the copy waited on each other; going on one page at a time"
+                );
+                writers = 1;
+                resume_after = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, stream)
+                    .await?
+                    .and_then(|c| c.snapshot_last_id());
+            }
+            Err(e) => return Err(e),
+        }
     }
+    let mut progress = progress.unwrap_or_else(|| SnapshotProgress::starting(0));
     if options.filter.is_full() {
         report.swept = sweep_vanished(ctx, stream, rules, epoch, start).await?;
     }
@@ -415,6 +464,158 @@ async fn copy_collection(
     on_progress(&progress);
     tracing::info!(collection, copied = report.copied, "collection copied");
     Ok(report)
+}
+
+/// One connection writing pages of a copy, with its own sink (id cache).
+struct PageWriter<'w> {
+    pg: &'w mut tokio_postgres::Client,
+    sink: &'w mut Sink,
+}
+
+/// The extra connections of a copy's page writers: `writers - 1` of them when the context can
+/// open connections, none otherwise.
+async fn open_writers(
+    ctx: &SnapshotContext<'_>,
+    writers: usize,
+) -> Result<
+    Vec<(
+        tokio_postgres::Client,
+        crate::sink::connect::AbortOnDrop,
+        Sink,
+    )>,
+    SnapshotError,
+> {
+    let Some(url) = ctx.pg_url else {
+        return Ok(Vec::new());
+    };
+    let mut extra = Vec::new();
+    for _ in 1..writers.max(1) {
+        let (pg, connection) = crate::sink::connect::connect_pg(url)
+            .await
+            .map_err(|e| crate::sink::SinkError::pg("connecting a snapshot page writer", e))?;
+        extra.push((pg, connection, ctx.sink.fork()));
+    }
+    Ok(extra)
+}
+
+/// One page on its way to a writer.
+struct Page {
+    items: Vec<BatchItem>,
+    /// The progress it follows, as stored (see `Sink::apply_snapshot_page`).
+    after: Option<String>,
+    last_id: Bson,
+    /// Fires once the page before it committed (None: no page before it is in flight).
+    turn: Option<crate::sink::PageTurn>,
+}
+
+/// What the page writers of one collection's copy share.
+struct PageCopy<'c> {
+    stream: &'c str,
+    epoch: i64,
+    collection: &'c str,
+    max_pages: Option<u64>,
+}
+
+impl PageCopy<'_> {
+    /// Writes the pages of `pages` with every writer at once, each page in its own transaction
+    /// that commits only after the page before it (`Sink::apply_snapshot_page`), and reports them
+    /// in page order. True when the reader ran out of pages, false when `max_pages` stopped it.
+    /// The first error stops the copy; pages in flight then roll back (their connection's
+    /// transaction is dropped, or their progress condition fails).
+    async fn run(
+        &self,
+        mut pages: PageReader,
+        mut idle: Vec<PageWriter<'_>>,
+        mut after: Option<String>,
+        report: &mut SnapshotReport,
+        progress: &mut SnapshotProgress,
+        on_progress: &mut (dyn FnMut(&SnapshotProgress) + Send),
+    ) -> Result<bool, SnapshotError> {
+        use futures::stream::{FuturesOrdered, StreamExt};
+        let mongo_err = |source| SnapshotError::Mongo {
+            collection: self.collection.to_string(),
+            source: Box::new(source),
+        };
+        let mut in_flight = FuturesOrdered::new();
+        // Per page in flight (same order): the turn of the page after it, sent once it committed.
+        let mut turns: std::collections::VecDeque<Option<tokio::sync::oneshot::Sender<()>>> =
+            std::collections::VecDeque::new();
+        let mut started: u64 = 0;
+        let mut exhausted = false;
+        loop {
+            let may_start = !exhausted
+                && !idle.is_empty()
+                && self.max_pages.is_none_or(|m| report.pages + started < m);
+            if !may_start && in_flight.is_empty() {
+                return Ok(exhausted);
+            }
+            tokio::select! {
+                page = pages.next(), if may_start => {
+                    let Some(MappedPage { items, last_id }) = page.map_err(mongo_err)? else {
+                        exhausted = true;
+                        continue;
+                    };
+                    let Some(writer) = idle.pop() else { continue };
+                    started += 1;
+                    let follows = after.replace(bson_extjson(&last_id));
+                    let n = items.len() as u64;
+                    let turn = turns.back_mut().map(|slot| {
+                        let (send, turn) = tokio::sync::oneshot::channel();
+                        *slot = Some(send);
+                        turn
+                    });
+                    turns.push_back(None);
+                    let page = Page { items, after: follows, last_id, turn };
+                    in_flight.push_back(self.write(writer, page, n));
+                }
+                Some((written, writer)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let (outcome, n) = written?;
+                    if let Some(Some(next)) = turns.pop_front() {
+                        // The next page may commit now (it is dropped, and rolls back, if the
+                        // copy stopped meanwhile).
+                        let _ = next.send(());
+                    }
+                    started -= 1;
+                    idle.push(writer);
+                    report.page_applied(progress, n, outcome.gaps.len() as u64);
+                    on_progress(progress);
+                }
+            }
+        }
+    }
+
+    /// Writes one page on `writer`; hands the writer back with the outcome and the page's size.
+    async fn write<'w>(
+        &self,
+        writer: PageWriter<'w>,
+        page: Page,
+        n: u64,
+    ) -> (
+        Result<(crate::sink::BatchOutcome, u64), SnapshotError>,
+        PageWriter<'w>,
+    ) {
+        let outcome = writer
+            .sink
+            .apply_snapshot_page(
+                writer.pg,
+                self.stream,
+                self.epoch,
+                page.items,
+                self.collection,
+                page.after.as_deref(),
+                &page.last_id,
+                page.turn,
+            )
+            .await
+            .map(|o| (o, n))
+            .map_err(|e| match e {
+                crate::sink::SinkError::CheckpointMoved { .. } => SnapshotError::Moved {
+                    stream: self.stream.to_string(),
+                },
+                other => other.into(),
+            });
+        (outcome, writer)
+    }
 }
 
 /// Resolves the gaps an operator or the history-lost handling named for this copy.

@@ -134,18 +134,19 @@ pub async fn capture_position(
 
 /// Wraps one snapshot document as a change event. `version` is the time the row will carry: the
 /// copy's start position for snapshots (any later change reaches the row through the stream), the
-/// gap's own time for gap retries.
+/// gap's own time for gap retries. The document is kept once, as the post-image (its raw form,
+/// `ChangeEvent::raw_form`).
 pub fn snapshot_event(collection: &str, document: Document, version: ClusterTime) -> ChangeEvent {
     ChangeEvent {
         operation: Operation::Snapshot,
         collection: collection.to_string(),
         document_key: document.get("_id").cloned(),
-        full_document: Some(document.clone()),
+        full_document: Some(document),
         full_document_before_change: None,
         cluster_time: version,
         resume_token: None,
         txn: None,
-        raw: document,
+        raw: Document::new(),
     }
 }
 
@@ -404,7 +405,7 @@ mod tests {
         assert_eq!(ev.operation, Operation::Snapshot);
         assert_eq!(ev.document_key, Some(Bson::Int32(5)));
         assert_eq!(ev.full_document, Some(d.clone()));
-        assert_eq!(ev.raw, d);
+        assert_eq!(ev.raw_form(), &d);
         assert_eq!(ev.cluster_time, ClusterTime::new(10, 2));
         assert!(ev.resume_token.is_none());
     }

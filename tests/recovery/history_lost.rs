@@ -88,6 +88,7 @@ async fn handle(env: &Env, mode: SnapshotMode) -> HistoryLostOutcome {
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: None,
     };
     handle_history_lost(
         ctx,

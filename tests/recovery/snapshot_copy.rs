@@ -111,6 +111,8 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
         let rules = env.rules("users").clone();
         let mut pg = env.connect().await;
         let mut sink = env.sink();
+        // Three pages written at once: what commits is still a prefix of whole pages.
+        let url = env.pg_url();
         tokio::spawn(async move {
             let ctx = SnapshotContext {
                 mongo: &mongo,
@@ -118,11 +120,16 @@ async fn snapshot_killed_in_the_middle_resumes_after_its_last_id_without_startin
                 pg: &mut pg,
                 sink: &mut sink,
                 names: &names,
+                pg_url: Some(&url),
             };
             let mut on_progress = |p: &SnapshotProgress| {
                 let _ = tx.send(p.pages);
             };
-            mongo2pg::snapshot::initial_snapshot(ctx, &rules, &options(10), &mut on_progress).await
+            let options = SnapshotOptions {
+                writers: 3,
+                ..options(10)
+            };
+            mongo2pg::snapshot::initial_snapshot(ctx, &rules, &options, &mut on_progress).await
         })
     };
     while let Some(pages) = rx.recv().await {
@@ -185,6 +192,7 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
         &mut sink,
         &env.mapping,
         &env.names,
+        Some(&env.pg_url()),
         &mut |c: &str, p: &SnapshotProgress| seen.push((c.to_string(), *p)),
     )
     .await
@@ -220,6 +228,7 @@ async fn snapshot_all_copies_referenced_collections_first_and_only_once() {
         &mut sink,
         &env.mapping,
         &env.names,
+        Some(&env.pg_url()),
         &mut |_: &str, _: &SnapshotProgress| {},
     )
     .await
@@ -268,6 +277,7 @@ async fn a_resync_limited_to_a_timestamp_window_copies_only_the_documents_inside
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: None,
     };
     let report = mongo2pg::snapshot::resync(ctx, env.rules("orders"), &options, &mut |_| {})
         .await
@@ -323,6 +333,7 @@ async fn a_full_resync_repairs_rows_removes_vanished_ones_and_closes_older_gaps(
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: None,
     };
     let report = mongo2pg::snapshot::resync(ctx, env.rules("users"), &options(3), &mut |_| {})
         .await
@@ -350,4 +361,258 @@ async fn pages_end_at_the_byte_budget_whatever_the_page_size() {
     assert!(report.complete && report.handed_over);
     assert_eq!((report.copied, report.pages), (10, 4));
     assert_eq!(env.count("select count(*) from users").await, 10);
+}
+
+/// A copy's page as the page writers get it: the documents read at `version`, mapped.
+fn page_of(
+    env: &Env,
+    collection: &str,
+    docs: Vec<bson::Document>,
+    version: mongo2pg::event::ClusterTime,
+) -> Vec<mongo2pg::sink::BatchItem> {
+    let rules = env.rules(collection);
+    docs.into_iter()
+        .map(|d| {
+            let event = mongo2pg::source::snapshot::snapshot_event(collection, d, version);
+            let mapped = mongo2pg::mapping::map_event(rules, &event);
+            mongo2pg::sink::BatchItem { event, mapped }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_written_at_once_commit_only_after_the_page_before_them() {
+    let env = Env::start("snap_page_order").await;
+    // Records the copy's start and copies nothing yet.
+    let started = env
+        .snapshot(
+            "users",
+            &SnapshotOptions {
+                max_pages: Some(0),
+                ..options(10)
+            },
+        )
+        .await;
+    assert!(!started.complete);
+    let epoch = env.checkpoint("users").await.expect("checkpoint").epoch;
+    let version = env.mongo_now().await;
+    let first: Vec<_> = (0..70).map(user_doc).collect();
+    let second: Vec<_> = (70..140).map(user_doc).collect();
+    let first_last = bson::Bson::ObjectId(oid(69));
+    let second_last = bson::Bson::ObjectId(oid(139));
+    let first_stored = mongo2pg::sink::extjson::bson_extjson(&first_last);
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+
+    // The second page claims to follow the first one, which has not committed: refused, and
+    // nothing of it stays.
+    let refused = sink
+        .apply_snapshot_page(
+            &mut pg,
+            "users",
+            epoch,
+            page_of(&env, "users", second.clone(), version),
+            "users",
+            Some(&first_stored),
+            &second_last,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(mongo2pg::sink::SinkError::CheckpointMoved { .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(env.count("select count(*) from users").await, 0);
+
+    // Waiting for its turn, and the page before it fails (its writer drops the turn): refused.
+    let (turn_sender, turn) = tokio::sync::oneshot::channel();
+    drop(turn_sender);
+    let refused = sink
+        .apply_snapshot_page(
+            &mut pg,
+            "users",
+            epoch,
+            page_of(&env, "users", second.clone(), version),
+            "users",
+            Some(&first_stored),
+            &second_last,
+            Some(turn),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(mongo2pg::sink::SinkError::PreviousPageFailed { .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(env.count("select count(*) from users").await, 0);
+
+    // Both at once on two connections, the second waiting for its turn: the second one has
+    // written its rows but commits only after the first one did.
+    let (turn_sender, turn) = tokio::sync::oneshot::channel();
+    let mut pg2 = env.connect().await;
+    let mut sink2 = env.sink();
+    let second_page = sink2.apply_snapshot_page(
+        &mut pg2,
+        "users",
+        epoch,
+        page_of(&env, "users", second, version),
+        "users",
+        Some(&first_stored),
+        &second_last,
+        Some(turn),
+    );
+    let first_page = async {
+        let outcome = sink
+            .apply_snapshot_page(
+                &mut pg,
+                "users",
+                epoch,
+                page_of(&env, "users", first, version),
+                "users",
+                None,
+                &first_last,
+                None,
+            )
+            .await;
+        // Not committed before its turn: only the first page's rows are visible.
+        let visible = env.count("select count(*) from users").await;
+        turn_sender.send(()).expect("second page waits");
+        (outcome, visible)
+    };
+    let ((first_outcome, visible), second_outcome) = tokio::join!(first_page, second_page);
+    first_outcome.expect("first page");
+    second_outcome.expect("second page");
+    assert_eq!(visible, 70);
+    assert_eq!(env.count("select count(*) from users").await, 140);
+    let stored = env.checkpoint("users").await.expect("checkpoint");
+    assert_eq!(
+        stored.snapshot_last_id,
+        Some(mongo2pg::sink::extjson::bson_extjson(&second_last))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_new_rows_lands_with_its_children_and_never_over_a_newer_row() {
+    let env = Env::start("snap_direct_copy").await;
+    env.coll("users")
+        .insert_many((0..100).map(user_doc))
+        .await
+        .expect("seed users");
+    env.coll("orders")
+        .insert_many((0..10).map(|n| order_doc(n, n, "1.50", "USDT", "paid")))
+        .await
+        .expect("seed orders");
+    assert_eq!(env.snapshot("users", &options(100)).await.copied, 100);
+    assert_eq!(env.snapshot("orders", &options(100)).await.copied, 10);
+    let stale = env.mongo_now().await;
+    // Order 5 has a newer state in Postgres than the page below.
+    env.pg
+        .execute(
+            "update orders set status = 'refunded', source_version = 9223372036854775807 \
+             where legacy_object_id = $1",
+            &[&oid(1_000_005).to_hex()],
+        )
+        .await
+        .expect("newer order");
+
+    // A page read at `stale` (over 64 rows: written with COPY when its rows are all new): the
+    // newer order stays, every other row lands with its two items.
+    let mut orders: Vec<_> = (100..180)
+        .map(|n| order_doc(n, n % 100, "2.25", "TRY", "paid"))
+        .collect();
+    orders.push(order_doc(5, 5, "1.50", "USDT", "paid"));
+    let mut pg = env.connect().await;
+    let mut sink = env.sink();
+    let outcome = sink
+        .apply_batch(
+            &mut pg,
+            "orders",
+            0,
+            page_of(&env, "orders", orders, stale),
+            None,
+        )
+        .await
+        .expect("page");
+    assert!(outcome.gaps.is_empty(), "{:?}", outcome.gaps);
+    assert_eq!(env.count("select count(*) from orders").await, 10 + 80);
+    assert_eq!(
+        env.count("select count(*) from orders where status = 'refunded'")
+            .await,
+        1,
+        "the newer order was overwritten"
+    );
+    assert_eq!(
+        env.count("select count(*) from orders where currency = 'TRY' and amount = 2.25")
+            .await,
+        80
+    );
+    assert_eq!(env.count("select count(*) from order_items").await, 2 * 90);
+
+    // The same 80 new orders again, all rows there now: nothing changes, nothing doubles.
+    let again: Vec<_> = (100..180)
+        .map(|n| order_doc(n, n % 100, "2.25", "TRY", "paid"))
+        .collect();
+    sink.apply_batch(
+        &mut pg,
+        "orders",
+        0,
+        page_of(&env, "orders", again, stale),
+        None,
+    )
+    .await
+    .expect("page again");
+    assert_eq!(env.count("select count(*) from orders").await, 90);
+    assert_eq!(env.count("select count(*) from order_items").await, 2 * 90);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_written_at_once_that_share_a_unique_value_end_as_one_page_after_the_other() {
+    let env = Env::start("snap_unique_pages").await;
+    env.pg
+        .batch_execute("CREATE UNIQUE INDEX users_email_key ON users (email)")
+        .await
+        .expect("unique email");
+    // Users 5 and 25, and 12 and 32, share an email: each pair is on two pages written at once.
+    let docs = (0..40).map(|n| {
+        let mut d = user_doc(n);
+        if n == 25 || n == 32 {
+            d.insert("email", format!("u{}@example.com", n - 20));
+        }
+        d
+    });
+    env.coll("users").insert_many(docs).await.expect("seed");
+    let report = env
+        .snapshot(
+            "users",
+            &SnapshotOptions {
+                writers: 3,
+                ..options(10)
+            },
+        )
+        .await;
+    assert!(report.complete && report.handed_over, "{report:?}");
+    assert_eq!(report.copied, 40);
+    assert_eq!(report.failed, 2);
+    assert_eq!(env.count("select count(*) from users").await, 38);
+    // Whatever the order the pages wrote in, the later document of each pair is the gap.
+    let gapped: Vec<String> = env
+        .pg
+        .query(
+            "select document_key from public.pg_dualwrite_gaps where status = 'open' order by 1",
+            &[],
+        )
+        .await
+        .expect("gaps")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let key = |n: u32| mongo2pg::sink::extjson::bson_extjson(&bson::Bson::ObjectId(oid(n)));
+    let mut expected = vec![key(25), key(32)];
+    expected.sort();
+    assert_eq!(gapped, expected);
 }

@@ -1,12 +1,13 @@
-//! Property: a snapshot stopped after any number of pages, with any page size, and then resumed
-//! copies every document exactly once across its runs and ends with Postgres equal to MongoDB.
+//! Property: a snapshot stopped after any number of pages, with any page size and any number of
+//! page writers, and then resumed copies every document exactly once across its runs and ends
+//! with Postgres equal to MongoDB.
 
 use crate::support::shop::{user_doc, Env};
 use mongo2pg::config::SnapshotMode;
 use mongo2pg::snapshot::{prepare_stream, SnapshotContext, SnapshotOptions};
 use proptest::prelude::*;
 
-async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64) {
+async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64, writers: usize) {
     let env = Env::start("snap_prop").await;
     if docs > 0 {
         env.coll("users")
@@ -17,6 +18,7 @@ async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64) {
     let stopped = SnapshotOptions {
         page_size,
         max_pages: Some(stop_after),
+        writers,
         ..SnapshotOptions::default()
     };
     let first = env.snapshot("users", &stopped).await;
@@ -30,15 +32,18 @@ async fn stop_and_resume(docs: u32, page_size: u32, stop_after: u64) {
     // What the supervisor does next: copy again only if the copy is unfinished.
     let mut pg = env.connect().await;
     let mut sink = env.sink();
+    let url = env.pg_url();
     let ctx = SnapshotContext {
         mongo: &env.mongo,
         database: &env.database,
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: Some(&url),
     };
     let options = SnapshotOptions {
         page_size,
+        writers,
         ..SnapshotOptions::default()
     };
     let second = prepare_stream(
@@ -73,8 +78,9 @@ proptest! {
         docs in 0u32..40,
         page_size in 1u32..9,
         stop_after in 0u64..6,
+        writers in 1usize..4,
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        rt.block_on(stop_and_resume(docs, page_size, stop_after));
+        rt.block_on(stop_and_resume(docs, page_size, stop_after, writers));
     }
 }

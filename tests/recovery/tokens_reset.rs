@@ -145,6 +145,7 @@ async fn reset_to_now_records_the_skipped_window_audits_notifies_and_bumps_the_e
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: None,
     };
     let resync = mongo2pg::snapshot::resync(ctx, env.rules("users"), &options, &mut |_| {})
         .await
@@ -303,6 +304,7 @@ async fn reset_to_an_earlier_time_replays_and_converges() {
             pg: &mut pg,
             sink: &mut sink,
             names: &env.names,
+            pg_url: None,
         };
         let copy = prepare_stream(
             ctx,
@@ -429,6 +431,7 @@ async fn reset_to_resnapshot_copies_the_collection_again_and_removes_vanished_ro
         pg: &mut pg,
         sink: &mut sink,
         names: &env.names,
+        pg_url: None,
     };
     let copy = prepare_stream(
         ctx,

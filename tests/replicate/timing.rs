@@ -104,6 +104,8 @@ struct World {
     names: ControlNames,
     sink: Sink,
     pg: tokio_postgres::Client,
+    /// Where copies open their extra page writers.
+    pg_url: mongo2pg::sink::connect::PgUrl,
 }
 
 impl World {
@@ -122,6 +124,7 @@ impl World {
             pg,
             sink,
             names: &self.names,
+            pg_url: Some(&self.pg_url),
         }
     }
 }
@@ -766,6 +769,8 @@ async fn run_case(seed: u64) -> Result<(), TestCaseError> {
     let w = World {
         source,
         mdb,
+        pg_url: mongo2pg::sink::connect::PgUrl::parse(&mongo2pg::config::Secret::new(db.url()))
+            .expect("test database url"),
         db,
         config,
         mapping,

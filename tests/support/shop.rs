@@ -165,15 +165,24 @@ impl Env {
     }
 
     /// Runs the initial snapshot of `collection` on fresh connections.
+    /// The test database's URL, for copies that open extra page writers.
+    pub fn pg_url(&self) -> mongo2pg::sink::connect::PgUrl {
+        mongo2pg::sink::connect::PgUrl::parse(&mongo2pg::config::Secret::new(self.db.url()))
+            .expect("test database url")
+    }
+
+    /// An initial copy, with as many page writers as `options.writers` says.
     pub async fn snapshot(&self, collection: &str, options: &SnapshotOptions) -> SnapshotReport {
         let mut pg = self.connect().await;
         let mut sink = self.sink();
+        let url = self.pg_url();
         let ctx = SnapshotContext {
             mongo: &self.mongo,
             database: &self.database,
             pg: &mut pg,
             sink: &mut sink,
             names: &self.names,
+            pg_url: Some(&url),
         };
         mongo2pg::snapshot::initial_snapshot(ctx, self.rules(collection), options, &mut |_| {})
             .await

@@ -51,7 +51,7 @@ impl GapRecord {
             document_key: event.document_key.as_ref().map(bson_extjson),
             kind,
             reason: reason.into(),
-            raw_event: Some(document_extjson(&event.raw)),
+            raw_event: Some(document_extjson(event.raw_form())),
             operation: Some(event.operation.as_str().to_string()),
             cluster_time: Some(event.cluster_time),
             resume_token: event.resume_token.as_ref().map(document_extjson),
