@@ -291,3 +291,94 @@ async fn a_row_postgres_rejects_in_a_staged_page_becomes_a_gap_and_the_rest_land
         149
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_of_inserts_lands_whole_but_never_past_a_delete_or_over_a_newer_row() {
+    let env = Env::start("insert_batch_copy").await;
+    let rules = env.rules("users").clone();
+    let mut sink = env.sink();
+    let mut pg = env.connect().await;
+    let t = |s: u32| ClusterTime::new(1_700_000_000 + s, 1);
+    let apply = |events: Vec<ChangeEvent>| {
+        events
+            .into_iter()
+            .map(|event| {
+                let mapped = map_event(&rules, &event);
+                BatchItem { event, mapped }
+            })
+            .collect::<Vec<_>>()
+    };
+    // User 7 was inserted and deleted at t(20) (a tombstone); user 8 has a newer row (t(30)).
+    let first = apply(vec![
+        stream_event(
+            Operation::Insert,
+            Bson::ObjectId(oid(7)),
+            Some(user_doc(7)),
+            t(10),
+        ),
+        stream_event(Operation::Delete, Bson::ObjectId(oid(7)), None, t(20)),
+        stream_event(
+            Operation::Insert,
+            Bson::ObjectId(oid(8)),
+            Some(user_doc(8)),
+            t(30),
+        ),
+    ]);
+    sink.apply_batch(&mut pg, "users", 0, first, None)
+        .await
+        .expect("first batch");
+    // A replayed batch of 100 inserts at t(10) holding both: the 98 new users land, user 7 stays
+    // deleted and user 8 keeps its newer row.
+    let mut old_eight = user_doc(8);
+    old_eight.insert("name", "older state");
+    let inserts: Vec<ChangeEvent> = (100..198)
+        .map(|n| {
+            stream_event(
+                Operation::Insert,
+                Bson::ObjectId(oid(n)),
+                Some(user_doc(n)),
+                t(10),
+            )
+        })
+        .chain([
+            stream_event(
+                Operation::Insert,
+                Bson::ObjectId(oid(7)),
+                Some(user_doc(7)),
+                t(10),
+            ),
+            stream_event(
+                Operation::Insert,
+                Bson::ObjectId(oid(8)),
+                Some(old_eight),
+                t(10),
+            ),
+        ])
+        .collect();
+    let outcome = sink
+        .apply_batch(&mut pg, "users", 0, apply(inserts), None)
+        .await
+        .expect("insert batch");
+    assert!(outcome.gaps.is_empty(), "{:?}", outcome.gaps);
+    assert_eq!(env.count("select count(*) from users").await, 1 + 98);
+    assert_eq!(
+        env.count("select count(*) from users where name = 'older state'")
+            .await,
+        0
+    );
+    // And 100 inserts Postgres has never seen all land (the COPY path).
+    let fresh: Vec<ChangeEvent> = (300..400)
+        .map(|n| {
+            stream_event(
+                Operation::Insert,
+                Bson::ObjectId(oid(n)),
+                Some(user_doc(n)),
+                t(40),
+            )
+        })
+        .collect();
+    sink.apply_batch(&mut pg, "users", 0, apply(fresh), None)
+        .await
+        .expect("fresh batch");
+    assert_eq!(env.count("select count(*) from users").await, 199);
+}
