@@ -730,9 +730,8 @@ async fn copy_new_rows(
     }
     .await;
     match copied {
+        // Released with the write's own savepoint.
         Ok(n) if n == arrays[0].len() as u64 => {
-            ctx.tx.batch_execute("RELEASE SAVEPOINT m2p_copy").await?;
-            stats.statements += 1;
             stats.add_rows(table_name, n);
             Ok(true)
         }
