@@ -130,10 +130,11 @@ pub struct ChangeEvent {
     pub collection: String,
     /// The document's `_id` (usually an ObjectId), from `documentKey._id`.
     pub document_key: Option<Bson>,
-    /// Post-image: the inserted/replaced document, or the looked-up one for updates (None when the
-    /// document was deleted before the lookup, or for deletes).
+    /// The post-image when it is not inside `raw`: a snapshot document, a post-image read
+    /// separately. A change-stream event keeps its `fullDocument` in `raw` only (one decoded
+    /// copy), so read the post-image through [`ChangeEvent::post_image`].
     pub full_document: Option<Document>,
-    /// Pre-image when the collection has pre-images enabled and the stream asked for them.
+    /// The pre-image when it is not inside `raw`; read it through [`ChangeEvent::pre_image`].
     pub full_document_before_change: Option<Document>,
     pub cluster_time: ClusterTime,
     /// The event's `_id`; None for snapshot reads.
@@ -152,5 +153,30 @@ impl ChangeEvent {
             (Some(document), Operation::Snapshot) if self.raw.is_empty() => document,
             _ => &self.raw,
         }
+    }
+
+    /// Post-image: the inserted/replaced document, or the looked-up one for updates (None when
+    /// the document was deleted before the lookup, or for deletes): `full_document`, else the
+    /// raw event's `fullDocument`.
+    pub fn post_image(&self) -> Option<&Document> {
+        self.full_document
+            .as_ref()
+            .or_else(|| self.image_in_raw("fullDocument"))
+    }
+
+    /// Pre-image, when the collection keeps them and the stream asked for them:
+    /// `full_document_before_change`, else the raw event's `fullDocumentBeforeChange`.
+    pub fn pre_image(&self) -> Option<&Document> {
+        self.full_document_before_change
+            .as_ref()
+            .or_else(|| self.image_in_raw("fullDocumentBeforeChange"))
+    }
+
+    /// An image inside a change-stream event (a read, `Operation::Snapshot`, has none in `raw`).
+    fn image_in_raw(&self, field: &str) -> Option<&Document> {
+        if self.operation == Operation::Snapshot {
+            return None;
+        }
+        self.raw.get_document(field).ok()
     }
 }

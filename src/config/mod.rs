@@ -42,6 +42,12 @@ pub const DEFAULT_AUDIT_NAME: &str = "token_resets";
 pub const DEFAULT_BATCH_MAX_EVENTS: usize = 500;
 pub const DEFAULT_BATCH_MAX_WAIT_MS: u64 = 200;
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 1024;
+/// Default byte budget of the events queued between a stream's reader and its writer (their raw
+/// BSON size): 1 MiB.
+pub const DEFAULT_CHANNEL_BYTES: usize = 1024 * 1024;
+/// Bounds of `stream.channel_bytes`: 64 KiB to 1 GiB.
+pub const MIN_CHANNEL_BYTES: usize = 64 * 1024;
+pub const MAX_CHANNEL_BYTES: usize = 1024 * 1024 * 1024;
 pub const DEFAULT_MAX_AWAIT_MS: u64 = 1000;
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 5000;
 pub const DEFAULT_SNAPSHOT_PAGE_SIZE: usize = 1000;
@@ -171,6 +177,9 @@ pub struct StreamConfig {
     pub batch_max_wait_ms: u64,
     /// Capacity of the bounded channel between reader and sink, in events (backpressure).
     pub channel_capacity: usize,
+    /// Byte budget of that channel: the raw BSON size of the events queued in it together
+    /// (backpressure too; an event larger than the budget is queued alone).
+    pub channel_bytes: usize,
     /// `fullDocument` for updates: `updateLookup`, `whenAvailable` or `required`.
     pub full_document: FullDocument,
     /// Ask for pre-images (`fullDocumentBeforeChange: whenAvailable`).
@@ -187,6 +196,7 @@ impl Default for StreamConfig {
             batch_max_events: DEFAULT_BATCH_MAX_EVENTS,
             batch_max_wait_ms: DEFAULT_BATCH_MAX_WAIT_MS,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            channel_bytes: DEFAULT_CHANNEL_BYTES,
             full_document: FullDocument::default(),
             pre_images: false,
             max_await_ms: DEFAULT_MAX_AWAIT_MS,
@@ -358,6 +368,16 @@ impl Config {
                     format!("must be between 1 and {MAX_BATCH_EVENTS}, got {value}"),
                 );
             }
+        }
+        if !(MIN_CHANNEL_BYTES..=MAX_CHANNEL_BYTES).contains(&s.channel_bytes) {
+            report(
+                "stream",
+                "channel_bytes",
+                format!(
+                    "must be between {MIN_CHANNEL_BYTES} and {MAX_CHANNEL_BYTES} bytes, got {}",
+                    s.channel_bytes
+                ),
+            );
         }
         for (field, value) in [
             ("batch_max_wait_ms", s.batch_max_wait_ms),

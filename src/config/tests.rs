@@ -183,6 +183,24 @@ fn snapshot_writers_default_to_two_and_are_bounded() {
 }
 
 #[test]
+fn stream_channel_bytes_has_a_default_and_is_bounded() {
+    let base = "[source]\ndatabase = \"db\"\n[collections.users]\ntable = \"users\"\n\
+                columns = [{ column = \"email\", path = \"email\", type = \"text\" }]\n[stream]\n";
+    let config = parse(base).expect("parses");
+    assert_eq!(config.stream.channel_bytes, DEFAULT_CHANNEL_BYTES);
+    let config = parse(&format!("{base}channel_bytes = 4194304\n")).expect("valid");
+    assert_eq!(config.stream.channel_bytes, 4 * 1024 * 1024);
+    for bad in [0usize, 1024, 2 * 1024 * 1024 * 1024] {
+        assert_eq!(
+            problems(parse(&format!("{base}channel_bytes = {bad}\n"))),
+            [format!(
+                "stream: channel_bytes: must be between 65536 and 1073741824 bytes, got {bad}"
+            )]
+        );
+    }
+}
+
+#[test]
 fn fixture_compiles_with_types_labels_and_precision_captured() {
     let mapping = Config::from_toml_str(MAPPING, Path::new("fixture.toml"))
         .expect("valid")

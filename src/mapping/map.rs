@@ -43,7 +43,7 @@ fn document_key(rules: &CollectionRules, event: &ChangeEvent) -> Result<LegacyRe
     let id = event
         .document_key
         .as_ref()
-        .or_else(|| event.full_document.as_ref().and_then(|d| d.get("_id")))
+        .or_else(|| event.post_image().and_then(|d| d.get("_id")))
         .ok_or_else(|| {
             fail(
                 GapKind::MalformedEvent,
@@ -88,7 +88,7 @@ pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped,
                     ),
                 ));
             }
-            let Some(doc) = event.full_document.as_ref() else {
+            let Some(doc) = event.post_image() else {
                 if event.operation == Operation::Update {
                     // No post-image: the document was deleted before it could be read. Its
                     // delete follows and removes the row; a row that outlives deletes (soft or
@@ -135,7 +135,7 @@ pub fn map_event(rules: &CollectionRules, event: &ChangeEvent) -> Result<Mapped,
             // state lands first (at the delete's time), then the delete policy applies.
             let mut ops = Vec::new();
             if let (Some(before), DeleteRule::Soft { .. } | DeleteRule::Ignore) =
-                (&event.full_document_before_change, &rules.delete)
+                (event.pre_image(), &rules.delete)
             {
                 ops.push(RowOp::Upsert {
                     table: rules.table.clone(),

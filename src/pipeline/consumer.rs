@@ -113,10 +113,12 @@ impl Consumer<'_> {
                     self.flush(&mut pending).await?;
                 }
                 received = rx.recv() => {
-                    let Some(ItemOut(item)) = received else {
+                    let Some(ItemOut(item, reserved)) = received else {
                         self.flush(&mut pending).await?;
                         return Err(StreamError::ReaderGone(self.stream.to_string()));
                     };
+                    // Out of the channel: its bytes no longer count against the reader's budget.
+                    drop(reserved);
                     match item {
                         Item::Event(b) => {
                             let ends = ends_stream(&b.event.operation);

@@ -3,9 +3,10 @@
 //! A reader task (`reader`) pulls from the change stream and maps each event (pure); the consumer
 //! (`consumer`) cuts batches by size or time and applies each in one Postgres transaction together
 //! with the checkpoint. The bounded channel is the backpressure: when Postgres is slow the reader
-//! stops issuing getMores. `stream` is one life of a stream around them (lease, copy first, open,
+//! stops issuing getMores. The channel is bounded in items and in raw bytes (`budget`). `stream` is one life of a stream around them (lease, copy first, open,
 //! consume). Retrying is not done here: errors go back to the supervisor.
 
+pub mod budget;
 pub mod consumer;
 pub mod reader;
 pub mod stream;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::budget::{ByteBudget, Reserved};
 use crate::error::{is_history_lost, StreamError};
 use crate::event::{ChangeEvent, Operation, Position};
 use crate::mapping::{GapKind, Mapped, MappingError};
@@ -82,8 +83,10 @@ pub struct ReaderSpec<'a> {
     pub options: &'a StreamOptions,
     /// The rules of the stream's collections, by collection.
     pub rules: Arc<std::collections::BTreeMap<String, crate::mapping::CollectionRules>>,
-    /// Capacity of the bounded channel to the consumer (backpressure).
+    /// Capacity of the bounded channel to the consumer, in items (backpressure).
     pub capacity: usize,
+    /// Raw BSON bytes the queued events may weigh together (backpressure too).
+    pub budget_bytes: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -100,6 +103,7 @@ pub async fn spawn_reader(
         options,
         rules,
         capacity,
+        budget_bytes,
         metrics,
     } = spec;
     let opened = match group {
@@ -117,6 +121,7 @@ pub async fn spawn_reader(
         Err(e) => return Err(e.into()),
     };
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let budget = ByteBudget::new(budget_bytes);
     let coll = stream.to_string();
     let handle = tokio::spawn(async move {
         loop {
@@ -174,7 +179,11 @@ pub async fn spawn_reader(
             };
             let stop = matches!(item, Item::Failed(_))
                 || matches!(&item, Item::Event(b) if ends_stream(&b.event.operation));
-            if tx.send(ItemOut(item)).await.is_err() || stop {
+            let reserved = match &item {
+                Item::Event(_) => budget.reserve(source.last_bytes()).await,
+                Item::Heartbeat(_) | Item::Failed(_) => Reserved::none(),
+            };
+            if tx.send(ItemOut(item, reserved)).await.is_err() || stop {
                 return;
             }
         }
@@ -182,5 +191,6 @@ pub async fn spawn_reader(
     Ok((rx, handle))
 }
 
-/// Opaque wrapper so the item type stays private to this module.
-pub struct ItemOut(pub(super) Item);
+/// Opaque wrapper so the item type stays private to this module; it carries the item's share of
+/// the byte budget, released when the consumer takes it out of the channel.
+pub struct ItemOut(pub(super) Item, pub(super) Reserved);

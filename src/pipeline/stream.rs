@@ -114,6 +114,7 @@ pub async fn run_stream_once(
         options: &options,
         rules,
         capacity: stream_cfg.channel_capacity,
+        budget_bytes: stream_cfg.channel_bytes,
         metrics: ctx.metrics.clone(),
     })
     .await?;

@@ -73,30 +73,85 @@ pub fn may_collide(legacy: &str) -> bool {
 /// One cached entry: the UUID and the type that owns it (None: not known to be owned).
 type Entry = (uuid::Uuid, Option<IdType>);
 
+/// A legacy id as the cache stores it: an ObjectId's 24 hex digits as their 12 bytes, any other
+/// id as its text; no allocation for ObjectIds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CompactId {
+    Hex24([u8; 12]),
+    Text(Box<str>),
+}
+
+impl CompactId {
+    fn of(legacy: &str) -> CompactId {
+        if may_collide(legacy) {
+            let mut bytes = [0u8; 12];
+            let digits = legacy.as_bytes();
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (hex_digit(digits[2 * i]) << 4) | hex_digit(digits[2 * i + 1]);
+            }
+            CompactId::Hex24(bytes)
+        } else {
+            CompactId::Text(legacy.into())
+        }
+    }
+}
+
+/// The value of a lower-case hex digit (`may_collide` checked the text first).
+fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        _ => b.wrapping_sub(b'a').wrapping_add(10) & 0x0f,
+    }
+}
+
+/// A cache key: the collection's number in the cache's own list of names, and the legacy id.
+type Key = (u32, CompactId);
+
 /// Two-generation cache: lookups promote from the old generation; when the young one is full the
-/// old one is dropped. Memory stays under `capacity` entries whatever the workload.
+/// old one is dropped. Memory stays under `capacity` entries whatever the workload; an entry
+/// takes about 60 bytes (collection names are stored once, ObjectIds as 12 bytes).
 #[derive(Debug)]
 pub struct IdCache {
     capacity: usize,
-    young: HashMap<LegacyRef, Entry>,
-    old: HashMap<LegacyRef, Entry>,
+    /// Collection names, numbered by their position.
+    collections: Vec<String>,
+    young: HashMap<Key, Entry>,
+    old: HashMap<Key, Entry>,
 }
 
 impl IdCache {
     pub fn new(capacity: usize) -> Self {
         IdCache {
             capacity: capacity.max(2),
+            collections: Vec::new(),
             young: HashMap::new(),
             old: HashMap::new(),
         }
     }
 
-    fn entry(&mut self, key: &LegacyRef) -> Option<Entry> {
-        if let Some(e) = self.young.get(key) {
+    /// The key of `r`, if its collection has ever been cached (otherwise nothing of it is).
+    fn key(&self, r: &LegacyRef) -> Option<Key> {
+        let n = self.collections.iter().position(|c| *c == r.collection)?;
+        Some((u32::try_from(n).ok()?, CompactId::of(&r.legacy_id)))
+    }
+
+    /// The key of `r`, numbering its collection when it is new.
+    fn key_or_add(&mut self, r: &LegacyRef) -> Option<Key> {
+        if let Some(k) = self.key(r) {
+            return Some(k);
+        }
+        let n = u32::try_from(self.collections.len()).ok()?;
+        self.collections.push(r.collection.clone());
+        Some((n, CompactId::of(&r.legacy_id)))
+    }
+
+    fn entry(&mut self, r: &LegacyRef) -> Option<Entry> {
+        let key = self.key(r)?;
+        if let Some(e) = self.young.get(&key) {
             return Some(*e);
         }
-        let e = self.old.remove(key)?;
-        self.put(key.clone(), e);
+        let e = self.old.remove(&key)?;
+        self.put(key, e);
         Some(e)
     }
 
@@ -104,21 +159,27 @@ impl IdCache {
         self.entry(key).map(|(id, _)| id)
     }
 
-    fn put(&mut self, key: LegacyRef, entry: Entry) {
+    fn put(&mut self, key: Key, entry: Entry) {
         if self.young.len() >= self.capacity / 2 {
             self.old = std::mem::take(&mut self.young);
         }
         self.young.insert(key, entry);
     }
 
+    fn put_ref(&mut self, r: &LegacyRef, entry: Entry) {
+        if let Some(key) = self.key_or_add(r) {
+            self.put(key, entry);
+        }
+    }
+
     /// Only call with entries whose transaction has committed.
     pub fn insert(&mut self, key: LegacyRef, id: uuid::Uuid) {
-        self.put(key, (id, None));
+        self.put_ref(&key, (id, None));
     }
 
     /// Only call with entries whose transaction has committed.
     pub fn insert_owned(&mut self, key: LegacyRef, id: uuid::Uuid, owner: Option<IdType>) {
-        self.put(key, (id, owner));
+        self.put_ref(&key, (id, owner));
     }
 
     pub fn len(&self) -> usize {
@@ -415,5 +476,45 @@ mod tests {
         }
         assert!(cache.get(&r(999)).is_some());
         assert!(cache.get(&r(0)).is_none());
+    }
+
+    #[test]
+    fn cache_keys_tell_collections_and_id_forms_apart() {
+        let oid = "6b09a1b2c3d4e5f6a7b8c9d0";
+        let key = |collection: &str, legacy_id: &str| LegacyRef {
+            collection: collection.into(),
+            legacy_id: legacy_id.into(),
+        };
+        let mut cache = IdCache::new(100);
+        let (a, b, c, d) = (
+            uuid::Uuid::from_u128(1),
+            uuid::Uuid::from_u128(2),
+            uuid::Uuid::from_u128(3),
+            uuid::Uuid::from_u128(4),
+        );
+        cache.insert(key("users", oid), a);
+        cache.insert_owned(key("offers", oid), b, Some(IdType::ObjectId));
+        // Not 24 lower-case hex digits: kept as text, never confused with the ObjectId form.
+        cache.insert(key("users", "6B09A1B2C3D4E5F6A7B8C9D0"), c);
+        cache.insert(key("users", "tmpl-1"), d);
+        assert_eq!(cache.get(&key("users", oid)), Some(a));
+        assert_eq!(
+            cache.entry(&key("offers", oid)),
+            Some((b, Some(IdType::ObjectId)))
+        );
+        assert_eq!(
+            cache.get(&key("users", "6B09A1B2C3D4E5F6A7B8C9D0")),
+            Some(c)
+        );
+        assert_eq!(cache.get(&key("users", "tmpl-1")), Some(d));
+        assert_eq!(cache.get(&key("payments", oid)), None);
+        assert_eq!(cache.get(&key("users", "6b09a1b2c3d4e5f6a7b8c9d1")), None);
+        assert_eq!(
+            CompactId::of(oid),
+            CompactId::Hex24([
+                0x6b, 0x09, 0xa1, 0xb2, 0xc3, 0xd4, 0xe5, 0xf6, 0xa7, 0xb8, 0xc9, 0xd0
+            ])
+        );
+        assert_eq!(cache.len(), 4);
     }
 }

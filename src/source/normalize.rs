@@ -29,6 +29,46 @@ pub fn normalize_event(
     raw: Document,
     default_collection: &str,
 ) -> Result<ChangeEvent, MalformedEvent> {
+    try_normalize(raw, default_collection).map_err(|(reason, _)| reason)
+}
+
+/// [`normalize_event`], handing the raw event back when it is malformed (so the caller can keep
+/// it for the gap without copying every event beforehand).
+///
+/// The post-image and pre-image stay inside `raw` (`fullDocument`, `fullDocumentBeforeChange`)
+/// and are read through [`ChangeEvent::post_image`] / [`ChangeEvent::pre_image`]: the event holds
+/// one decoded copy of its documents, not two.
+pub fn try_normalize(
+    raw: Document,
+    default_collection: &str,
+) -> Result<ChangeEvent, (MalformedEvent, Document)> {
+    match parts(&raw, default_collection) {
+        Ok(p) => Ok(ChangeEvent {
+            operation: p.operation,
+            collection: p.collection,
+            document_key: p.document_key,
+            full_document: None,
+            full_document_before_change: None,
+            cluster_time: p.cluster_time,
+            resume_token: Some(p.token),
+            txn: p.txn,
+            raw,
+        }),
+        Err(reason) => Err((reason, raw)),
+    }
+}
+
+/// What normalizing reads from a raw event (small values only; the documents stay in `raw`).
+struct Parts {
+    token: Document,
+    operation: Operation,
+    cluster_time: ClusterTime,
+    collection: String,
+    document_key: Option<Bson>,
+    txn: Option<TxnId>,
+}
+
+fn parts(raw: &Document, default_collection: &str) -> Result<Parts, MalformedEvent> {
     let token = match raw.get("_id") {
         Some(Bson::Document(d)) => d.clone(),
         Some(other) => {
@@ -70,14 +110,6 @@ pub fn normalize_event(
             operation.as_str()
         )));
     }
-    let full_document = match raw.get("fullDocument") {
-        Some(Bson::Document(d)) => Some(d.clone()),
-        _ => None,
-    };
-    let full_document_before_change = match raw.get("fullDocumentBeforeChange") {
-        Some(Bson::Document(d)) => Some(d.clone()),
-        _ => None,
-    };
     let txn = match (raw.get_document("lsid"), raw.get("txnNumber")) {
         (Ok(lsid), Some(n)) => {
             let txn_number = match n {
@@ -92,16 +124,13 @@ pub fn normalize_event(
         }
         _ => None,
     };
-    Ok(ChangeEvent {
+    Ok(Parts {
+        token,
         operation,
+        cluster_time,
         collection,
         document_key,
-        full_document,
-        full_document_before_change,
-        cluster_time,
-        resume_token: Some(token),
         txn,
-        raw,
     })
 }
 
@@ -138,11 +167,11 @@ mod tests {
         assert_eq!(ev.document_key, Some(Bson::ObjectId(id)));
         assert_eq!(ev.cluster_time, ClusterTime::new(100, 2));
         assert_eq!(
-            ev.full_document
-                .as_ref()
-                .and_then(|d| d.get_str("email").ok()),
+            ev.post_image().and_then(|d| d.get_str("email").ok()),
             Some("a@b.c")
         );
+        // One decoded copy: the post-image is read from the raw event, not copied out of it.
+        assert_eq!(ev.full_document, None);
         assert_eq!(ev.raw, raw);
         assert!(ev.txn.is_none());
     }
@@ -169,8 +198,40 @@ mod tests {
             "operationType": "update",
             "clusterTime": Timestamp { time: 5, increment: 1 },
         };
-        let err = normalize_event(raw, "users").expect_err("must be malformed");
+        let err = normalize_event(raw.clone(), "users").expect_err("must be malformed");
         assert!(err.0.contains("documentKey"), "{err}");
+        // The raw event comes back whole for the gap.
+        let (reason, back) = try_normalize(raw.clone(), "users").expect_err("must be malformed");
+        assert_eq!(reason, err);
+        assert_eq!(back, raw);
+    }
+
+    #[test]
+    fn images_are_read_from_the_raw_event() {
+        let raw = doc! {
+            "_id": {"_data": "826500000100000002"},
+            "operationType": "delete",
+            "clusterTime": Timestamp { time: 5, increment: 1 },
+            "ns": {"db": "shop", "coll": "users"},
+            "documentKey": {"_id": 7},
+            "fullDocumentBeforeChange": {"_id": 7, "name": "before"},
+        };
+        let ev = normalize_event(raw, "users").expect("valid event");
+        assert_eq!(ev.post_image(), None);
+        assert_eq!(
+            ev.pre_image().and_then(|d| d.get_str("name").ok()),
+            Some("before")
+        );
+        // An update whose lookup found nothing carries `fullDocument: null`: no post-image.
+        let raw = doc! {
+            "_id": {"_data": "826500000100000003"},
+            "operationType": "update",
+            "clusterTime": Timestamp { time: 5, increment: 2 },
+            "documentKey": {"_id": 7},
+            "fullDocument": null,
+        };
+        let ev = normalize_event(raw, "users").expect("valid event");
+        assert_eq!(ev.post_image(), None);
     }
 
     #[test]

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use bson::{Bson, Document};
+use bson::{Bson, Document, RawDocumentBuf};
 use mongodb::change_stream::event::ResumeToken;
 use mongodb::change_stream::ChangeStream;
 use mongodb::options::{FullDocumentBeforeChangeType, FullDocumentType};
 use mongodb::Client;
 
-use super::normalize::{normalize_event, token_cluster_time, MalformedEvent};
+use super::normalize::{token_cluster_time, try_normalize, MalformedEvent};
 use crate::event::{ChangeEvent, ClusterTime, Operation, Position};
 
 /// Where to open a stream.
@@ -86,8 +86,11 @@ pub enum SourceItem {
 
 /// An open change stream on one collection.
 pub struct ChangeSource {
-    stream: ChangeStream<Document>,
+    /// Events are taken as raw BSON (their size is known before they are decoded once).
+    stream: ChangeStream<RawDocumentBuf>,
     collection: String,
+    /// Raw BSON size of the last event read.
+    last_bytes: usize,
     /// Where post-images missing under `whenAvailable` are read from (None in other modes).
     lookup: Option<mongodb::Database>,
 }
@@ -115,10 +118,11 @@ impl ChangeSource {
     ) -> Result<Self, mongodb::error::Error> {
         let coll = client.database(database).collection::<Document>(collection);
         let watch = Self::configure(coll.watch(), start, options)?;
-        let stream = watch.await?.with_type::<Document>();
+        let stream = watch.await?.with_type::<RawDocumentBuf>();
         Ok(ChangeSource {
             stream,
             collection: collection.to_string(),
+            last_bytes: 0,
             lookup: (options.full_document == FullDocumentMode::WhenAvailable)
                 .then(|| client.database(database)),
         })
@@ -139,10 +143,11 @@ impl ChangeSource {
             {"operationType": {"$in": ["dropDatabase", "invalidate"]}},
         ]}};
         let watch = Self::configure(db.watch().pipeline(vec![filter]), start, options)?;
-        let stream = watch.await?.with_type::<Document>();
+        let stream = watch.await?.with_type::<RawDocumentBuf>();
         Ok(ChangeSource {
             stream,
             collection: database.to_string(),
+            last_bytes: 0,
             lookup: (options.full_document == FullDocumentMode::WhenAvailable).then_some(db),
         })
     }
@@ -183,7 +188,7 @@ impl ChangeSource {
         let Some(db) = lookup else {
             return Ok(());
         };
-        if event.operation != Operation::Update || event.full_document.is_some() {
+        if event.operation != Operation::Update || event.post_image().is_some() {
             return Ok(());
         }
         let Some(key) = event.document_key.clone() else {
@@ -199,28 +204,40 @@ impl ChangeSource {
     /// Read the next item: an event if the server has one, otherwise (after at most one await
     /// period) a heartbeat carrying the post-batch resume token.
     pub async fn next(&mut self) -> Result<SourceItem, mongodb::error::Error> {
-        match self.stream.next_if_any().await? {
-            Some(raw) => Ok(match normalize_event(raw.clone(), &self.collection) {
-                Ok(mut ev) => {
-                    Self::complete_post_image(self.lookup.clone(), &mut ev).await?;
-                    SourceItem::Event(Box::new(ev))
-                }
-                Err(reason) => {
-                    let position = self.current_position();
-                    SourceItem::Malformed {
-                        raw,
-                        reason,
-                        position,
-                    }
-                }
-            }),
-            None => match self.current_position() {
+        let Some(bytes) = self.stream.next_if_any().await? else {
+            self.last_bytes = 0;
+            return match self.current_position() {
                 Some(p) => Ok(SourceItem::Heartbeat(p)),
                 None => Err(mongodb::error::Error::custom(
                     "change stream returned no post-batch resume token".to_string(),
                 )),
-            },
-        }
+            };
+        };
+        self.last_bytes = bytes.as_bytes().len();
+        let raw = bytes.to_document().map_err(|e| {
+            mongodb::error::Error::custom(format!("change event is not valid BSON: {e}"))
+        })?;
+        drop(bytes);
+        Ok(match try_normalize(raw, &self.collection) {
+            Ok(mut ev) => {
+                Self::complete_post_image(self.lookup.clone(), &mut ev).await?;
+                SourceItem::Event(Box::new(ev))
+            }
+            Err((reason, raw)) => {
+                let position = self.current_position();
+                SourceItem::Malformed {
+                    raw,
+                    reason,
+                    position,
+                }
+            }
+        })
+    }
+
+    /// The raw BSON size of the item `next` returned last (0 for a heartbeat): what the event
+    /// weighs against the reader's byte budget.
+    pub fn last_bytes(&self) -> usize {
+        self.last_bytes
     }
 
     /// The driver's cached resume token as a position (cluster time decoded from the token).
