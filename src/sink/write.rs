@@ -503,95 +503,84 @@ async fn upsert_group(
         legacy_ids: &arrays[1],
         collections: &arrays[coll_at],
     };
-    if copied && copy_new_rows(ctx, stats, info, table_name, &fresh, &arrays).await? {
-        let written: HashSet<uuid::Uuid> = op_ids.iter().copied().collect();
-        return finish_upsert(
-            ctx,
-            info,
-            table_name,
-            legacy_column,
-            ops,
-            &op_ids,
-            &written,
-            &arrays,
-            at_at,
-            stats,
-        )
-        .await;
-    }
-    let (with, source) = if staged {
-        let stage = stage_rows(ctx, stats, &arrays).await?;
-        (
-            format!("WITH u AS (DELETE FROM {stage} RETURNING *) "),
-            "u".to_string(),
-        )
-    } else {
-        (String::new(), unnest(all_cols.len() + 2))
-    };
-    let sql = format!(
+    let written: HashSet<uuid::Uuid> =
+        if copied && copy_new_rows(ctx, stats, info, table_name, &fresh, &arrays).await? {
+            op_ids.iter().copied().collect()
+        } else {
+            let (with, source) = if staged {
+                let stage = stage_rows(ctx, stats, &arrays).await?;
+                (
+                    format!("WITH u AS (DELETE FROM {stage} RETURNING *) "),
+                    "u".to_string(),
+                )
+            } else {
+                (String::new(), unnest(all_cols.len() + 2))
+            };
+            let sql = format!(
         "{with}INSERT INTO {t} AS t ({cols}) SELECT {select} FROM {source} WHERE NOT {deleted} \
          ON CONFLICT ({id}) {conflict} RETURNING t.{id}::uuid",
         cols = col_list.join(", "),
         select = select.join(", "),
         id = ident(id_column),
     );
-    let rows = if staged {
-        stats.statements += 1;
-        ctx.tx.query(&sql, &[]).await?
-    } else {
-        query(ctx, stats, &sql, &arrays).await?
-    };
-    let written = rows
-        .iter()
-        .map(|r| r.try_get::<_, uuid::Uuid>(0))
-        .collect::<Result<HashSet<_>, _>>()?;
-    stats.add_rows(table_name, written.len() as u64);
-
-    // A state read from MongoDB (a copy, a retry) that meets an existing append-only row only
-    // fills gaps: a difference there was reported by the change event that made it.
-    let from_events = ops.iter().any(|p| !p.read);
-    if *insert_only && from_events && written.len() < ops.len() && !data_cols.is_empty() {
-        let cmp = |prefix: &str, i: usize, c: &str| {
-            let json = info.columns.get(c).is_some_and(|ci| ci.kind == "json");
-            let expr = if prefix == "t" {
-                format!("t.{}", ident(c))
+            let rows = if staged {
+                stats.statements += 1;
+                ctx.tx.query(&sql, &[]).await?
             } else {
-                format!("u.c{}::{}", i + 2, types[i + 2])
+                query(ctx, stats, &sql, &arrays).await?
             };
-            if json {
-                format!("({expr})::jsonb")
-            } else {
-                expr
-            }
-        };
-        let stored: Vec<String> = data_cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| cmp("t", i, c))
-            .collect();
-        let incoming: Vec<String> = data_cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| cmp("u", i, c))
-            .collect();
-        let sql = format!(
-            "SELECT u.c1 FROM {u} JOIN {t} AS t ON t.{id} = u.c0::{idt} \
-             WHERE ROW({s}) IS DISTINCT FROM ROW({i}) LIMIT 1",
-            u = unnest(all_cols.len() + 2),
-            id = ident(id_column),
-            idt = types[0],
-            s = stored.join(", "),
-            i = incoming.join(", "),
-        );
-        let changed = query(ctx, stats, &sql, &arrays).await?;
-        if let Some(row) = changed.first() {
-            return Err(WriteError::Immutable {
-                table: table_name.to_string(),
-                legacy_id: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
-            });
-        }
-    }
+            let written = rows
+                .iter()
+                .map(|r| r.try_get::<_, uuid::Uuid>(0))
+                .collect::<Result<HashSet<_>, _>>()?;
+            stats.add_rows(table_name, written.len() as u64);
 
+            // A state read from MongoDB (a copy, a retry) that meets an existing append-only row only
+            // fills gaps: a difference there was reported by the change event that made it.
+            let from_events = ops.iter().any(|p| !p.read);
+            if *insert_only && from_events && written.len() < ops.len() && !data_cols.is_empty() {
+                let cmp = |prefix: &str, i: usize, c: &str| {
+                    let json = info.columns.get(c).is_some_and(|ci| ci.kind == "json");
+                    let expr = if prefix == "t" {
+                        format!("t.{}", ident(c))
+                    } else {
+                        format!("u.c{}::{}", i + 2, types[i + 2])
+                    };
+                    if json {
+                        format!("({expr})::jsonb")
+                    } else {
+                        expr
+                    }
+                };
+                let stored: Vec<String> = data_cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| cmp("t", i, c))
+                    .collect();
+                let incoming: Vec<String> = data_cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| cmp("u", i, c))
+                    .collect();
+                let sql = format!(
+                    "SELECT u.c1 FROM {u} JOIN {t} AS t ON t.{id} = u.c0::{idt} \
+             WHERE ROW({s}) IS DISTINCT FROM ROW({i}) LIMIT 1",
+                    u = unnest(all_cols.len() + 2),
+                    id = ident(id_column),
+                    idt = types[0],
+                    s = stored.join(", "),
+                    i = incoming.join(", "),
+                );
+                let changed = query(ctx, stats, &sql, &arrays).await?;
+                if let Some(row) = changed.first() {
+                    return Err(WriteError::Immutable {
+                        table: table_name.to_string(),
+                        legacy_id: row.try_get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    });
+                }
+            }
+            written
+        };
     finish_upsert(
         ctx,
         info,
