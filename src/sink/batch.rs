@@ -322,21 +322,13 @@ impl Sink {
         // claimed) first in a transaction of their own, so that no page ever holds an uncommitted
         // entry the page before it would wait for. An entry without its row is what a reference
         // leaves anyway.
-        let page = matches!(finish, Finish::SnapshotProgress { .. });
-        let mut refs = Some(refs);
-        let committed = if page {
+        let (mut tx, resolution) = if matches!(finish, Finish::SnapshotProgress { .. }) {
             let ids = client
                 .transaction()
                 .await
                 .map_err(|e| SinkError::pg("beginning the id allocation", e))?;
-            let mut resolution = idmap::resolve(
-                &ids,
-                &self.names.id_map,
-                &mut self.cache,
-                refs.take().unwrap_or_default(),
-                &owners,
-            )
-            .await?;
+            let mut resolution =
+                idmap::resolve(&ids, &self.names.id_map, &mut self.cache, refs, &owners).await?;
             ids.commit()
                 .await
                 .map_err(|e| SinkError::pg("committing the id allocation", e))?;
@@ -344,22 +336,21 @@ impl Sink {
             for (r, id, owner) in std::mem::take(&mut resolution.fresh) {
                 self.cache.insert_owned(r, id, owner);
             }
-            Some(resolution)
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
+            (tx, resolution)
         } else {
-            None
-        };
-        let mut tx = client
-            .transaction()
-            .await
-            .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
-        let resolution = match committed {
-            Some(resolution) => resolution,
-            None => {
-                checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
-                out.statements += 2;
-                let refs = refs.take().unwrap_or_default();
-                idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?
-            }
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
+            checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
+            out.statements += 2;
+            let resolution =
+                idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?;
+            (tx, resolution)
         };
         out.id_cache_hits = resolution.cache_hits;
         out.id_cache_misses = resolution.cache_misses;

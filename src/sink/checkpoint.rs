@@ -365,33 +365,21 @@ pub async fn record_snapshot_progress<C: GenericClient>(
     collection: &str,
     last_id: Option<&Bson>,
 ) -> Result<bool, SinkError> {
-    let sql = format!(
-        "update {} set snapshot_collection = $3, snapshot_last_id = $4, updated_at = now()
-         where stream = $1 and epoch = $2 and snapshot_state = $5",
-        table(checkpoints_table)?
-    );
-    let n = client
-        .execute(
-            &sql,
-            &[
-                &stream,
-                &epoch,
-                &collection,
-                &last_id.map(bson_extjson),
-                &SnapshotState::Running.as_str(),
-            ],
-        )
-        .await
-        .map_err(|e| SinkError::pg("recording snapshot progress", e))?;
-    Ok(n == 1)
+    let progress = Progress {
+        stream,
+        epoch,
+        collection,
+        last_id: last_id.map(bson_extjson),
+    };
+    progress.record(client, checkpoints_table, None).await
 }
 
 /// Records that one page of the copy of `collection` committed up to `last_id`, on the condition
 /// that the copy's recorded progress is still `after` (the previous page's last `_id` as stored,
-/// canonical extended JSON; None: the copy of `collection` has not recorded a page yet). Several pages may be written at once on
-/// several connections: the condition chains their commits in page order (a page waits for the
-/// row lock of the page before it and commits only if that one committed), so the recorded
-/// progress never passes a page that did not land. False (nothing written) when the epoch
+/// canonical extended JSON; None: the copy of `collection` has not recorded a page yet). Pages
+/// written at once on several connections commit one after the other (each waits for its turn,
+/// see `Sink::apply_snapshot_page`); the condition makes sure the recorded progress never passes
+/// a page that did not land, whoever writes next. False (nothing written) when the epoch
 /// changed, the copy no longer runs, or the previous page did not commit.
 pub async fn record_page_progress<C: GenericClient>(
     client: &C,
@@ -402,28 +390,64 @@ pub async fn record_page_progress<C: GenericClient>(
     after: Option<&str>,
     last_id: &Bson,
 ) -> Result<bool, SinkError> {
-    let sql = format!(
-        "update {} set snapshot_collection = $3, snapshot_last_id = $4, updated_at = now()
-         where stream = $1 and epoch = $2 and snapshot_state = $5
-           and coalesce(snapshot_collection, $3) = $3
-           and snapshot_last_id is not distinct from $6",
-        table(checkpoints_table)?
-    );
-    let n = client
-        .execute(
-            &sql,
-            &[
-                &stream,
-                &epoch,
-                &collection,
-                &bson_extjson(last_id),
-                &SnapshotState::Running.as_str(),
-                &after,
-            ],
-        )
+    let progress = Progress {
+        stream,
+        epoch,
+        collection,
+        last_id: Some(bson_extjson(last_id)),
+    };
+    progress
+        .record(client, checkpoints_table, Some(after))
         .await
-        .map_err(|e| SinkError::pg("recording snapshot progress", e))?;
-    Ok(n == 1)
+}
+
+/// A copy's progress as the checkpoint row stores it.
+struct Progress<'a> {
+    stream: &'a str,
+    epoch: i64,
+    collection: &'a str,
+    last_id: Option<String>,
+}
+
+impl Progress<'_> {
+    /// Writes it while the copy runs under `epoch`; with `after`, only if the stored progress of
+    /// the same collection is still `after`.
+    async fn record<C: GenericClient>(
+        &self,
+        client: &C,
+        checkpoints_table: &str,
+        after: Option<Option<&str>>,
+    ) -> Result<bool, SinkError> {
+        let condition = match after {
+            Some(_) => {
+                " and coalesce(snapshot_collection, $3) = $3
+                  and snapshot_last_id is not distinct from $6"
+            }
+            None => "",
+        };
+        let sql = format!(
+            "update {} set snapshot_collection = $3, snapshot_last_id = $4, updated_at = now()
+             where stream = $1 and epoch = $2 and snapshot_state = $5{condition}",
+            table(checkpoints_table)?
+        );
+        let state = SnapshotState::Running.as_str();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &self.stream,
+            &self.epoch,
+            &self.collection,
+            &self.last_id,
+            &state,
+        ];
+        let previous = after.flatten();
+        if after.is_some() {
+            params.push(&previous);
+        }
+        let n = client
+            .execute(&sql, &params)
+            .await
+            .map_err(|e| SinkError::pg("recording snapshot progress", e))?;
+        Ok(n == 1)
+    }
 }
 
 /// The hand-over: the stream's position becomes the copy's start position (forward only, cluster

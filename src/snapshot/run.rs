@@ -380,27 +380,26 @@ async fn copy_collection(
         tracing::info!(collection, after = %after, "resuming snapshot");
     }
     let mut report = SnapshotReport::started(collection, start, resumed_after);
-    let mut progress: Option<SnapshotProgress> = None;
-    let mut writers = options.writers;
-    let mut resume_after = resume_after;
-    loop {
-        let mut reader = SnapshotReader::open(
-            ctx.mongo,
-            ctx.database,
+    let (mongo, database) = (ctx.mongo, ctx.database);
+    let open = |after: Option<Bson>| async move {
+        SnapshotReader::open(
+            mongo,
+            database,
             collection,
             &options.filter,
-            resume_after.take(),
+            after,
             options.page_size,
             start.cluster_time,
         )
         .await
-        .map_err(mongo_err)?
-        .with_page_bytes(options.page_bytes);
-        if progress.is_none() {
-            let remaining = reader.count_remaining().await.map_err(mongo_err)?;
-            progress = Some(SnapshotProgress::starting(remaining));
-        }
-        let progress = progress.get_or_insert_with(|| SnapshotProgress::starting(0));
+        .map(|r| r.with_page_bytes(options.page_bytes))
+        .map_err(mongo_err)
+    };
+    let mut reader = open(resume_after).await?;
+    let remaining = reader.count_remaining().await.map_err(mongo_err)?;
+    let mut progress = SnapshotProgress::starting(remaining);
+    let mut writers = options.writers;
+    loop {
         let pages = PageReader::spawn(reader, rules);
         // The progress the first page follows, as stored (None: this collection has none yet).
         let after = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, stream)
@@ -429,7 +428,7 @@ async fn copy_collection(
                 page_writers,
                 after,
                 &mut report,
-                progress,
+                &mut progress,
                 on_progress,
             )
             .await;
@@ -448,14 +447,14 @@ async fn copy_collection(
                     "pages of the copy waited on each other; going on one page at a time"
                 );
                 writers = 1;
-                resume_after = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, stream)
+                let committed = checkpoint::load(&*ctx.pg, &ctx.names.checkpoints, stream)
                     .await?
                     .and_then(|c| c.snapshot_last_id());
+                reader = open(committed).await?;
             }
             Err(e) => return Err(e),
         }
     }
-    let mut progress = progress.unwrap_or_else(|| SnapshotProgress::starting(0));
     if options.filter.is_full() {
         report.swept = sweep_vanished(ctx, stream, rules, epoch, start).await?;
     }
@@ -540,12 +539,13 @@ impl PageCopy<'_> {
         // Per page in flight (same order): the turn of the page after it, sent once it committed.
         let mut turns: std::collections::VecDeque<Option<tokio::sync::oneshot::Sender<()>>> =
             std::collections::VecDeque::new();
-        let mut started: u64 = 0;
         let mut exhausted = false;
         loop {
             let may_start = !exhausted
                 && !idle.is_empty()
-                && self.max_pages.is_none_or(|m| report.pages + started < m);
+                && self
+                    .max_pages
+                    .is_none_or(|m| report.pages + (in_flight.len() as u64) < m);
             if !may_start && in_flight.is_empty() {
                 return Ok(exhausted);
             }
@@ -556,9 +556,7 @@ impl PageCopy<'_> {
                         continue;
                     };
                     let Some(writer) = idle.pop() else { continue };
-                    started += 1;
                     let follows = after.replace(bson_extjson(&last_id));
-                    let n = items.len() as u64;
                     let turn = turns.back_mut().map(|slot| {
                         let (send, turn) = tokio::sync::oneshot::channel();
                         *slot = Some(send);
@@ -566,7 +564,7 @@ impl PageCopy<'_> {
                     });
                     turns.push_back(None);
                     let page = Page { items, after: follows, last_id, turn };
-                    in_flight.push_back(self.write(writer, page, n));
+                    in_flight.push_back(self.write(writer, page));
                 }
                 Some((written, writer)) = in_flight.next(), if !in_flight.is_empty() => {
                     let (outcome, n) = written?;
@@ -575,7 +573,6 @@ impl PageCopy<'_> {
                         // copy stopped meanwhile).
                         let _ = next.send(());
                     }
-                    started -= 1;
                     idle.push(writer);
                     report.page_applied(progress, n, outcome.gaps.len() as u64);
                     on_progress(progress);
@@ -589,11 +586,11 @@ impl PageCopy<'_> {
         &self,
         writer: PageWriter<'w>,
         page: Page,
-        n: u64,
     ) -> (
         Result<(crate::sink::BatchOutcome, u64), SnapshotError>,
         PageWriter<'w>,
     ) {
+        let n = page.items.len() as u64;
         let outcome = writer
             .sink
             .apply_snapshot_page(
