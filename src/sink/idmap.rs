@@ -1,9 +1,10 @@
 //! Legacy id -> UUID resolution through `id_map`: a bounded in-memory cache holding only entries
-//! from committed transactions, then ONE batched allocation of client-generated UUIDv7s for every
-//! cache miss (`INSERT .. ON CONFLICT DO NOTHING RETURNING`), then ONE lookup of the keys that
-//! were already there (or that a concurrent allocator won): a batch of new documents costs one
-//! round trip. Allocation is sorted so concurrent allocators lock keys in the same order. The reverse lookup
-//! (UUID back to legacy id, for verify) is one SQL expression, `legacy_id_sql`.
+//! from committed transactions, then ONE statement for every cache miss that reads the entries
+//! already there and allocates client-generated UUIDv7s for the others (`INSERT .. ON CONFLICT DO
+//! NOTHING RETURNING`), then a lookup of only the keys a concurrent allocator won: a batch of new
+//! documents and a batch of known ones both cost one round trip. Allocation is sorted so
+//! concurrent allocators lock keys in the same order. The reverse lookup (UUID back to legacy id,
+//! for verify) is one SQL expression, `legacy_id_sql`.
 //!
 //! Identity: the string `_id` "6b09..." and `ObjectId("6b09...")` are two MongoDB documents with
 //! the same legacy-id text. `id_map.legacy_type` records which `_id` type owns an entry (set when
@@ -13,6 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use tokio_postgres::types::Type;
 use tokio_postgres::Transaction;
 
 use crate::mapping::LegacyRef;
@@ -234,6 +236,7 @@ pub async fn resolve(
     cache: &mut IdCache,
     refs: BTreeSet<LegacyRef>,
     owners: &[(LegacyRef, IdType)],
+    likely: Likely,
 ) -> Result<Resolution, SinkError> {
     let mut out = Resolution::default();
     // The type each key is claimed for: the first in stream order; a later key of the other type
@@ -275,16 +278,25 @@ pub async fn resolve(
         }
     }
     if !missing.is_empty() {
-        // One round trip when every missing entry is new (a copy, new documents): allocate
-        // first (`ON CONFLICT DO NOTHING RETURNING`), then look up only what was already there
-        // (or allocated concurrently) and the keys that are only checked.
+        // One round trip for the missing entries (`allocate`); then a lookup of only what was
+        // there already (when allocation went first) or what another transaction allocated
+        // meanwhile, and of the keys that are only checked.
         let to_allocate: Vec<LegacyRef> = missing
             .iter()
             .filter(|r| !checked_only.contains(*r))
             .cloned()
             .collect();
         if !to_allocate.is_empty() {
-            allocate(tx, id_map, &to_allocate, &wanted, &mut out, &mut known).await?;
+            allocate(
+                tx,
+                id_map,
+                &to_allocate,
+                &wanted,
+                likely,
+                &mut out,
+                &mut known,
+            )
+            .await?;
         }
         let lookup: Vec<LegacyRef> = missing
             .into_iter()
@@ -340,13 +352,27 @@ pub async fn resolve(
     Ok(out)
 }
 
-/// Inserts new entries for `to_allocate` (client-generated UUIDv7, `ON CONFLICT DO NOTHING`);
-/// the entries that were already there are not returned: the caller looks them up.
+/// Whether the documents of a batch are likely new to id_map, which decides how their missing
+/// entries are resolved in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Likely {
+    /// Inserts and copies: insert first; the few keys already there are looked up after.
+    New,
+    /// Updates, deletes: read the entries there and insert only the others, in one statement
+    /// (no key goes through a refused insert, and no second round trip for a cold cache).
+    Known,
+}
+
+/// Resolves the entries of `to_allocate` in one statement: inserts new entries (client-generated
+/// UUIDv7, `ON CONFLICT DO NOTHING`), and with `Likely::Known` first reads the entries that
+/// exist. An entry that was there (with `Likely::New`) or that another transaction commits
+/// meanwhile is not returned: the caller looks those up.
 async fn allocate(
     tx: &Transaction<'_>,
     id_map: &str,
     to_allocate: &[LegacyRef],
     wanted: &HashMap<&LegacyRef, IdType>,
+    likely: Likely,
     out: &mut Resolution,
     known: &mut HashMap<LegacyRef, Option<IdType>>,
 ) -> Result<(), SinkError> {
@@ -358,18 +384,51 @@ async fn allocate(
         .map(|r| wanted.get(r).map(|t| t.as_str()))
         .collect();
     let new_ids: Vec<uuid::Uuid> = to_allocate.iter().map(|_| uuid::Uuid::now_v7()).collect();
-    let sql = format!(
-        "INSERT INTO {id_map} (collection, legacy_object_id, new_id, legacy_type)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
-         ON CONFLICT (collection, legacy_object_id) DO NOTHING
-         RETURNING collection, legacy_object_id, new_id, legacy_type"
-    );
+    let sql = match likely {
+        Likely::New => format!(
+            "INSERT INTO {id_map} (collection, legacy_object_id, new_id, legacy_type)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+             ON CONFLICT (collection, legacy_object_id) DO NOTHING
+             RETURNING collection, legacy_object_id, new_id, legacy_type, true"
+        ),
+        Likely::Known => format!(
+            "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                          WITH ORDINALITY AS u(c, l, n, t, o)),
+                  found AS (SELECT m.* FROM u CROSS JOIN LATERAL
+                              (SELECT m.collection, m.legacy_object_id, m.new_id, m.legacy_type
+                               FROM {id_map} m
+                               WHERE m.collection = u.c AND m.legacy_object_id = u.l
+                               LIMIT 1) m),
+                  fresh AS (INSERT INTO {id_map} (collection, legacy_object_id, new_id, legacy_type)
+                            SELECT u.c, u.l, u.n, u.t FROM u
+                            WHERE NOT EXISTS (SELECT 1 FROM found f
+                                              WHERE f.collection = u.c
+                                                AND f.legacy_object_id = u.l)
+                            ORDER BY u.o
+                            ON CONFLICT (collection, legacy_object_id) DO NOTHING
+                            RETURNING collection, legacy_object_id, new_id, legacy_type)
+             SELECT collection, legacy_object_id, new_id, legacy_type, false FROM found
+             UNION ALL
+             SELECT collection, legacy_object_id, new_id, legacy_type, true FROM fresh"
+        ),
+    };
     let rows = tx
-        .query(&sql, &[&collections, &legacy, &new_ids, &types])
+        .query_typed(
+            &sql,
+            &[
+                (&collections, Type::TEXT_ARRAY),
+                (&legacy, Type::TEXT_ARRAY),
+                (&new_ids, Type::UUID_ARRAY),
+                (&types, Type::TEXT_ARRAY),
+            ],
+        )
         .await
         .map_err(|e| SinkError::pg("allocating ids in id_map", e))?;
     out.statements += 1;
-    out.allocated += rows.len() as u64;
+    out.allocated += rows
+        .iter()
+        .filter(|row| matches!(row.try_get::<_, bool>(4), Ok(true)))
+        .count() as u64;
     for (r, id, owner) in rows_to_entries(rows) {
         out.ids.insert(r.clone(), id);
         out.fresh.push((r.clone(), id, owner));
@@ -398,7 +457,14 @@ async fn claim(
          LEFT JOIN claimed c ON c.collection = m.collection AND c.legacy_object_id = m.legacy_object_id"
     );
     let rows = tx
-        .query(&sql, &[&collections, &legacy, &types])
+        .query_typed(
+            &sql,
+            &[
+                (&collections, Type::TEXT_ARRAY),
+                (&legacy, Type::TEXT_ARRAY),
+                (&types, Type::TEXT_ARRAY),
+            ],
+        )
         .await
         .map_err(|e| SinkError::pg("claiming id_map entries", e))?;
     Ok(rows
@@ -417,6 +483,9 @@ async fn claim(
         .collect())
 }
 
+/// The entries of `refs` that exist. Each key is one probe of the primary key (`LATERAL ..
+/// LIMIT 1`): the planner cannot turn the lookup into a scan of the whole of id_map, which it
+/// would pick for a join while the table's statistics still say it is small.
 async fn select(
     tx: &Transaction<'_>,
     id_map: &str,
@@ -427,13 +496,21 @@ async fn select(
         .map(|r| (r.collection.as_str(), r.legacy_id.as_str()))
         .unzip();
     let sql = format!(
-        "SELECT m.collection, m.legacy_object_id, m.new_id, m.legacy_type
-         FROM {id_map} m
-         JOIN unnest($1::text[], $2::text[]) AS u(collection, legacy_object_id)
-           ON m.collection = u.collection AND m.legacy_object_id = u.legacy_object_id"
+        "SELECT m.* FROM unnest($1::text[], $2::text[]) AS u(collection, legacy_object_id)
+         CROSS JOIN LATERAL
+           (SELECT m.collection, m.legacy_object_id, m.new_id, m.legacy_type
+            FROM {id_map} m
+            WHERE m.collection = u.collection AND m.legacy_object_id = u.legacy_object_id
+            LIMIT 1) m"
     );
     let rows = tx
-        .query(&sql, &[&collections, &legacy])
+        .query_typed(
+            &sql,
+            &[
+                (&collections, Type::TEXT_ARRAY),
+                (&legacy, Type::TEXT_ARRAY),
+            ],
+        )
         .await
         .map_err(|e| SinkError::pg("looking up ids in id_map", e))?;
     Ok(rows_to_entries(rows))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::sink_fixtures::*;
 use mongo2pg::event::Operation;
 use mongo2pg::mapping::LegacyRef;
-use mongo2pg::sink::idmap::{resolve, IdCache};
+use mongo2pg::sink::idmap::{resolve, IdCache, Likely};
 use mongo2pg::sink::{catalogue, ControlNames, Sink};
 
 fn refs(range: std::ops::Range<u32>) -> BTreeSet<LegacyRef> {
@@ -16,7 +16,19 @@ fn refs(range: std::ops::Range<u32>) -> BTreeSet<LegacyRef> {
 
 #[tokio::test]
 async fn an_allocator_that_loses_the_race_takes_the_winners_uuids() {
-    let env = env("idmap_race").await;
+    race("idmap_race", Likely::New).await;
+}
+
+/// The same race when the loser reads the entries there first (a batch of updates): the
+/// winner's entries are not committed yet when it reads, so it waits on its insert, then looks
+/// them up.
+#[tokio::test]
+async fn an_allocator_that_looks_up_first_and_loses_the_race_takes_the_winners_uuids() {
+    race("idmap_race_known", Likely::Known).await;
+}
+
+async fn race(test: &str, likely: Likely) {
+    let env = env(test).await;
     let mut first = env.db.client().await;
     let mut second = env.db.client().await;
     let observer = env.db.client().await;
@@ -28,7 +40,7 @@ async fn an_allocator_that_loses_the_race_takes_the_winners_uuids() {
 
     let tx1 = first.transaction().await.unwrap();
     let mut cache1 = IdCache::new(100);
-    let won = resolve(&tx1, "public.id_map", &mut cache1, refs(0..50), &[])
+    let won = resolve(&tx1, "public.id_map", &mut cache1, refs(0..50), &[], likely)
         .await
         .unwrap();
     assert_eq!(won.allocated, 50);
@@ -38,9 +50,16 @@ async fn an_allocator_that_loses_the_race_takes_the_winners_uuids() {
     let racer = tokio::spawn(async move {
         let tx2 = second.transaction().await.unwrap();
         let mut cache2 = IdCache::new(100);
-        let got = resolve(&tx2, "public.id_map", &mut cache2, refs(25..75), &[])
-            .await
-            .unwrap();
+        let got = resolve(
+            &tx2,
+            "public.id_map",
+            &mut cache2,
+            refs(25..75),
+            &[],
+            likely,
+        )
+        .await
+        .unwrap();
         tx2.commit().await.unwrap();
         got
     });
