@@ -252,6 +252,7 @@ impl Consumer<'_> {
         pending.last_commit = Some(Instant::now());
         tracing::debug!(
             events = n,
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
             applied = ?outcome.applied,
             gapped = ?outcome.gapped,
             skipped = ?outcome.skipped,

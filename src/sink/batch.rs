@@ -317,6 +317,22 @@ impl Sink {
             })
             .flatten()
             .collect();
+        // Inserts and copies bring documents id_map has not seen yet; anything else mostly
+        // documents it has.
+        let new_documents = work
+            .iter()
+            .filter(|&&i| {
+                matches!(
+                    items[i].event.operation,
+                    Operation::Insert | Operation::Snapshot
+                )
+            })
+            .count();
+        let likely = if new_documents * 2 >= work.len() {
+            idmap::Likely::New
+        } else {
+            idmap::Likely::Known
+        };
         // A copy's pages are written at once on several connections, and a page waits for the
         // page before it with its transaction open: its id_map entries are allocated (and
         // claimed) first in a transaction of their own, so that no page ever holds an uncommitted
@@ -327,8 +343,15 @@ impl Sink {
                 .transaction()
                 .await
                 .map_err(|e| SinkError::pg("beginning the id allocation", e))?;
-            let mut resolution =
-                idmap::resolve(&ids, &self.names.id_map, &mut self.cache, refs, &owners).await?;
+            let mut resolution = idmap::resolve(
+                &ids,
+                &self.names.id_map,
+                &mut self.cache,
+                refs,
+                &owners,
+                likely,
+            )
+            .await?;
             ids.commit()
                 .await
                 .map_err(|e| SinkError::pg("committing the id allocation", e))?;
@@ -346,10 +369,21 @@ impl Sink {
                 .transaction()
                 .await
                 .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
-            checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
-            out.statements += 2;
-            let resolution =
-                idmap::resolve(&tx, &self.names.id_map, &mut self.cache, refs, &owners).await?;
+            // The lock and the id resolution are independent: both are sent at once (one wait
+            // instead of two). Should the lock find another epoch, the transaction, ids
+            // included, rolls back.
+            let (lock_statements, resolution) = futures::try_join!(
+                checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch),
+                idmap::resolve(
+                    &tx,
+                    &self.names.id_map,
+                    &mut self.cache,
+                    refs,
+                    &owners,
+                    likely,
+                ),
+            )?;
+            out.statements += lock_statements;
             (tx, resolution)
         };
         out.id_cache_hits = resolution.cache_hits;
@@ -537,10 +571,6 @@ impl Sink {
             *out.gaps_by_kind.entry(g.kind).or_default() += 1;
         }
         out.gaps = gaps;
-        if !superseding.is_empty() {
-            out.superseded_gaps = gaps::supersede(&tx, &self.names.gaps, &superseding).await?;
-            out.statements += 1;
-        }
         // Freeing a large batch's documents takes a while: do it off this task, while the
         // checkpoint and the commit travel.
         if items.len() >= BACKGROUND_DROP_ITEMS {
@@ -548,18 +578,39 @@ impl Sink {
         } else {
             drop(items);
         }
+        let supersede = async {
+            if superseding.is_empty() {
+                return Ok(None);
+            }
+            gaps::supersede(&tx, &self.names.gaps, &superseding)
+                .await
+                .map(Some)
+        };
         match finish {
-            Finish::Nothing => {}
+            Finish::Nothing => {
+                if let Some(n) = supersede.await? {
+                    out.superseded_gaps = n;
+                    out.statements += 1;
+                }
+            }
             Finish::Advance(end) => {
-                out.checkpoint_moved = checkpoint::advance(
-                    &tx,
-                    &self.names.checkpoints,
-                    stream,
-                    epoch,
-                    &end,
-                    &self.holder,
-                )
-                .await?;
+                // Gaps and the checkpoint are different rows: both statements are sent at once.
+                let (superseded, moved) = futures::try_join!(
+                    supersede,
+                    checkpoint::advance(
+                        &tx,
+                        &self.names.checkpoints,
+                        stream,
+                        epoch,
+                        &end,
+                        &self.holder,
+                    ),
+                )?;
+                if let Some(n) = superseded {
+                    out.superseded_gaps = n;
+                    out.statements += 1;
+                }
+                out.checkpoint_moved = moved;
                 out.statements += 1;
             }
             Finish::SnapshotProgress {
@@ -568,6 +619,10 @@ impl Sink {
                 last_id,
                 turn,
             } => {
+                if let Some(n) = supersede.await? {
+                    out.superseded_gaps = n;
+                    out.statements += 1;
+                }
                 // The page before this one commits first (its writer sends the turn once it
                 // has); a dropped turn means it failed.
                 // The page before may also be waiting for a row of this one (a unique value

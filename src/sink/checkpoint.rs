@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bson::{Bson, Document};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
 
 use crate::event::{ClusterTime, Position};
@@ -197,33 +198,45 @@ pub async fn load_for_rewrite<C: GenericClient>(
 }
 
 /// Creates the row if missing, locks it for the rest of the transaction and checks the epoch
-/// (the first statement of every batch).
+/// (the first statement of every batch). Returns the number of statements it took: one once the
+/// row exists.
 pub(crate) async fn lock<C: GenericClient>(
     client: &C,
     checkpoints_table: &str,
     stream: &str,
     epoch: i64,
-) -> Result<(), SinkError> {
+) -> Result<u64, SinkError> {
     let ctx = "locking the checkpoint";
     let t = table(checkpoints_table)?;
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {t} (stream, epoch) VALUES ($1, $2)
-                 ON CONFLICT (stream) DO NOTHING"
-            ),
-            &[&stream, &epoch],
-        )
+    // The row is there but for a stream's first batch: one round trip (`query_typed` sends the
+    // statement without preparing it first).
+    let select = format!("SELECT epoch FROM {t} WHERE stream = $1 FOR UPDATE");
+    let params: [(&(dyn ToSql + Sync), Type); 1] = [(&stream, Type::TEXT)];
+    let (row, statements) = match client
+        .query_typed_opt(&select, &params)
         .await
-        .map_err(|e| SinkError::pg(ctx, e))?;
-    let row = client
-        .query_one(
-            &format!("SELECT epoch FROM {t} WHERE stream = $1 FOR UPDATE"),
-            &[&stream],
-        )
-        .await
-        .map_err(|e| SinkError::pg(ctx, e))?;
-    let found: i64 = row.get(0);
+        .map_err(|e| SinkError::pg(ctx, e))?
+    {
+        Some(row) => (row, 1),
+        None => {
+            client
+                .execute_typed(
+                    &format!(
+                        "INSERT INTO {t} (stream, epoch) VALUES ($1, $2)
+                         ON CONFLICT (stream) DO NOTHING"
+                    ),
+                    &[(&stream, Type::TEXT), (&epoch, Type::INT8)],
+                )
+                .await
+                .map_err(|e| SinkError::pg(ctx, e))?;
+            let row = client
+                .query_typed_one(&select, &params)
+                .await
+                .map_err(|e| SinkError::pg(ctx, e))?;
+            (row, 3)
+        }
+    };
+    let found: i64 = row.try_get(0).map_err(|e| SinkError::pg(ctx, e))?;
     if found != epoch {
         return Err(SinkError::CheckpointMoved {
             stream: stream.to_string(),
@@ -231,7 +244,7 @@ pub(crate) async fn lock<C: GenericClient>(
             found,
         });
     }
-    Ok(())
+    Ok(statements)
 }
 
 /// Moves the checkpoint to `position` if it is ahead of the stored one (cluster time, then token
@@ -261,7 +274,16 @@ pub(crate) async fn advance<C: GenericClient>(
          RETURNING cur.fwd"
     );
     let row = client
-        .query_opt(&sql, &[&stream, &epoch, &token, &time, &holder])
+        .query_typed_opt(
+            &sql,
+            &[
+                (&stream, Type::TEXT),
+                (&epoch, Type::INT8),
+                (&token, Type::TEXT),
+                (&time, Type::INT8),
+                (&holder, Type::TEXT),
+            ],
+        )
         .await
         .map_err(|e| SinkError::pg("advancing the checkpoint", e))?;
     match row {

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Transaction};
 
 use crate::mapping::{ChildRows, ColumnValue, LegacyRef, RowOp, SqlValue};
@@ -185,7 +185,6 @@ async fn stage_rows(
     arrays: &[Vec<Option<String>>],
 ) -> Result<String, WriteError> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
 
     let width = arrays.len();
     let name = format!("pg_temp.m2p_stage_{width}");
@@ -217,8 +216,13 @@ async fn stage_rows(
     Ok(name)
 }
 
-fn params(arrays: &[Vec<Option<String>>]) -> Vec<&(dyn ToSql + Sync)> {
-    arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+/// The arrays as parameters of a statement sent without preparing it first (one round trip):
+/// every column travels as `text[]` and the statement casts it.
+fn params(arrays: &[Vec<Option<String>>]) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    arrays
+        .iter()
+        .map(|a| (a as &(dyn ToSql + Sync), Type::TEXT_ARRAY))
+        .collect()
 }
 
 async fn query(
@@ -228,7 +232,7 @@ async fn query(
     arrays: &[Vec<Option<String>>],
 ) -> Result<Vec<Row>, WriteError> {
     stats.statements += 1;
-    Ok(ctx.tx.query(sql, &params(arrays)).await?)
+    Ok(ctx.tx.query_typed(sql, &params(arrays)).await?)
 }
 
 async fn exec(
@@ -238,7 +242,7 @@ async fn exec(
     arrays: &[Vec<Option<String>>],
 ) -> Result<u64, WriteError> {
     stats.statements += 1;
-    Ok(ctx.tx.execute(sql, &params(arrays)).await?)
+    Ok(ctx.tx.execute_typed(sql, &params(arrays)).await?)
 }
 
 fn version_guard(version: Option<&str>, vtype: &str, param: &str) -> String {
@@ -698,7 +702,14 @@ async fn copy_new_rows(
     );
     let seen = ctx
         .tx
-        .query_one(&probe, &[&collection, &rows.ids, &rows.legacy_ids])
+        .query_typed_one(
+            &probe,
+            &[
+                (&collection, Type::TEXT),
+                (&rows.ids, Type::UUID_ARRAY),
+                (&rows.legacy_ids, Type::TEXT_ARRAY),
+            ],
+        )
         .await?;
     stats.statements += 1;
     if seen.try_get::<_, bool>(0)? {

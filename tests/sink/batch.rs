@@ -32,10 +32,10 @@ async fn many_rows_are_upserted_in_one_batch_with_exact_values() {
     assert!(!out.per_event_fallback);
     assert!(out.checkpoint_moved);
     assert_eq!(out.ids_allocated, 500);
-    // lock (2) + id allocation (every id is new: no lookup) + probe (no row, no tombstone) +
-    // savepoint + COPY + child delete + child insert + supersede + checkpoint: the statement
-    // count does not grow with the number of rows.
-    assert_eq!(out.statements, 10);
+    // lock (3: the stream's first batch creates its checkpoint row) + id allocation (every id is
+    // new: no lookup) + probe (no row, no tombstone) + savepoint + COPY + child delete + child
+    // insert + supersede + checkpoint: the statement count does not grow with the number of rows.
+    assert_eq!(out.statements, 11);
     // 125250 + 500 * 0.123456789012345678, exactly.
     assert_eq!(
         rows(&env.client, "SELECT count(*), sum(balance) FROM users").await,
@@ -71,6 +71,55 @@ async fn many_rows_are_upserted_in_one_batch_with_exact_values() {
     assert_eq!(
         (out.id_cache_hits, out.id_cache_misses, out.ids_allocated),
         (3, 0, 0)
+    );
+
+    // Updates after a restart (a cold cache): their entries are read, none is allocated again,
+    // in one statement for the whole batch; the checkpoint row exists, so the lock is one
+    // statement too.
+    let ids_before = rows(
+        &env.client,
+        "SELECT string_agg(new_id::text, ',' ORDER BY legacy_object_id) FROM id_map",
+    )
+    .await;
+    let mut sink = env.sink.fork();
+    let updates: Vec<_> = (1..=500)
+        .map(|n| {
+            ops_item(
+                "users",
+                Operation::Update,
+                n,
+                102,
+                vec![user(n, &format!("u{n}@x"), "2", 102, &["k1"])],
+            )
+        })
+        .collect();
+    let out = sink
+        .apply_batch(&mut env.client, "users", 0, updates, Some(position(102)))
+        .await
+        .unwrap();
+    assert_eq!(out.applied.get("update"), Some(&500));
+    assert_eq!(
+        (out.id_cache_hits, out.id_cache_misses, out.ids_allocated),
+        (0, 500, 0)
+    );
+    // lock + id lookup + upsert + child delete + child insert + supersede + checkpoint.
+    assert_eq!(out.statements, 7);
+    assert_eq!(
+        rows(
+            &env.client,
+            "SELECT string_agg(new_id::text, ',' ORDER BY legacy_object_id) FROM id_map",
+        )
+        .await,
+        ids_before
+    );
+    assert_eq!(
+        rows(
+            &env.client,
+            "SELECT count(*), sum(balance), count(*) FILTER (WHERE u.id = m.new_id) FROM users u
+             JOIN id_map m ON m.collection = 'users' AND m.legacy_object_id = u.legacy_object_id"
+        )
+        .await,
+        vec!["500|1000.000000000000000000|500".to_string()]
     );
 }
 

@@ -16,6 +16,7 @@ pub use query::{GapFilter, GapView};
 
 use std::collections::HashMap;
 
+use tokio_postgres::types::Type;
 use tokio_postgres::GenericClient;
 
 use crate::event::{ChangeEvent, ClusterTime};
@@ -184,7 +185,14 @@ pub async fn supersede<C: GenericClient>(
            AND g.kind <> 'immutable_change'"
     );
     client
-        .execute(&sql, &[&collection, &key, &time])
+        .execute_typed(
+            &sql,
+            &[
+                (&collection, Type::TEXT_ARRAY),
+                (&key, Type::TEXT_ARRAY),
+                (&time, Type::INT8_ARRAY),
+            ],
+        )
         .await
         .map_err(|e| SinkError::pg("superseding gaps", e))
 }
