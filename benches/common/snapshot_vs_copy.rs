@@ -213,6 +213,34 @@ impl Copy<'_> {
     }
 }
 
+/// Starts mongosim on a runtime and threads of its own, as a MongoDB server runs in a process of
+/// its own: the operating system shares the cores between it and the replicator, instead of the
+/// replicator's tasks waiting behind the simulator's on the same runtime. It serves until the
+/// benchmark process ends (or `SimHandle::shutdown`).
+pub async fn start_sim_apart(config: mongosim::SimConfig) -> BenchResult<mongosim::SimHandle> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("mongosim".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .thread_name("mongosim-rt")
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let _ = tx.send(mongosim::start(config).await);
+                std::future::pending::<()>().await
+            })
+        })?;
+    Ok(rx.await??)
+}
+
 /// Loads `n` payments and times their initial snapshot against `\copy` of the same rows.
 pub async fn snapshot_vs_copy(n: usize) -> BenchResult<SnapshotCopyReport> {
     let (repl_db, copy_db) = (
@@ -221,7 +249,7 @@ pub async fn snapshot_vs_copy(n: usize) -> BenchResult<SnapshotCopyReport> {
     );
     repl_db.apply_reference_schema().await;
     copy_db.apply_reference_schema().await;
-    let sim = mongosim::start(mongosim::SimConfig::default()).await?;
+    let sim = start_sim_apart(mongosim::SimConfig::default()).await?;
     let result = run(n, &repl_db, &copy_db, &sim.uri()).await;
     sim.shutdown().await;
     drop(repl_db);

@@ -127,37 +127,13 @@ pub fn oid_of(doc: &Document) -> BenchResult<ObjectId> {
 }
 
 /// A mongosim with a history window large enough for every section's backlog.
-///
-/// It runs on a runtime and threads of its own, as a MongoDB server runs in a process of its own:
-/// the operating system shares the cores between it and the replicator, instead of the
-/// replicator's tasks waiting behind the simulator's on the same runtime.
+/// It runs on a runtime and threads of its own (`start_sim_apart`).
 pub async fn start_sim() -> BenchResult<mongosim::SimHandle> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("mongosim".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .thread_name("mongosim-rt")
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let started = mongosim::start(mongosim::SimConfig {
-                    window: 4_000_000,
-                    ..mongosim::SimConfig::default()
-                })
-                .await;
-                let _ = tx.send(started);
-                std::future::pending::<()>().await
-            })
-        })?;
-    Ok(rx.await??)
+    crate::snapshot_vs_copy::start_sim_apart(mongosim::SimConfig {
+        window: 4_000_000,
+        ..mongosim::SimConfig::default()
+    })
+    .await
 }
 
 /// The shipped reference mapping (its batch settings unchanged) pointed at `mongo_db`.
