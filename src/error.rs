@@ -27,6 +27,9 @@ pub enum StreamError {
     /// The reader task ended unexpectedly (it panicked or was cancelled).
     #[error("stream reader task of {0} ended unexpectedly")]
     ReaderGone(String),
+    /// The stream's own bookkeeping broke (a bug): the stream restarts from its checkpoint.
+    #[error("internal error of the stream: {0}")]
+    Internal(String),
     /// The copy before streaming (or the re-copy after lost history) failed.
     #[error("snapshot of {collection} failed: {source}")]
     Snapshot {

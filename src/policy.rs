@@ -81,6 +81,7 @@ pub fn decide(stream: &str, err: &StreamError) -> Decision {
         }
         StreamError::Invalidated { .. } => (Cause::Fatal, "invalidated"),
         StreamError::ReaderGone(_) => (Cause::Transient, "reader"),
+        StreamError::Internal(_) => (Cause::Transient, "internal"),
         StreamError::Snapshot { source, .. } => snapshot_cause(source),
     };
     let action = match cause {

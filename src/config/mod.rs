@@ -188,6 +188,9 @@ pub struct StreamConfig {
     pub max_await_ms: u64,
     /// How often an idle stream advances its checkpoint through the post-batch resume token.
     pub heartbeat_interval_ms: u64,
+    /// Resolve the next batch's ids on a second Postgres connection while a batch is written
+    /// (one more connection per stream); false: one batch at a time on one connection.
+    pub resolve_ahead: bool,
 }
 
 impl Default for StreamConfig {
@@ -201,6 +204,7 @@ impl Default for StreamConfig {
             pre_images: false,
             max_await_ms: DEFAULT_MAX_AWAIT_MS,
             heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            resolve_ahead: true,
         }
     }
 }

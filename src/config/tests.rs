@@ -473,3 +473,19 @@ fn group_validation_names_the_group() {
     // A group may carry the name of one of its own members.
     with_groups("[streams.users]\ncollections = [\"users\", \"payments\"]\n").expect("valid");
 }
+
+#[test]
+fn stream_resolve_ahead_is_on_by_default_and_can_be_turned_off() {
+    let base = "[source]\ndatabase = \"db\"\n[collections.users]\ntable = \"users\"\n\
+                columns = [{ column = \"email\", path = \"email\", type = \"text\" }]\n[stream]\n";
+    assert!(parse(base).expect("parses").stream.resolve_ahead);
+    let config = parse(&format!("{base}resolve_ahead = false\n")).expect("valid");
+    assert!(!config.stream.resolve_ahead);
+    match parse(&format!("{base}resolve_ahead = \"yes\"\n")) {
+        Err(ConfigError::Parse { source, .. }) => {
+            let message = source.to_string();
+            assert!(message.contains("resolve_ahead"), "{message}");
+        }
+        other => panic!("a string is not a boolean: {other:?}"),
+    }
+}

@@ -2,10 +2,19 @@
 //! or idle heartbeat, applies each through `Sink::apply_batch` (rows, gaps and checkpoint in one
 //! transaction) and reports it to the metrics. It stops on shutdown, an operator reset, a reader
 //! failure or the end of the stream, flushing what it holds first (except after a reset).
+//!
+//! With a second connection (`[stream] resolve_ahead`), batches overlap: while batch N is written
+//! and committed on the stream's connection, the consumer goes on receiving, cuts batch N+1 and
+//! resolves its ids on the second connection (`Sink::resolve_ahead`, committed on their own); only
+//! then does it wait for N to land, and hands N+1 to the stream's connection. Batches still land
+//! one at a time and in stream order: N+1 is written only once N has committed, and a failed N
+//! stops the stream before N+1 is written.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
@@ -14,7 +23,7 @@ use super::{BatchLimits, StreamExit};
 use crate::error::StreamError;
 use crate::event::{ClusterTime, Operation, Position, TxnId};
 use crate::metrics::Metrics;
-use crate::sink::BatchItem;
+use crate::sink::{BatchItem, BatchOutcome, Sink, SinkError};
 
 /// The batch being assembled.
 #[derive(Default)]
@@ -76,8 +85,13 @@ pub struct Consumer<'a> {
     pub stream: &'a str,
     pub epoch: i64,
     pub limits: BatchLimits,
-    pub client: &'a mut tokio_postgres::Client,
-    pub sink: &'a mut crate::sink::Sink,
+    /// The stream's connection (it holds the stream's lease): batches are written on it.
+    pub client: tokio_postgres::Client,
+    /// A second connection on which the next batch's ids are resolved while a batch is written
+    /// (None: one batch at a time, ids resolved in the batch's own transaction).
+    pub ids_client: Option<tokio_postgres::Client>,
+    /// The stream's sink, with its id cache.
+    pub sink: Sink,
     pub metrics: &'a Metrics,
     /// Notified when an operator reset this stream's position.
     pub restart: Arc<tokio::sync::Notify>,
@@ -85,9 +99,72 @@ pub struct Consumer<'a> {
     pub heartbeat_interval: Duration,
 }
 
+/// What a batch being written gives back when it has landed: the connection and the sink it was
+/// written with, and its outcome.
+type Landed = (
+    tokio_postgres::Client,
+    Sink,
+    Result<BatchOutcome, SinkError>,
+);
+
+/// A batch being written (and committed) on the stream's connection.
+struct InFlight {
+    landing: Pin<Box<dyn Future<Output = Landed> + Send>>,
+    events: usize,
+    end: Option<Position>,
+    newest_event: BTreeMap<String, ClusterTime>,
+    newest_wall: Option<SystemTime>,
+    started: Instant,
+}
+
+/// The consumer at work: its settings, the connections and sinks not lent to a batch in flight,
+/// and that batch.
+struct Running<'a> {
+    stream: &'a str,
+    epoch: i64,
+    limits: BatchLimits,
+    metrics: &'a Metrics,
+    restart: Arc<tokio::sync::Notify>,
+    heartbeat_interval: Duration,
+    /// The stream's connection, while no batch holds it.
+    client: Option<tokio_postgres::Client>,
+    ids_client: Option<tokio_postgres::Client>,
+    /// The sink that resolves ids (and writes, when batches do not overlap), while no batch
+    /// holds it.
+    sink: Option<Sink>,
+    /// With overlapping batches: the sink batches are written with (a fork of `sink`; their
+    /// ids are resolved ahead), while no batch holds it.
+    writer: Option<Sink>,
+    in_flight: Option<InFlight>,
+}
+
 impl Consumer<'_> {
     /// Drive the consumer until shutdown, a reader failure, or the end of the stream.
     pub async fn run(
+        self,
+        rx: mpsc::Receiver<ItemOut>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<StreamExit, StreamError> {
+        let writer = self.ids_client.as_ref().map(|_| self.sink.fork());
+        let mut running = Running {
+            stream: self.stream,
+            epoch: self.epoch,
+            limits: self.limits,
+            metrics: self.metrics,
+            restart: self.restart,
+            heartbeat_interval: self.heartbeat_interval,
+            client: Some(self.client),
+            ids_client: self.ids_client,
+            sink: Some(self.sink),
+            writer,
+            in_flight: None,
+        };
+        running.run(rx, shutdown).await
+    }
+}
+
+impl Running<'_> {
+    async fn run(
         &mut self,
         mut rx: mpsc::Receiver<ItemOut>,
         mut shutdown: watch::Receiver<bool>,
@@ -98,16 +175,28 @@ impl Consumer<'_> {
                 .started
                 .map(|t| t + self.limits.max_wait)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let landing_due = self.in_flight.is_some();
+            let in_flight = &mut self.in_flight;
+            let landing = std::future::poll_fn(|cx| match in_flight {
+                Some(f) => f.landing.as_mut().poll(cx),
+                None => std::task::Poll::Pending,
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
                     self.flush(&mut pending).await?;
+                    self.land().await?;
                     return Ok(StreamExit::Shutdown);
                 }
                 _ = self.restart.notified() => {
                     // The stored position changed under us: what is pending belongs to the old
-                    // position, so it is dropped, and the stream reopens from the new one.
+                    // position, so it is dropped (a batch in flight rolls back unless it has
+                    // committed; its epoch check refuses it otherwise), and the stream reopens
+                    // from the new one.
                     return Ok(StreamExit::Restart);
+                }
+                landed = landing, if landing_due => {
+                    self.landed(landed)?;
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if pending.started.is_some() => {
                     self.flush(&mut pending).await?;
@@ -115,6 +204,7 @@ impl Consumer<'_> {
                 received = rx.recv() => {
                     let Some(ItemOut(item, reserved)) = received else {
                         self.flush(&mut pending).await?;
+                        self.land().await?;
                         return Err(StreamError::ReaderGone(self.stream.to_string()));
                     };
                     // Out of the channel: its bytes no longer count against the reader's budget.
@@ -153,6 +243,7 @@ impl Consumer<'_> {
                             if ends {
                                 pending.open_txn = None;
                                 self.flush(&mut pending).await?;
+                                self.land().await?;
                                 return Err(StreamError::Invalidated { collection, operation });
                             }
                             // Group commit: a batch grows only while more is waiting; it is cut
@@ -182,7 +273,7 @@ impl Consumer<'_> {
                                 .is_none_or(|t| t.elapsed() >= self.heartbeat_interval);
                             if !pending.items.is_empty() || idle_write_due {
                                 self.flush(&mut pending).await?;
-                            } else if let Some(end) = &pending.end {
+                            } else if let (Some(end), None) = (&pending.end, &self.in_flight) {
                                 // Nothing left to apply up to this heartbeat: the lag gauge says
                                 // so even before the next idle checkpoint write.
                                 let at = std::time::UNIX_EPOCH
@@ -192,6 +283,7 @@ impl Consumer<'_> {
                         }
                         Item::Failed(e) => {
                             self.flush(&mut pending).await?;
+                            self.land().await?;
                             return Err(e);
                         }
                     }
@@ -200,8 +292,10 @@ impl Consumer<'_> {
         }
     }
 
-    /// Applies what is pending, except an open transaction's events: those stay pending, and
-    /// the checkpoint stops before them.
+    /// Hands what is pending to the stream's connection, except an open transaction's events:
+    /// those stay pending, and the checkpoint stops before them. With overlapping batches, the
+    /// batch's ids are resolved first, while the batch before it may still be landing; otherwise
+    /// the batch lands before this returns.
     async fn flush(&mut self, pending: &mut PendingBatch) -> Result<(), StreamError> {
         let (items, end) = match pending.open_txn.as_mut() {
             None => {
@@ -231,9 +325,8 @@ impl Consumer<'_> {
                 (done, end)
             }
         };
-        let n = items.len();
         let mut newest_event: BTreeMap<String, ClusterTime> = BTreeMap::new();
-        let mut newest_wall: Option<std::time::SystemTime> = None;
+        let mut newest_wall: Option<SystemTime> = None;
         for b in &items {
             let t = newest_event.entry(b.event.collection.clone()).or_default();
             *t = (*t).max(b.event.cluster_time);
@@ -241,18 +334,114 @@ impl Consumer<'_> {
                 newest_wall = newest_wall.max(Some(wall.to_system_time()));
             }
         }
-        let started = Instant::now();
-        let outcome = self
-            .sink
-            .apply_batch(self.client, self.stream, self.epoch, items, end.clone())
-            .await?;
+        // Handed over: a heartbeat at this position or before it is not written again, and
+        // should this batch fail the stream stops before anything else is written.
         if let Some(p) = &end {
             pending.committed = Some(position_key(p));
         }
         pending.last_commit = Some(Instant::now());
+
+        // The ids are resolved on the second connection while the batch before lands on the
+        // stream's connection; one batch lands at a time, in stream order.
+        let resolve = {
+            let ids_client = self.ids_client.as_mut();
+            let sink = self.sink.as_mut();
+            let items = &items;
+            async move {
+                match (ids_client, sink) {
+                    (Some(ids), Some(sink)) => sink.resolve_ahead(ids, items).await.map(Some),
+                    _ => Ok(None),
+                }
+            }
+        };
+        let landing = {
+            let in_flight = &mut self.in_flight;
+            async move {
+                match in_flight {
+                    Some(f) => Some(f.landing.as_mut().await),
+                    None => None,
+                }
+            }
+        };
+        let (ahead, landed) = futures::join!(resolve, landing);
+        if let Some(landed) = landed {
+            self.landed(landed)?;
+        }
+        let ahead = ahead?;
+        let (Some(mut client), Some(mut sink)) = (
+            self.client.take(),
+            if ahead.is_some() {
+                self.writer.take()
+            } else {
+                self.sink.take()
+            },
+        ) else {
+            return Err(StreamError::Internal(
+                "the stream's connection is held by no batch and missing".into(),
+            ));
+        };
+        let stream = self.stream.to_string();
+        let epoch = self.epoch;
+        let events = items.len();
+        let landing_end = end.clone();
+        let landing = Box::pin(async move {
+            let outcome = match ahead {
+                Some(resolved) => {
+                    sink.apply_batch_resolved(
+                        &mut client,
+                        &stream,
+                        epoch,
+                        items,
+                        landing_end,
+                        resolved,
+                    )
+                    .await
+                }
+                None => {
+                    sink.apply_batch(&mut client, &stream, epoch, items, landing_end)
+                        .await
+                }
+            };
+            (client, sink, outcome)
+        });
+        self.in_flight = Some(InFlight {
+            landing,
+            events,
+            end,
+            newest_event,
+            newest_wall,
+            started: Instant::now(),
+        });
+        if self.ids_client.is_none() {
+            self.land().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch in flight, if any, to land.
+    async fn land(&mut self) -> Result<(), StreamError> {
+        if let Some(f) = self.in_flight.as_mut() {
+            let landed = f.landing.as_mut().await;
+            self.landed(landed)?;
+        }
+        Ok(())
+    }
+
+    /// A batch has landed: its connection and sink come back, and it is reported.
+    fn landed(&mut self, (client, sink, outcome): Landed) -> Result<(), StreamError> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        self.client = Some(client);
+        if self.sink.is_none() {
+            self.sink = Some(sink);
+        } else {
+            self.writer = Some(sink);
+        }
+        let outcome = outcome?;
         tracing::debug!(
-            events = n,
-            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            events = f.events,
+            took_ms = f.started.elapsed().as_secs_f64() * 1e3,
             applied = ?outcome.applied,
             gapped = ?outcome.gapped,
             skipped = ?outcome.skipped,
@@ -263,12 +452,12 @@ impl Consumer<'_> {
             self.metrics,
             self.stream,
             &outcome,
-            end.as_ref(),
-            &newest_event,
-            n,
-            started.elapsed(),
+            f.end.as_ref(),
+            &f.newest_event,
+            f.events,
+            f.started.elapsed(),
         );
-        if let Some(wall) = newest_wall {
+        if let Some(wall) = f.newest_wall {
             self.metrics.applied_until(self.stream, wall);
         }
         Ok(())

@@ -127,12 +127,26 @@ pub async fn run_stream_once(
         max_wait: Duration::from_millis(stream_cfg.batch_max_wait_ms),
     };
     let restart = ctx.restart.get(collection).cloned().unwrap_or_default();
-    let mut consumer = Consumer {
+    // The second connection on which the next batch's ids are resolved while a batch is written.
+    let ids_client = if stream_cfg.resolve_ahead {
+        let (ids, conn) = connect_pg(&ctx.pg_url)
+            .await
+            .map_err(StreamError::PgConnect)?;
+        Some((ids, conn))
+    } else {
+        None
+    };
+    let (ids_client, _ids_conn) = match ids_client {
+        Some((c, conn)) => (Some(c), Some(conn)),
+        None => (None, None),
+    };
+    let consumer = Consumer {
         stream: collection,
         epoch,
         limits,
-        client: &mut client,
-        sink: &mut sink,
+        client,
+        ids_client,
+        sink,
         metrics: &ctx.metrics,
         restart,
         heartbeat_interval: Duration::from_millis(stream_cfg.heartbeat_interval_ms),

@@ -232,7 +232,70 @@ impl Sink {
             Some(p) => Finish::Advance(p),
             None => Finish::Nothing,
         };
-        self.apply(client, stream, epoch, items, finish).await
+        self.apply(client, stream, epoch, items, finish, None).await
+    }
+
+    /// Resolves the ids of `items` through id_map in a transaction of its own on `client`, and
+    /// commits it: what `apply_batch_resolved` needs to write the batch. A stream resolves its
+    /// next batch this way on a second connection while the batch before it is written. An
+    /// entry committed without its row is what a reference leaves anyway; the write paths never
+    /// touch id_map, so the batch being written cannot hold anything this waits for.
+    pub async fn resolve_ahead(
+        &mut self,
+        client: &mut Client,
+        items: &[BatchItem],
+    ) -> Result<Resolved, SinkError> {
+        self.resolve_requests(client, IdRequests::of(items)).await
+    }
+
+    async fn resolve_requests(
+        &mut self,
+        client: &mut Client,
+        requests: IdRequests,
+    ) -> Result<Resolved, SinkError> {
+        if requests.refs.is_empty() && requests.owners.is_empty() {
+            return Ok(Resolved(idmap::Resolution::default()));
+        }
+        let ids = client
+            .transaction()
+            .await
+            .map_err(|e| SinkError::pg("beginning the id allocation", e))?;
+        let mut resolution = idmap::resolve(
+            &ids,
+            &self.names.id_map,
+            &mut self.cache,
+            requests.refs,
+            &requests.owners,
+            requests.likely,
+        )
+        .await?;
+        ids.commit()
+            .await
+            .map_err(|e| SinkError::pg("committing the id allocation", e))?;
+        resolution.statements += 2;
+        for (r, id, owner) in std::mem::take(&mut resolution.fresh) {
+            self.cache.insert_owned(r, id, owner);
+        }
+        Ok(Resolved(resolution))
+    }
+
+    /// `apply_batch` for a batch whose ids `resolve_ahead` resolved (on any connection, with
+    /// any sink of the same mapping).
+    pub async fn apply_batch_resolved(
+        &mut self,
+        client: &mut Client,
+        stream: &str,
+        epoch: i64,
+        items: Vec<BatchItem>,
+        end: Option<Position>,
+        resolved: Resolved,
+    ) -> Result<BatchOutcome, SinkError> {
+        let finish = match end {
+            Some(p) => Finish::Advance(p),
+            None => Finish::Nothing,
+        };
+        self.apply(client, stream, epoch, items, finish, Some(resolved))
+            .await
     }
 
     /// Applies one page of a copy of `stream` in one transaction and records, as its last
@@ -265,7 +328,7 @@ impl Sink {
             last_id,
             turn,
         };
-        self.apply(client, stream, epoch, items, finish).await
+        self.apply(client, stream, epoch, items, finish, None).await
     }
 
     async fn apply(
@@ -275,6 +338,7 @@ impl Sink {
         epoch: i64,
         items: Vec<BatchItem>,
         finish: Finish<'_>,
+        ahead: Option<Resolved>,
     ) -> Result<BatchOutcome, SinkError> {
         let started = Instant::now();
         let mut out = BatchOutcome::default();
@@ -302,63 +366,22 @@ impl Sink {
             }
         };
 
-        let refs: BTreeSet<LegacyRef> =
-            work.iter()
-                .flat_map(|&i| ops_of(i))
-                .fold(BTreeSet::new(), |mut acc, op| {
-                    collect_refs(op, &mut acc);
-                    acc
-                });
-        let owners: Vec<(LegacyRef, IdType)> = work
-            .iter()
-            .filter_map(|&i| {
-                let t = IdType::of(items[i].event.document_key.as_ref()?)?;
-                Some(ops_of(i).iter().map(move |op| (op_key(op).clone(), t)))
-            })
-            .flatten()
-            .collect();
-        // Inserts and copies bring documents id_map has not seen yet; anything else mostly
-        // documents it has.
-        let new_documents = work
-            .iter()
-            .filter(|&&i| {
-                matches!(
-                    items[i].event.operation,
-                    Operation::Insert | Operation::Snapshot
-                )
-            })
-            .count();
-        let likely = if new_documents * 2 >= work.len() {
-            idmap::Likely::New
-        } else {
-            idmap::Likely::Known
-        };
+        let requests = IdRequests::of(&items);
+        // Ids resolved ahead (a stream's batch, on its second connection) are committed already.
         // A copy's pages are written at once on several connections, and a page waits for the
         // page before it with its transaction open: its id_map entries are allocated (and
         // claimed) first in a transaction of their own, so that no page ever holds an uncommitted
         // entry the page before it would wait for. An entry without its row is what a reference
         // leaves anyway.
-        let (mut tx, resolution) = if matches!(finish, Finish::SnapshotProgress { .. }) {
-            let ids = client
+        let (mut tx, resolution) = if let Some(Resolved(resolution)) = ahead {
+            let tx = client
                 .transaction()
                 .await
-                .map_err(|e| SinkError::pg("beginning the id allocation", e))?;
-            let mut resolution = idmap::resolve(
-                &ids,
-                &self.names.id_map,
-                &mut self.cache,
-                refs,
-                &owners,
-                likely,
-            )
-            .await?;
-            ids.commit()
-                .await
-                .map_err(|e| SinkError::pg("committing the id allocation", e))?;
-            out.statements += 2;
-            for (r, id, owner) in std::mem::take(&mut resolution.fresh) {
-                self.cache.insert_owned(r, id, owner);
-            }
+                .map_err(|e| SinkError::pg("beginning the batch transaction", e))?;
+            out.statements += checkpoint::lock(&tx, &self.names.checkpoints, stream, epoch).await?;
+            (tx, resolution)
+        } else if matches!(finish, Finish::SnapshotProgress { .. }) {
+            let Resolved(resolution) = self.resolve_requests(client, requests).await?;
             let tx = client
                 .transaction()
                 .await
@@ -378,9 +401,9 @@ impl Sink {
                     &tx,
                     &self.names.id_map,
                     &mut self.cache,
-                    refs,
-                    &owners,
-                    likely,
+                    requests.refs,
+                    &requests.owners,
+                    requests.likely,
                 ),
             )?;
             out.statements += lock_statements;
@@ -734,6 +757,58 @@ fn is_referring_to(op: &RowOp, rows: &std::collections::HashSet<LegacyRef>) -> b
         refs.remove(key);
     }
     refs.iter().any(|r| rows.contains(r))
+}
+
+/// A batch's ids, resolved and committed ahead of its write (`Sink::resolve_ahead`).
+#[derive(Debug)]
+pub struct Resolved(idmap::Resolution);
+
+/// What a batch asks of id_map: every legacy id its rows write or refer to, and each document
+/// key with its `_id` type (in stream order), from the events that have row operations.
+struct IdRequests {
+    refs: BTreeSet<LegacyRef>,
+    owners: Vec<(LegacyRef, IdType)>,
+    likely: idmap::Likely,
+}
+
+impl IdRequests {
+    fn of(items: &[BatchItem]) -> IdRequests {
+        let work: Vec<(&ChangeEvent, &[RowOp])> = items
+            .iter()
+            .filter_map(|item| match &item.mapped {
+                Ok(Mapped::Ops(ops)) if !ops.is_empty() => Some((&item.event, ops.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let mut refs = BTreeSet::new();
+        for op in work.iter().flat_map(|(_, ops)| *ops) {
+            collect_refs(op, &mut refs);
+        }
+        let owners = work
+            .iter()
+            .filter_map(|(event, ops)| {
+                let t = IdType::of(event.document_key.as_ref()?)?;
+                Some(ops.iter().map(move |op| (op_key(op).clone(), t)))
+            })
+            .flatten()
+            .collect();
+        // Inserts and copies bring documents id_map has not seen yet; anything else mostly
+        // documents it has.
+        let new_documents = work
+            .iter()
+            .filter(|(event, _)| matches!(event.operation, Operation::Insert | Operation::Snapshot))
+            .count();
+        let likely = if new_documents * 2 >= work.len() {
+            idmap::Likely::New
+        } else {
+            idmap::Likely::Known
+        };
+        IdRequests {
+            refs,
+            owners,
+            likely,
+        }
+    }
 }
 
 /// How long a copy's page waits, its rows written, for the page before it to commit.

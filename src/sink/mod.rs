@@ -31,7 +31,7 @@ pub mod tombstones;
 pub mod verify_results;
 mod write;
 
-pub use batch::{gap_kind_for_sqlstate, BatchItem, BatchOutcome, PageTurn, Sink};
+pub use batch::{gap_kind_for_sqlstate, BatchItem, BatchOutcome, PageTurn, Resolved, Sink};
 pub use checkpoint::{Checkpoint, SnapshotState};
 pub use error::SinkError;
 pub use gaps::{record_gaps, GapRecord};

@@ -11,6 +11,7 @@ mod core;
 mod groups;
 mod lifecycle;
 mod replay;
+mod resolve_ahead;
 mod restart;
 mod timing;
 mod tls_postgres;
