@@ -4,7 +4,7 @@
 //! Sections, in order (each on a fresh Postgres database with the reference schema, sources in one
 //! in-process mongosim over TCP; the replicator in-process except for the backlog section, which
 //! runs the real binary):
-//! 1. streaming inserts of N payments vs Postgres' server-side upsert of the same rows;
+//! 1. streaming inserts of N payments vs Postgres' server-side upsert of the same rows (best of three);
 //! 2. a queued backlog of N updates drained after a restart, vs the insert rate;
 //! 3. a naive per-event replicator (driver `watch` + one autocommit upsert per event);
 //! 4. end-to-end lag at a steady 2,000 inserts/s (p50, p99) and the idle lag metric;

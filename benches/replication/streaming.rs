@@ -236,14 +236,10 @@ async fn server_side_upsert(pg: &tokio_postgres::Client) -> BenchResult<Duration
         .iter()
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
-    for statement in [
-        "CREATE TABLE public.bench_staging AS SELECT * FROM payments",
-        "DELETE FROM payments",
-        "VACUUM ANALYZE payments",
-        "ANALYZE public.bench_staging",
-    ] {
-        pg.batch_execute(statement).await?;
-    }
+    pg.batch_execute(
+        "CREATE TABLE public.bench_staging AS SELECT * FROM payments; ANALYZE public.bench_staging",
+    )
+    .await?;
     let want = count(pg, "SELECT count(*) FROM public.bench_staging").await?;
     let sql = format!(
         "INSERT INTO payments SELECT * FROM public.bench_staging \
@@ -251,11 +247,19 @@ async fn server_side_upsert(pg: &tokio_postgres::Client) -> BenchResult<Duration
          WHERE payments.source_version IS NULL OR payments.source_version <= EXCLUDED.source_version",
         set.join(", ")
     );
-    let started = Instant::now();
-    let written = pg.execute(&sql, &[]).await?;
-    let elapsed = started.elapsed();
-    if written as i64 != want {
-        return Err(format!("server-side upsert wrote {written} rows, expected {want}").into());
+    // The best of three runs into the emptied table: the baseline moved by up to a factor of two
+    // between single runs on this machine (checkpoints, autovacuum), the best one is the limit.
+    let mut best: Option<Duration> = None;
+    for _ in 0..3 {
+        pg.batch_execute("DELETE FROM payments").await?;
+        pg.batch_execute("VACUUM ANALYZE payments").await?;
+        let started = Instant::now();
+        let written = pg.execute(&sql, &[]).await?;
+        let elapsed = started.elapsed();
+        if written as i64 != want {
+            return Err(format!("server-side upsert wrote {written} rows, expected {want}").into());
+        }
+        best = Some(best.map_or(elapsed, |b| b.min(elapsed)));
     }
-    Ok(elapsed)
+    best.ok_or_else(|| "no server-side upsert run".into())
 }
