@@ -228,11 +228,8 @@ impl Sink {
         items: Vec<BatchItem>,
         end: Option<Position>,
     ) -> Result<BatchOutcome, SinkError> {
-        let finish = match end {
-            Some(p) => Finish::Advance(p),
-            None => Finish::Nothing,
-        };
-        self.apply(client, stream, epoch, items, finish, None).await
+        self.apply(client, stream, epoch, items, Finish::moving_to(end), None)
+            .await
     }
 
     /// Resolves the ids of `items` through id_map in a transaction of its own on `client`, and
@@ -290,12 +287,15 @@ impl Sink {
         end: Option<Position>,
         resolved: Resolved,
     ) -> Result<BatchOutcome, SinkError> {
-        let finish = match end {
-            Some(p) => Finish::Advance(p),
-            None => Finish::Nothing,
-        };
-        self.apply(client, stream, epoch, items, finish, Some(resolved))
-            .await
+        self.apply(
+            client,
+            stream,
+            epoch,
+            items,
+            Finish::moving_to(end),
+            Some(resolved),
+        )
+        .await
     }
 
     /// Applies one page of a copy of `stream` in one transaction and records, as its last
@@ -830,6 +830,16 @@ enum Finish<'a> {
         last_id: &'a bson::Bson,
         turn: Option<PageTurn>,
     },
+}
+
+impl Finish<'_> {
+    /// A stream batch's end: move the checkpoint to `end`, if any.
+    fn moving_to(end: Option<Position>) -> Self {
+        match end {
+            Some(p) => Finish::Advance(p),
+            None => Finish::Nothing,
+        }
+    }
 }
 
 /// A per-event rejection: the event becomes a gap.
