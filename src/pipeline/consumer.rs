@@ -31,9 +31,10 @@ struct PendingBatch {
     items: Vec<BatchItem>,
     end: Option<Position>,
     started: Option<Instant>,
-    /// The last position committed, so idle heartbeats that do not advance are not written.
+    /// The last position handed to the stream's connection (committed, or landing: a batch that
+    /// fails stops the stream), so idle heartbeats that do not advance are not written.
     committed: Option<(ClusterTime, String)>,
-    /// When the last batch committed.
+    /// When the last batch was handed to the stream's connection.
     last_commit: Option<Instant>,
     /// The MongoDB transaction the last event belongs to, while more of it may follow.
     open_txn: Option<OpenTxn>,
